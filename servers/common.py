@@ -1,0 +1,107 @@
+"""What every server under test shares: the fairness contract, the command line and the life cycle.
+
+Each server module only says how its library starts listening with the contract's settings; this
+module parses ``--host/--port/--loop``, prints ``READY <port>`` once listening and stops cleanly
+on SIGTERM or SIGINT. Keeping that here is what lets the four servers read alike side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+# --- The fairness contract -------------------------------------------------------------------
+# Every server and the generator obey these; tests check them against the running servers, and
+# the harness writes them into meta.json. Library defaults differ on each line (see
+# shared/FIELD-NOTES.md), which is why none of them is left to a default.
+
+
+@dataclass(frozen=True)
+class FairnessContract:
+    # permessage-deflate: websockets, aiohttp and uvicorn enable it by default; off everywhere.
+    compression: str = "off"
+    # Largest message a server accepts, the same everywhere (websockets' and engineio's default
+    # are 1 MiB and 1,000,000 bytes; aiohttp's 4 MiB; uvicorn's 16 MiB).
+    max_message_bytes: int = 1 << 20
+    # Raw WebSocket keepalive pings: off on the servers (the generator answers pings anyway).
+    websocket_ping_interval_s: float | None = None
+    # Engine.IO's heartbeat is part of the protocol and cannot be turned off: it is pushed out
+    # beyond any run, so no heartbeat traffic falls inside a measurement.
+    engineio_ping_interval_s: float = 3600.0
+    engineio_ping_timeout_s: float = 60.0
+    # Message scenarios use the WebSocket transport only; polling is a scenario of its own.
+    socketio_transports: tuple[str, ...] = ("websocket",)
+    # python-socketio's default: each event is handled in a task of its own. Kept, and recorded.
+    socketio_async_handlers: bool = True
+    # Socket.IO event that the servers echo, and the namespace.
+    socketio_event: str = "echo"
+    socketio_namespace: str = "/"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FAIRNESS = FairnessContract()
+
+LOOPS = ("asyncio", "uvloop")
+
+
+# --- Life cycle ------------------------------------------------------------------------------
+
+
+class RunningServer(Protocol):
+    """What a server module's ``start`` returns."""
+
+    @property
+    def port(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+StartServer = Callable[[str, int], Awaitable[RunningServer]]
+
+
+def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one")
+    parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="event loop")
+    return parser.parse_args(argv)
+
+
+def new_event_loop(loop_name: str) -> asyncio.AbstractEventLoop:
+    if loop_name == "uvloop":
+        import uvloop
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return loop
+    return asyncio.new_event_loop()
+
+
+async def _serve_until_signalled(start: StartServer, host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    server = await start(host, port)
+    # The harness reads this line to learn the port; nothing else goes to stdout.
+    print(f"READY {server.port}", flush=True)
+    await stop.wait()
+    await server.close()
+
+
+def run_server(start: StartServer, description: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point shared by every server module: parse argv, serve until SIGTERM/SIGINT."""
+    args = parse_args(description, argv)
+    try:
+        with asyncio.Runner(loop_factory=lambda: new_event_loop(args.loop)) as runner:
+            runner.run(_serve_until_signalled(start, args.host, args.port))
+    except OSError as exc:  # port in use, address not available
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return 0
