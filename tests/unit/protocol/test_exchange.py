@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from bench.protocol import socketio as sio
+from bench.protocol.exchange import (
+    HEADER_BYTES,
+    Exchange,
+    FrameBuilder,
+    parse_header,
+    payload,
+)
+
+SHAPES = [
+    ("raw", "text", False),
+    ("raw", "binary", False),
+    ("socketio", "text", False),
+    ("socketio", "text", True),
+    ("socketio", "binary", False),
+    ("socketio", "binary", True),
+]
+
+
+@pytest.mark.parametrize(("protocol", "kind", "ack"), SHAPES)
+@pytest.mark.parametrize("size", [24, 32, 1000])
+def test_fast_builder_equals_reference(protocol: str, kind: str, ack: bool, size: int) -> None:
+    exchange = Exchange(protocol, kind, size, ack=ack)  # type: ignore[arg-type]
+    builder = FrameBuilder(exchange)
+    for seq, t_ns in itertools.product([0, 1, 99, 2**32 + 5], [0, 123_456_789_012]):
+        assert builder.frames(seq, t_ns) == exchange.frames(seq, t_ns)
+
+
+def test_payload_header_round_trip_and_size() -> None:
+    body = payload(42, 987_654_321, "text", 32)
+    assert len(body) == 32
+    assert parse_header(body) == (42, 987_654_321)
+    assert body[HEADER_BYTES:].isalpha()
+    binary = payload(1, 2, "binary", 300)
+    assert len(binary) == 300 and set(binary[HEADER_BYTES:]) == set(range(256))
+
+
+def test_socketio_text_frames_are_what_python_socketio_encodes() -> None:
+    exchange = Exchange("socketio", "text", 40)
+    preamble, sent, expected = exchange.frames(5, 77)
+    text = payload(5, 77, "text", 40).decode()
+    assert preamble is None
+    assert sent.decode() == sio.encode_packet(sio.SocketIOPacket(2, data=["echo", text]))
+    assert expected == sent  # the server's echo event is byte-identical
+
+
+def test_socketio_ack_reply_is_an_ack_packet() -> None:
+    exchange = Exchange("socketio", "text", 40, ack=True)
+    _, sent, expected = exchange.frames(9, 77)
+    text = payload(9, 77, "text", 40).decode()
+    assert json.loads(sent[3:]) == ["echo", text] and sent.startswith(b"429[")
+    assert expected.decode() == sio.encode_packet(sio.SocketIOPacket(3, ack_id=9, data=[text]))
+
+
+def test_socketio_binary_needs_placeholder_frames() -> None:
+    exchange = Exchange("socketio", "binary", 64)
+    preamble, body, expected = exchange.frames(3, 5)
+    assert preamble == sio.EventFraming("echo").binary_emit_placeholder().encode()
+    assert body == expected == payload(3, 5, "binary", 64)
+    assert exchange.frames_per_message == 2
+    assert exchange.expected_reply_preamble(3) == preamble
+
+
+def test_every_message_is_unique() -> None:
+    builder = FrameBuilder(Exchange("raw", "text", 32))
+    expected = {builder.frames(seq, 1000)[2] for seq in range(10_000)}
+    assert len(expected) == 10_000
+
+
+def test_rejects_small_payload_and_raw_acks() -> None:
+    with pytest.raises(ValueError, match="minimum"):
+        Exchange("raw", "text", HEADER_BYTES - 1)
+    with pytest.raises(ValueError, match=r"Socket\.IO"):
+        Exchange("raw", "text", 32, ack=True)
