@@ -1,0 +1,219 @@
+"""The generator's connections on picows: handshake, send, verify each echo, record its latency.
+
+``EchoConnection.on_ws_frame`` and ``EchoConnection.send`` are the hot path: per message they
+do one clock read, one dictionary pop (which verifies the echo byte for byte and finds its send
+time), one array append, and in closed loop one template fill and one send. Everything else
+(Engine.IO pings, Socket.IO attachments' placeholders, errors) is handled off that path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import monotonic_ns
+from typing import Any
+
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from bench.load.recorder import LatencyRecorder
+from bench.protocol import socketio as sio
+from bench.protocol.exchange import Exchange, FrameBuilder, parse_header
+
+TEXT = WSMsgType.TEXT
+BINARY = WSMsgType.BINARY
+_PING = sio.EIO_PING.encode()
+_PONG = sio.EIO_PONG.encode()
+MAX_ERROR_SAMPLES = 20
+
+
+class Tally:
+    """What all connections of one worker share: the measurement window and the recorders."""
+
+    def __init__(self) -> None:
+        # Until the start signal, every send is outside any window.
+        self.window_start_ns = 2**62
+        self.window_end_ns = 2**62
+        self.latency = LatencyRecorder()
+        self.send_lag = LatencyRecorder()
+        self.error_samples: list[str] = []
+
+    def note_error(self, text: str) -> None:
+        if len(self.error_samples) < MAX_ERROR_SAMPLES:
+            self.error_samples.append(text)
+
+
+class EchoConnection(WSListener):
+    """One client connection. Raw WebSocket, or Socket.IO over the WebSocket transport."""
+
+    def __init__(self, exchange: Exchange, tally: Tally, closed_loop: bool) -> None:
+        super().__init__()
+        self.transport: WSTransport | None = None
+        self.tally = tally
+        self.record = tally.latency.append
+        builder = FrameBuilder(exchange)
+        self.body_and_reply = builder.body_and_reply
+        self.preamble = builder.preamble
+        self.exchange = exchange
+        self.body_type = BINARY if exchange.payload_kind == "binary" else TEXT
+        self.closed_loop = closed_loop
+        self.window_start_ns = tally.window_start_ns
+        self.window_end_ns = tally.window_end_ns
+        # Expected reply bytes -> intended send time (ns).
+        self.outstanding: dict[bytes, int] = {}
+        self.next_seq = 0
+        self.sent = 0
+        self.received = 0
+        self.unexpected = 0
+        self.disconnected = False
+        self.closing = False
+        # Socket.IO binary echoes arrive as a placeholder text frame, then the attachment.
+        self.has_reply_preamble = exchange.expected_reply_preamble(0) is not None
+        self.reply_preamble: bytes | None = None
+        self.socketio = exchange.protocol == "socketio"
+        self.handshake_step = 0 if self.socketio else 2
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # --- picows callbacks ------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        if not self.socketio:
+            self.ready.set_result(None)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        now = monotonic_ns()
+        data = frame.get_payload_as_bytes()
+        sent_ns = self.outstanding.pop(data, None)
+        if sent_ns is None:
+            self._not_an_echo(frame.msg_type, data)
+            return
+        if self.has_reply_preamble and not self._take_reply_preamble(data):
+            return
+        if sent_ns >= self.window_start_ns:
+            self.received += 1
+            self.record(now - sent_ns)
+        if self.closed_loop:
+            self.send(now)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if not self.closing:
+            self.disconnected = True
+            self.tally.note_error("connection closed by the server during the run")
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("closed during the handshake"))
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def send(self, t_ns: int) -> None:
+        """Send the next message, stamped with intended send time ``t_ns``."""
+        if t_ns >= self.window_end_ns:
+            return
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        body, expected = self.body_and_reply(seq, t_ns)
+        self.outstanding[expected] = t_ns
+        transport = self.transport
+        if self.preamble is not None:
+            transport.send(TEXT, self.preamble(seq))  # type: ignore[union-attr]
+        transport.send(self.body_type, body)  # type: ignore[union-attr]
+        if t_ns >= self.window_start_ns:
+            self.sent += 1
+
+    def start_window(self, start_ns: int, end_ns: int) -> None:
+        self.window_start_ns = start_ns
+        self.window_end_ns = end_ns
+
+    # --- off the hot path ------------------------------------------------------------------
+
+    def _not_an_echo(self, msg_type: WSMsgType, data: bytes) -> None:
+        if msg_type is TEXT and self.socketio:
+            if data == _PING:  # Engine.IO heartbeat: answer, it is not a message.
+                self.transport.send(TEXT, _PONG)  # type: ignore[union-attr]
+                return
+            if self.handshake_step < 2:
+                self._handshake(data)
+                return
+            if self.has_reply_preamble and self.reply_preamble is None:
+                self.reply_preamble = data
+                return
+        if msg_type is WSMsgType.CLOSE or msg_type is WSMsgType.PONG:
+            return
+        self.unexpected += 1
+        self.tally.note_error(f"unexpected frame ({self._describe(data)})")
+
+    def _take_reply_preamble(self, body: bytes) -> bool:
+        preamble, self.reply_preamble = self.reply_preamble, None
+        seq, _ = parse_header(body)
+        expected = self.exchange.expected_reply_preamble(seq)
+        if preamble == expected:
+            return True
+        self.unexpected += 1
+        self.tally.note_error(f"attachment without its placeholder packet (got {preamble!r:.80})")
+        return False
+
+    def _handshake(self, data: bytes) -> None:
+        try:
+            text = data.decode()
+            if self.handshake_step == 0:
+                sio.decode_open(text)
+                self.handshake_step = 1
+                self.transport.send(TEXT, sio.encode_connect().encode())  # type: ignore[union-attr]
+            else:
+                sio.decode_connect_reply(text)
+                self.handshake_step = 2
+                self.ready.set_result(None)
+        except (UnicodeDecodeError, sio.ProtocolError) as exc:
+            if not self.ready.done():
+                self.ready.set_exception(ConnectionError(f"Socket.IO handshake failed: {exc}"))
+
+    def _describe(self, data: bytes) -> str:
+        if len(data) >= 24:
+            try:
+                seq, _ = parse_header(data[-self.exchange.payload_bytes :])
+                if seq < self.next_seq:
+                    return f"duplicate or altered echo of message {seq}"
+            except ValueError:
+                pass
+        return f"{len(data)} bytes: {data[:60]!r}"
+
+    def window_outstanding(self) -> int:
+        start = self.window_start_ns
+        return sum(1 for t in self.outstanding.values() if t >= start)
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None and not self.disconnected:
+            self.transport.send_close()
+            self.transport.disconnect()
+
+
+async def connect(
+    url: str,
+    exchange: Exchange,
+    tally: Tally,
+    closed_loop: bool,
+    timeout_s: float,
+    max_frame_bytes: int,
+    local_addr: tuple[str, int] | None = None,
+) -> tuple[EchoConnection, int]:
+    """Open one connection and finish its handshake; returns it and the set-up time in ns."""
+    started = monotonic_ns()
+    kwargs: dict[str, Any] = {}
+    if local_addr is not None:
+        kwargs["local_addr"] = local_addr
+
+    async def establish() -> EchoConnection:
+        _, listener = await ws_connect(
+            lambda: EchoConnection(exchange, tally, closed_loop),
+            url,
+            websocket_handshake_timeout=timeout_s,
+            enable_auto_ping=False,
+            enable_auto_pong=True,
+            max_frame_size=max_frame_bytes,
+            **kwargs,
+        )
+        assert isinstance(listener, EchoConnection)
+        await listener.ready
+        return listener
+
+    connection = await asyncio.wait_for(establish(), timeout_s)
+    return connection, monotonic_ns() - started

@@ -1,0 +1,118 @@
+"""Starts generator worker processes, starts them together, collects their reports.
+
+The pyperf pattern: each worker gets its plan as one JSON line on stdin and answers with JSON
+lines on stdout. Every wait has a deadline; a worker that dies, fails or hangs fails the run
+with a message naming it, and ``close`` always stops every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from time import monotonic_ns
+from typing import Any
+
+from bench.errors import RunFailed
+from bench.load.plan import WorkerPlan, WorkerReport
+from bench.processes import python_argv, start_process, stop_process
+
+# Delay between the start signal and the first send, so that every worker has read it.
+START_DELAY_S = 0.3
+# Allowance on top of a phase's own length before a worker counts as hung.
+GRACE_S = 20.0
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        plans: list[WorkerPlan],
+        cpus: frozenset[int],
+        log_dir: Path,
+        module: str = "bench.load.worker",
+    ) -> None:
+        self.plans = plans
+        self.module = module
+        self.cpus = cpus
+        self.log_dir = log_dir
+        self.processes: list[asyncio.subprocess.Process] = []
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+    async def spawn_and_connect(self) -> float:
+        """Start the workers and wait until each has opened its connections; returns the
+        slowest worker's connecting time in seconds."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for plan in self.plans:
+            process = await start_process(
+                python_argv(self.module),
+                cpus=self.cpus,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=self.log_dir / f"worker-{plan.worker_index}.log",
+            )
+            self.processes.append(process)
+            assert process.stdin is not None
+            process.stdin.write(plan.to_json().encode() + b"\n")
+            await process.stdin.drain()
+        connect_budget = max(p.connect_timeout_s for p in self.plans) + GRACE_S
+        connect_budget += max(p.connections for p in self.plans) * 0.002
+        answers = await self._gather_events("connected", connect_budget)
+        return max(float(a["connect_s"]) for a in answers)
+
+    async def go(self) -> int:
+        start_ns = monotonic_ns() + int(START_DELAY_S * 1e9)
+        for process in self.processes:
+            assert process.stdin is not None
+            process.stdin.write(f"GO {start_ns}\n".encode())
+            await process.stdin.drain()
+        return start_ns
+
+    async def raw_reports(self) -> list[dict[str, Any]]:
+        plan = self.plans[0]
+        budget = plan.warmup_s + plan.duration_s + plan.drain_timeout_s + START_DELAY_S + GRACE_S
+        answers = await self._gather_events("report", budget)
+        for answer in answers:
+            answer.pop("event")
+        return answers
+
+    async def reports(self) -> list[WorkerReport]:
+        return [WorkerReport.from_dict(answer) for answer in await self.raw_reports()]
+
+    async def close(self) -> None:
+        await asyncio.gather(*(stop_process(p, grace_s=2.0) for p in self.processes))
+
+    async def _gather_events(self, expected: str, timeout_s: float) -> list[dict[str, Any]]:
+        async def read(index: int, process: asyncio.subprocess.Process) -> dict[str, Any]:
+            assert process.stdout is not None
+            line = await process.stdout.readline()
+            if not line:
+                status = await process.wait()
+                raise RunFailed(
+                    f"generator worker {index} exited with status {status} "
+                    f"(log: {self.log_dir / f'worker-{index}.log'})"
+                )
+            try:
+                answer: dict[str, Any] = json.loads(line)
+            except ValueError as exc:
+                raise RunFailed(f"generator worker {index} said {line[:80]!r}") from exc
+            if answer.get("event") == "failed":
+                raise RunFailed(f"generator worker {index}: {answer.get('message')}")
+            if answer.get("event") != expected:
+                raise RunFailed(
+                    f"generator worker {index}: expected {expected!r}, got {answer!r:.80}"
+                )
+            return answer
+
+        tasks = [asyncio.ensure_future(read(i, p)) for i, p in enumerate(self.processes)]
+        try:
+            return await asyncio.wait_for(asyncio.gather(*tasks), timeout_s)
+        except TimeoutError as exc:
+            raise RunFailed(
+                f"generator workers did not report {expected!r} within {timeout_s:.0f} s"
+            ) from exc
+        finally:
+            for task in tasks:
+                task.cancel()

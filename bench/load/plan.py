@@ -1,0 +1,77 @@
+"""What the coordinator tells a worker process to do, and what the worker reports back.
+
+Both travel as one JSON line each over the worker's stdin/stdout (pyperf's manager/worker
+pattern), so they are plain frozen dataclasses of JSON-friendly fields.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Mode = Literal["closed", "open"]
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    url: str
+    protocol: Literal["raw", "socketio"]
+    mode: Mode
+    connections: int
+    payload_bytes: int
+    payload_kind: Literal["text", "binary"]
+    warmup_s: float
+    duration_s: float
+    inflight: int = 1
+    # Open loop: the *total* rate of all workers; the worker sends its interleaved share.
+    rate_msgs_s: float = 0.0
+    ack: bool = False
+    worker_index: int = 0
+    worker_count: int = 1
+    connect_timeout_s: float = 10.0
+    connect_concurrency: int = 64
+    # After the window closes, how long to wait for echoes still in flight.
+    drain_timeout_s: float = 5.0
+    # Loopback source addresses to spread client sockets over (empty: let the kernel pick).
+    source_addresses: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerPlan:
+        fields = json.loads(text)
+        fields["source_addresses"] = tuple(fields.get("source_addresses", ()))
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    """Counters and encoded histograms of one worker, for exact merging."""
+
+    worker_index: int
+    connections: int
+    sent: int
+    received: int
+    missing: int
+    unexpected: int
+    disconnects: int
+    latency_hist: str
+    send_lag_hist: str
+    connect_hist: str
+    connect_s: float
+    clamped: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    negotiated_extensions: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return self.missing + self.unexpected
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> WorkerReport:
+        return cls(**fields)

@@ -1,0 +1,116 @@
+"""Child processes of the harness: started from argument lists, pinned, tracked, always stopped.
+
+Every process the harness starts goes through ``start_process`` and is registered until it is
+stopped; ``stop_all`` (called in ``finally`` blocks and on SIGTERM) terminates, then kills, what
+is left, so no server or worker outlives a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+STOP_GRACE_S = 5.0
+# Workers report encoded histograms on one line: allow long lines.
+STREAM_LIMIT_BYTES = 16 * 1024 * 1024
+
+_live: set[asyncio.subprocess.Process] = set()
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def generator_and_server_cpus() -> tuple[frozenset[int], frozenset[int]]:
+    """Disjoint CPU sets (server, generator); empty sets mean "not pinned" (one CPU only)."""
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        return frozenset(), frozenset()
+    return frozenset(available[:1]), frozenset(available[1:])
+
+
+async def start_process(
+    argv: Sequence[str],
+    *,
+    cpus: frozenset[int] = frozenset(),
+    stdin: int | None = None,
+    stdout: int | None = asyncio.subprocess.PIPE,
+    stderr: int | Path | None = None,
+    env: dict[str, str] | None = None,
+) -> asyncio.subprocess.Process:
+    """Start ``argv`` (no shell) in the repository root; pin it to ``cpus`` when given."""
+    stderr_target: int | None
+    log_file = None
+    if isinstance(stderr, Path):
+        log_file = stderr.open("ab")
+        stderr_target = log_file.fileno()
+    else:
+        stderr_target = stderr
+    child_env = dict(os.environ)
+    # One thread per process for numpy's BLAS: nothing here needs more, and threads would
+    # compete with the measured loops.
+    child_env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(repo_root()), child_env.get("PYTHONPATH", "")) if p
+    )
+    if env:
+        child_env.update(env)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr_target,
+            cwd=repo_root(),
+            env=child_env,
+            limit=STREAM_LIMIT_BYTES,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches the harness only
+        )
+    finally:
+        if log_file is not None:
+            log_file.close()
+    _live.add(process)
+    if cpus:
+        # Pinned right after the fork/exec, before the interpreter has started any thread.
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(process.pid, cpus)
+    return process
+
+
+async def stop_process(process: asyncio.subprocess.Process, grace_s: float = STOP_GRACE_S) -> int:
+    """SIGTERM, wait ``grace_s``, then SIGKILL; returns the exit status."""
+    try:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), grace_s)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        return process.returncode if process.returncode is not None else -1
+    finally:
+        _live.discard(process)
+
+
+async def stop_all() -> None:
+    await asyncio.gather(*(stop_process(p) for p in list(_live)), return_exceptions=True)
+
+
+def kill_all_now() -> None:
+    """Last resort outside any event loop (atexit, a second signal): SIGKILL what is left."""
+    for process in list(_live):
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+    _live.clear()
+
+
+def python_argv(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
