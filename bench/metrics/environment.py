@@ -1,0 +1,102 @@
+"""The environment stamp written to meta.json: machine, software, pinning, fairness, command."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from servers.common import FAIRNESS
+
+# Libraries whose versions move results: the servers' stacks and the generator's.
+HOT_PATH_PACKAGES = (
+    "websockets", "aiohttp", "python-socketio", "python-engineio", "uvicorn", "httptools",
+    "uvloop", "picows", "hdrhistogram", "numpy", "pandas", "psutil",
+)  # fmt: skip
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def cpu_model() -> str:
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in HOT_PATH_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_state(root: Path) -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=5, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def stamp(argv: list[str], pinning: dict[str, Any], root: Path) -> dict[str, Any]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return {
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": argv,
+        "harness": git_state(root),
+        "machine": {
+            "hostname": platform.node(),
+            "cpu_model": cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "cpus_available": sorted(os.sched_getaffinity(0)),
+            "memory_bytes": psutil.virtual_memory().total,
+            "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        },
+        "os": {
+            "kernel": platform.release(),
+            "system": platform.system(),
+            "open_files_limit": {"soft": soft, "hard": hard},
+            "local_port_range": _read("/proc/sys/net/ipv4/ip_local_port_range"),
+        },
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "build": list(platform.python_build()),
+            "compiler": platform.python_compiler(),
+            "executable": sys.executable,
+        },
+        "packages": package_versions(),
+        "pinning": pinning,
+        "fairness": FAIRNESS.as_dict(),
+        "generator": {
+            "client_stack": "picows on uvloop (raw WebSocket and Engine.IO/Socket.IO spoken "
+            "by the generator itself)",
+            "compression_offered": False,
+            "latency_unit": "us",
+            "histogram": "HdrHistogram, 3 significant figures",
+        },
+    }

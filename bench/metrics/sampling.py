@@ -1,0 +1,81 @@
+"""CPU and memory of the server and the generator workers, sampled with psutil at about 10 Hz.
+
+Samples are kept whole (time, CPU seconds, RSS) so figures for the measurement window are
+computed from the samples inside it, and a run's time series can be written out as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from time import monotonic_ns
+
+import psutil
+
+SAMPLE_INTERVAL_S = 0.1
+
+
+@dataclass(frozen=True)
+class Sample:
+    t_ns: int
+    cpu_s: float  # user + system CPU time since the process started
+    rss_bytes: int
+
+
+@dataclass(frozen=True)
+class WindowUsage:
+    cpu_pct: float  # of one core; NaN without two samples in the window
+    rss_max_bytes: int
+    samples: int
+
+
+class ProcessSampler:
+    """Samples a set of processes until stopped; ``usage(pid, start, end)`` summarises a window."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.processes = {role: psutil.Process(pid) for role, pid in pids.items()}
+        self.samples: dict[str, list[Sample]] = {role: [] for role in pids}
+        self._task: asyncio.Task[None] | None = None
+
+    def sample_once(self) -> None:
+        now = monotonic_ns()
+        for role, process in self.processes.items():
+            try:
+                with process.oneshot():
+                    times = process.cpu_times()
+                    rss = process.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            self.samples[role].append(Sample(now, times.user + times.system, rss))
+
+    async def _run(self) -> None:
+        while True:
+            self.sample_once()
+            await asyncio.sleep(SAMPLE_INTERVAL_S)
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.sample_once()
+
+    def usage(self, role: str, start_ns: int, end_ns: int) -> WindowUsage:
+        return window_usage(self.samples.get(role, []), start_ns, end_ns)
+
+
+def window_usage(samples: list[Sample], start_ns: int, end_ns: int) -> WindowUsage:
+    """CPU share between the first and last sample inside [start, end]; peak RSS there."""
+    inside = [s for s in samples if start_ns <= s.t_ns <= end_ns]
+    if not inside:
+        return WindowUsage(float("nan"), 0, 0)
+    rss_max = max(s.rss_bytes for s in inside)
+    if len(inside) < 2 or inside[-1].t_ns == inside[0].t_ns:
+        return WindowUsage(float("nan"), rss_max, len(inside))
+    elapsed_s = (inside[-1].t_ns - inside[0].t_ns) / 1e9
+    cpu_pct = 100.0 * (inside[-1].cpu_s - inside[0].cpu_s) / elapsed_s
+    return WindowUsage(cpu_pct, rss_max, len(inside))
