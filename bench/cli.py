@@ -1,0 +1,330 @@
+"""The ``wsbench`` command line: ``run``, ``report`` and ``overhead``.
+
+``main(argv)`` returns the exit code: 0 success, 2 bad input (one line on stderr), 3 a run
+failed, 130 interrupted. Options are resolved into ``RunSpec`` cells before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from bench import suite_run
+from bench.catalog import LOOPS, SERVERS
+from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, RunFailed, UsageError
+from bench.scenarios import (
+    SUITES,
+    check_payload,
+    check_positive,
+    entries_for_scenario,
+    expand,
+    load_suite,
+)
+from bench.spec import RunSpec
+from bench.target import websocket_url
+
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but bad input is one line and exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _csv_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _number(kind: type[int] | type[float]) -> Any:
+    def convert(text: str) -> int | float:
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(prog="wsbench", description=__doc__.splitlines()[0] if __doc__ else None)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run a suite, a scenario, or an ad-hoc matrix")
+    what = run.add_argument_group("what to run (a suite, a scenario, or the options below)")
+    what.add_argument(
+        "--suite", choices=SUITES, help="a scenario suite (TOML under bench/scenarios)"
+    )
+    what.add_argument("--scenario", help="one scenario as the default suite runs it")
+    what.add_argument("--servers", type=_csv_list, help=f"comma list of: {', '.join(SERVERS)}")
+    what.add_argument("--loops", type=_csv_list, help="comma list of: asyncio, uvloop")
+    what.add_argument("--mode", choices=("closed", "open"), help="closed or open loop")
+    what.add_argument("--rate", type=_number(float), help="open loop: total msgs/s offered")
+    what.add_argument("--connections", type=_number(int), help="connections (default 10)")
+    what.add_argument(
+        "--inflight",
+        type=_number(int),
+        help="closed loop: messages in flight per connection (default 1)",
+    )
+    what.add_argument("--payload", type=_number(int), help="payload bytes (default 32)")
+    what.add_argument("--payload-kind", choices=("text", "binary"), help="text or binary frames")
+    what.add_argument("--duration", type=_number(float), help="measured seconds (default 10)")
+    what.add_argument("--warmup", type=_number(float), help="discarded seconds before (default 2)")
+    what.add_argument("--repeat", type=_number(int), help="repeats of every cell, interleaved")
+    what.add_argument("--workers", type=_number(int), help="generator processes (default 1)")
+    target = run.add_argument_group("a server someone else started")
+    target.add_argument("--target", help="ws:// or http:// URL on a loopback address")
+    target.add_argument("--protocol", choices=("raw", "socketio"), help="the target's protocol")
+    target.add_argument(
+        "--server-pid", type=_number(int), help="sample this process's CPU and memory"
+    )
+    target.add_argument(
+        "--label", help="name for the target in the results (default: its protocol)"
+    )
+    output = run.add_argument_group("output")
+    output.add_argument("--out", type=Path, help="results folder (default results/runs/<UTC time>)")
+    output.add_argument("--force", action="store_true", help="write into a non-empty --out")
+
+    report = commands.add_parser("report", help="rebuild report.html from a results folder")
+    report.add_argument("folder", type=Path)
+
+    overhead = commands.add_parser(
+        "overhead", help="the generator against a minimal picows client, same server, same run"
+    )
+    overhead.add_argument("--server", default="aiohttp", choices=sorted(SERVERS))
+    overhead.add_argument("--rounds", type=_number(int), default=3)
+    overhead.add_argument("--duration", type=_number(float), default=5.0)
+    overhead.add_argument("--connections", type=_number(int), default=10)
+    overhead.add_argument("--payload", type=_number(int), default=32)
+    overhead.add_argument("--out", type=Path)
+    overhead.add_argument("--force", action="store_true")
+    return parser
+
+
+# --- resolving options into cells ------------------------------------------------------------
+
+_ADHOC_DEFAULTS: dict[str, Any] = {
+    "mode": "closed",
+    "connections": 10,
+    "inflight": 1,
+    "payload": 32,
+    "payload_kind": "text",
+    "duration": 10.0,
+    "warmup": 2.0,
+    "workers": 1,
+}
+
+
+def _adhoc_option(args: argparse.Namespace, name: str) -> Any:
+    value = getattr(args, name)
+    return _ADHOC_DEFAULTS[name] if value is None else value
+
+
+def _validate_common(args: argparse.Namespace) -> None:
+    for name in ("connections", "inflight", "duration", "repeat", "workers", "rate"):
+        value = getattr(args, name)
+        if value is not None:
+            check_positive(f"--{name}", value)
+    if args.warmup is not None:
+        check_positive("--warmup", args.warmup, allow_zero=True)
+    if args.payload is not None:
+        check_payload(args.payload)
+    if (
+        args.workers is not None
+        and args.connections is not None
+        and args.workers > args.connections
+    ):
+        raise UsageError("--workers must not exceed --connections")
+
+
+def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
+    _validate_common(args)
+    if args.target:
+        return _target_cells(args)
+    if args.target is None and (args.protocol or args.server_pid or args.label):
+        raise UsageError("--protocol, --server-pid and --label go with --target")
+    if args.suite and args.scenario:
+        raise UsageError("give --suite or --scenario, not both")
+    if args.suite or args.scenario:
+        suite = load_suite(args.suite) if args.suite else None
+        entries = list(suite.entries) if suite else entries_for_scenario(args.scenario)
+        repeat = args.repeat or (suite.repeat if suite else 1)
+        cells = expand(entries, repeat)
+        return _apply_overrides(cells, args)
+    return _adhoc_cells(args)
+
+
+def _apply_overrides(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
+    """Suite cells narrowed by --servers/--loops and shortened by --duration/--warmup."""
+    if args.mode or args.rate or args.payload or args.payload_kind or args.connections:
+        raise UsageError(
+            "--mode, --rate, --payload, --payload-kind and --connections define an ad-hoc "
+            "matrix; leave out --suite/--scenario to use them"
+        )
+    _check_names(args)
+    chosen = [
+        cell
+        for cell in cells
+        if (not args.servers or cell.server in args.servers)
+        and (not args.loops or cell.loop in args.loops)
+    ]
+    if not chosen:
+        raise UsageError("no cell of the suite matches --servers/--loops")
+    changes: dict[str, Any] = {}
+    if args.duration is not None:
+        changes["duration_s"] = float(args.duration)
+    if args.warmup is not None:
+        changes["warmup_s"] = float(args.warmup)
+    if args.workers is not None:
+        changes["workers"] = args.workers
+    return [RunSpec(**{**cell.as_dict(), **changes}) for cell in chosen]
+
+
+def _check_names(args: argparse.Namespace) -> None:
+    for server in args.servers or []:
+        if server not in SERVERS:
+            raise UsageError(f"unknown server {server!r} (known: {', '.join(SERVERS)})")
+    for loop in args.loops or []:
+        if loop not in LOOPS:
+            raise UsageError(f"unknown loop {loop!r} (known: {', '.join(LOOPS)})")
+
+
+def _check_mode_and_rate(mode: str, rate: float | None) -> None:
+    if mode == "open" and rate is None:
+        raise UsageError("--mode open needs --rate (total messages per second)")
+    if mode == "closed" and rate is not None:
+        raise UsageError("--rate applies to --mode open only")
+
+
+def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
+    _check_names(args)
+    mode = _adhoc_option(args, "mode")
+    _check_mode_and_rate(mode, args.rate)
+    if args.servers is not None and not args.servers:
+        raise UsageError("--servers is empty")
+    entry = {
+        "scenario": "echo",
+        "servers": args.servers or list(SERVERS),
+        "loops": args.loops or ["uvloop"],
+        "mode": mode,
+        "connections": _adhoc_option(args, "connections"),
+        "inflight": _adhoc_option(args, "inflight"),
+        "payload_bytes": _adhoc_option(args, "payload"),
+        "payload_kind": _adhoc_option(args, "payload_kind"),
+        "warmup_s": _adhoc_option(args, "warmup"),
+        "duration_s": _adhoc_option(args, "duration"),
+        "workers": _adhoc_option(args, "workers"),
+    }
+    if args.rate is not None:
+        entry["rate_msgs_s"] = args.rate
+    return expand([entry], args.repeat or 1)
+
+
+def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
+    if args.suite or args.scenario or args.servers or args.loops:
+        raise UsageError(
+            "--target measures one server: leave out --suite, --scenario, --servers, --loops"
+        )
+    if not args.protocol:
+        raise UsageError("--target needs --protocol raw or --protocol socketio")
+    websocket_url(args.target, args.protocol)  # refuses non-loopback and malformed URLs now
+    if args.server_pid is not None:
+        import psutil
+
+        if not psutil.pid_exists(args.server_pid):
+            raise UsageError(f"--server-pid {args.server_pid}: no such process")
+    mode = _adhoc_option(args, "mode")
+    _check_mode_and_rate(mode, args.rate)
+    cell = RunSpec(
+        scenario="echo",
+        server=args.label or args.protocol,
+        protocol=args.protocol,
+        loop="external",
+        mode=mode,
+        connections=_adhoc_option(args, "connections"),
+        payload_bytes=_adhoc_option(args, "payload"),
+        payload_kind=_adhoc_option(args, "payload_kind"),
+        warmup_s=float(_adhoc_option(args, "warmup")),
+        duration_s=float(_adhoc_option(args, "duration")),
+        rate_msgs_s=float(args.rate or 0.0),
+        inflight=_adhoc_option(args, "inflight"),
+        workers=_adhoc_option(args, "workers"),
+        target_url=args.target,
+        server_pid=args.server_pid,
+    )
+    return [RunSpec(**{**cell.as_dict(), "repeat": r}) for r in range(1, (args.repeat or 1) + 1)]
+
+
+def output_folder(out: Path | None, force: bool) -> Path:
+    if out is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = Path("results") / "runs" / stamp
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UsageError(f"--out {out} is not empty (use --force to write into it)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {out}: {exc.strerror}") from exc
+    return out
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def _run_with_signals(coroutine: Any) -> Any:
+    """Run the coroutine; SIGINT/SIGTERM cancel it, so its ``finally`` blocks stop children."""
+
+    async def guarded() -> Any:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        return await coroutine
+
+    return asyncio.run(guarded())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "run":
+            cells = resolve_cells(args)
+            out = output_folder(args.out, args.force)
+            ok = _run_with_signals(suite_run.run_suite(cells, out, ["wsbench", *argv]))
+            return 0 if ok else EXIT_RUN_FAILED
+        if args.command == "report":
+            suite_run.rebuild_report(args.folder)
+            return 0
+        if args.command == "overhead":
+            for name in ("rounds", "duration", "connections"):
+                check_positive(f"--{name}", getattr(args, name))
+            check_payload(args.payload)
+            out = output_folder(args.out, args.force)
+            ok = _run_with_signals(
+                suite_run.run_overhead(
+                    args.server, args.rounds, args.duration, args.connections, args.payload, out
+                )
+            )
+            return 0 if ok else EXIT_RUN_FAILED
+    except UsageError as exc:
+        print(f"wsbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RunFailed as exc:
+        print(f"wsbench: run failed: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("wsbench: interrupted; every process it started was stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE

@@ -1,0 +1,75 @@
+"""report.html: one self-contained page (no network fetch) rendered from a results folder.
+
+The page is built from runs.csv and meta.json alone, so ``wsbench report DIR`` rebuilds it
+without re-running anything. The renderer formats; it computes no statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from bench.analyze.tidy import load_meta, load_runs
+
+TABLE_COLUMNS = [
+    "run_id", "scenario", "server", "loop", "mode", "connections", "payload_bytes",
+    "payload_kind", "target_rate", "repeat", "sent", "received", "errors", "throughput_msgs_s",
+    "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "server_cpu_pct", "server_rss_bytes",
+    "client_cpu_pct", "client_bound", "status",
+]  # fmt: skip
+
+_environment = jinja2.Environment(
+    loader=jinja2.PackageLoader("bench.report", "templates"),
+    autoescape=jinja2.select_autoescape(["html", "j2"]),
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def render(folder: Path) -> str:
+    runs = load_runs(folder)
+    meta = load_meta(folder)
+    columns = [c for c in TABLE_COLUMNS if c in runs.columns]
+    rows = [
+        {"cells": [_cell(v) for v in record], "flagged": bool(flag)}
+        for record, flag in zip(
+            runs[columns].itertuples(index=False, name=None),
+            (runs["status"] != "ok") | (runs["errors"] > 0) | runs["client_bound"].astype(bool),
+            strict=True,
+        )
+    ]
+    template = _environment.get_template("report.html.j2")
+    return template.render(
+        title=f"wsbench results: {folder.name}",
+        columns=columns,
+        rows=rows,
+        meta=meta,
+        fairness=json.dumps(meta.get("fairness", {}), indent=2),
+        probes=json.dumps(meta.get("fairness_probes", {}), indent=2),
+        environment=json.dumps(
+            {k: meta.get(k) for k in ("machine", "os", "python", "packages", "pinning", "harness")},
+            indent=2,
+        ),
+        command=" ".join(meta.get("command", [])),
+    )
+
+
+def write_report(folder: Path) -> Path:
+    path = folder / "report.html"
+    temporary = path.with_suffix(".html.tmp")
+    temporary.write_text(render(folder))
+    temporary.replace(path)
+    return path

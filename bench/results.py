@@ -1,0 +1,141 @@
+"""The result schema: one row per measured run, written to runs.csv as each cell completes.
+
+Columns are versioned by ``SCHEMA_VERSION``; the encoded histograms behind each row go to
+``histograms.jsonl`` so later analysis can merge them exactly instead of trusting percentiles.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from bench.metrics import histogram as hist
+from bench.runner import CLIENT_BOUND_CPU_PCT, CLIENT_BOUND_SEND_LAG_US, RunResult
+
+SCHEMA_VERSION = 1
+
+COLUMNS = [
+    "run_id", "scenario", "server", "protocol", "transport", "loop", "client", "mode",
+    "connections", "payload_bytes", "payload_kind", "target_rate", "repeat", "warmup_s",
+    "duration_s", "sent", "received", "errors", "throughput_msgs_s", "p50_us", "p90_us",
+    "p99_us", "p999_us", "max_us", "mean_us", "server_cpu_pct", "server_rss_bytes",
+    "client_cpu_pct", "client_bound",
+    # Beyond the required set:
+    "status", "failure", "missing", "unexpected", "disconnects", "inflight", "ack", "workers",
+    "send_lag_p99_us", "connect_s", "connect_p50_us", "connect_p99_us",
+    "extensions_negotiated", "server_exit_status", "started_utc", "schema_version",
+]  # fmt: skip
+
+
+def _round(value: float, digits: int = 1) -> float:
+    return value if math.isnan(value) else round(value, digits)
+
+
+def row(result: RunResult) -> dict[str, Any]:
+    spec = result.spec
+    latency = hist.summarize(result.merged("latency_hist")) if result.reports else None
+    send_lag = hist.summarize(result.merged("send_lag_hist")) if result.reports else None
+    connect = hist.summarize(result.merged("connect_hist")) if result.reports else None
+    sent = sum(r.sent for r in result.reports)
+    received = sum(r.received for r in result.reports)
+    errors = sum(r.errors for r in result.reports)
+    client_cpu = max((u.cpu_pct for u in result.client_usage), default=math.nan)
+    send_lag_p99 = send_lag.p99_us if send_lag else math.nan
+    client_bound = (not math.isnan(client_cpu) and client_cpu >= CLIENT_BOUND_CPU_PCT) or (
+        spec.mode == "open" and send_lag_p99 > CLIENT_BOUND_SEND_LAG_US
+    )
+    nan = math.nan
+    return {
+        "run_id": result.run_id,
+        "scenario": spec.scenario,
+        "server": spec.server,
+        "protocol": spec.protocol,
+        "transport": spec.transport,
+        "loop": spec.loop,
+        "client": spec.client,
+        "mode": spec.mode,
+        "connections": spec.connections,
+        "payload_bytes": spec.payload_bytes,
+        "payload_kind": spec.payload_kind,
+        "target_rate": spec.rate_msgs_s if spec.mode == "open" else nan,
+        "repeat": spec.repeat,
+        "warmup_s": spec.warmup_s,
+        "duration_s": spec.duration_s,
+        "sent": sent,
+        "received": received,
+        "errors": errors,
+        "throughput_msgs_s": _round(received / spec.duration_s) if result.reports else nan,
+        "p50_us": latency.p50_us if latency else nan,
+        "p90_us": latency.p90_us if latency else nan,
+        "p99_us": latency.p99_us if latency else nan,
+        "p999_us": latency.p999_us if latency else nan,
+        "max_us": latency.max_us if latency else nan,
+        "mean_us": _round(latency.mean_us) if latency else nan,
+        "server_cpu_pct": _round(result.server_usage.cpu_pct) if result.server_usage else nan,
+        "server_rss_bytes": result.server_usage.rss_max_bytes if result.server_usage else nan,
+        "client_cpu_pct": _round(client_cpu),
+        "client_bound": client_bound,
+        "status": result.status,
+        "failure": result.failure,
+        "missing": sum(r.missing for r in result.reports),
+        "unexpected": sum(r.unexpected for r in result.reports),
+        "disconnects": sum(r.disconnects for r in result.reports),
+        "inflight": spec.inflight if spec.mode == "closed" else nan,
+        "ack": spec.ack,
+        "workers": spec.workers,
+        "send_lag_p99_us": send_lag_p99 if spec.mode == "open" else nan,
+        "connect_s": _round(result.connect_s, 4),
+        "connect_p50_us": connect.p50_us if connect else nan,
+        "connect_p99_us": connect.p99_us if connect else nan,
+        "extensions_negotiated": result.probe.extensions_negotiated if result.probe else "",
+        "server_exit_status": result.server_exit_status,
+        "started_utc": result.started_utc,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+class ResultsWriter:
+    """Appends each completed cell to runs.csv and histograms.jsonl, flushed at once, so an
+    interrupted suite leaves a valid CSV of every cell that finished."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.csv_path = out_dir / "runs.csv"
+        self.histograms_path = out_dir / "histograms.jsonl"
+        self.rows: list[dict[str, Any]] = []
+
+    def append(self, result: RunResult) -> dict[str, Any]:
+        record = row(result)
+        new_file = not self.csv_path.exists()
+        with self.csv_path.open("a", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=COLUMNS)
+            if new_file:
+                writer.writeheader()
+            writer.writerow(record)
+            stream.flush()
+            os.fsync(stream.fileno())
+        with self.histograms_path.open("a") as stream:
+            stream.write(
+                json.dumps(
+                    {
+                        "run_id": result.run_id,
+                        "latency_hist": [r.latency_hist for r in result.reports],
+                        "send_lag_hist": [r.send_lag_hist for r in result.reports],
+                        "connect_hist": [r.connect_hist for r in result.reports],
+                        "error_samples": [s for r in result.reports for s in r.error_samples],
+                    }
+                )
+                + "\n"
+            )
+        self.rows.append(record)
+        return record
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(temporary, path)

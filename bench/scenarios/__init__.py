@@ -1,0 +1,183 @@
+"""Scenario suites: TOML files beside this module, validated and expanded into run specs.
+
+A suite is a list of ``[[run]]`` entries; list-valued fields expand into their product. Repeats
+interleave whole passes over the matrix (A B A B, not A A B B), so drift on a shared machine hits
+every server alike.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from bench.catalog import LOOPS, SERVERS
+from bench.errors import UsageError
+from bench.protocol.exchange import MIN_PAYLOAD_BYTES
+from bench.spec import RunSpec
+from servers.common import FAIRNESS
+
+SUITES = ("quick", "default", "full")
+# Room left under the servers' message limit for Socket.IO's envelope.
+ENVELOPE_ALLOWANCE_BYTES = 64
+MAX_PAYLOAD_BYTES = FAIRNESS.max_message_bytes - ENVELOPE_ALLOWANCE_BYTES
+
+_ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
+    "scenario": str,
+    "servers": list,
+    "loops": list,
+    "mode": str,
+    "connections": (int, list),
+    "payload_bytes": (int, list),
+    "payload_kind": (str, list),
+    "rate_msgs_s": (int, float, list),
+    "inflight": int,
+    "ack": bool,
+    "workers": int,
+    "warmup_s": (int, float),
+    "duration_s": (int, float),
+}
+_REQUIRED = ("scenario", "servers", "mode", "duration_s")
+_SUITE_KEYS = {"name", "description", "repeat", "run"}
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    repeat: int
+    entries: tuple[dict[str, Any], ...]
+
+    @property
+    def scenarios(self) -> list[str]:
+        return sorted({entry["scenario"] for entry in self.entries})
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"{name} must be a number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UsageError(
+            f"{name} must be {'zero or more' if allow_zero else 'positive'}, got {value}"
+        )
+
+
+def check_payload(payload_bytes: int) -> None:
+    if not MIN_PAYLOAD_BYTES <= payload_bytes <= MAX_PAYLOAD_BYTES:
+        raise UsageError(
+            f"payload of {payload_bytes} bytes is outside {MIN_PAYLOAD_BYTES}..{MAX_PAYLOAD_BYTES}"
+            f" (the header needs {MIN_PAYLOAD_BYTES}; servers accept at most "
+            f"{FAIRNESS.max_message_bytes} bytes per message)"
+        )
+
+
+def validate_entry(entry: dict[str, Any], where: str) -> None:
+    for key, value in entry.items():
+        if key not in _ENTRY_KEYS:
+            raise UsageError(f"{where}: unknown key {key!r}")
+        if not isinstance(value, _ENTRY_KEYS[key]) or isinstance(value, bool) != (key == "ack"):
+            raise UsageError(f"{where}: {key} has the wrong type ({value!r})")
+    for key in _REQUIRED:
+        if key not in entry:
+            raise UsageError(f"{where}: missing key {key!r}")
+    for server in entry["servers"]:
+        if server not in SERVERS:
+            raise UsageError(f"{where}: unknown server {server!r} (known: {', '.join(SERVERS)})")
+    for loop in entry.get("loops", ["uvloop"]):
+        if loop not in LOOPS:
+            raise UsageError(f"{where}: unknown loop {loop!r} (known: {', '.join(LOOPS)})")
+    if entry["mode"] not in ("closed", "open"):
+        raise UsageError(f"{where}: mode must be 'closed' or 'open', got {entry['mode']!r}")
+    if entry["mode"] == "open" and "rate_msgs_s" not in entry:
+        raise UsageError(f"{where}: open mode needs rate_msgs_s")
+    if entry["mode"] == "closed" and "rate_msgs_s" in entry:
+        raise UsageError(f"{where}: rate_msgs_s applies to open mode only")
+    for kind in _as_list(entry.get("payload_kind", "text")):
+        if kind not in ("text", "binary"):
+            raise UsageError(f"{where}: payload_kind must be 'text' or 'binary', got {kind!r}")
+    for key in ("connections", "rate_msgs_s", "inflight", "workers", "duration_s"):
+        for value in _as_list(entry.get(key, 1)):
+            check_positive(f"{where}: {key}", value)
+    check_positive(f"{where}: warmup_s", entry.get("warmup_s", 0), allow_zero=True)
+    for size in _as_list(entry.get("payload_bytes", 32)):
+        check_positive(f"{where}: payload_bytes", size)
+        check_payload(size)
+
+
+def parse_suite(text: str, name: str) -> Suite:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"suite {name!r}: malformed TOML: {exc}") from exc
+    unknown = set(data) - _SUITE_KEYS
+    if unknown:
+        raise UsageError(f"suite {name!r}: unknown key {sorted(unknown)[0]!r}")
+    entries = data.get("run", [])
+    if not isinstance(entries, list) or not entries:
+        raise UsageError(f"suite {name!r}: needs at least one [[run]] entry")
+    for index, entry in enumerate(entries):
+        validate_entry(entry, f"suite {name!r}, run {index + 1}")
+    repeat = data.get("repeat", 1)
+    check_positive(f"suite {name!r}: repeat", repeat)
+    return Suite(name, str(data.get("description", "")), int(repeat), tuple(entries))
+
+
+def load_suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise UsageError(f"unknown suite {name!r} (known: {', '.join(SUITES)})")
+    text = resources.files(__package__).joinpath(f"{name}.toml").read_text()
+    return parse_suite(text, name)
+
+
+def entries_for_scenario(scenario: str) -> list[dict[str, Any]]:
+    """The scenario's entries as the default suite runs it (else as the full suite does)."""
+    for suite_name in ("default", "full"):
+        found = [e for e in load_suite(suite_name).entries if e["scenario"] == scenario]
+        if found:
+            return found
+    known = sorted({s for n in ("default", "full") for s in load_suite(n).scenarios})
+    raise UsageError(f"unknown scenario {scenario!r} (known: {', '.join(known)})")
+
+
+def expand(
+    entries: list[dict[str, Any]] | tuple[dict[str, Any], ...], repeat: int
+) -> list[RunSpec]:
+    """All cells of the entries, repeated in interleaved passes."""
+    cells: list[RunSpec] = []
+    for entry in entries:
+        axes = itertools.product(
+            _as_list(entry.get("payload_bytes", 32)),
+            _as_list(entry.get("payload_kind", "text")),
+            _as_list(entry.get("connections", 10)),
+            _as_list(entry.get("rate_msgs_s", 0.0)),
+            entry.get("loops", ["uvloop"]),
+            entry["servers"],
+        )
+        for payload_bytes, payload_kind, connections, rate, loop, server in axes:
+            cells.append(
+                RunSpec(
+                    scenario=entry["scenario"],
+                    server=server,
+                    protocol=SERVERS[server].protocol,
+                    loop=loop,
+                    mode=entry["mode"],
+                    connections=connections,
+                    payload_bytes=payload_bytes,
+                    payload_kind=payload_kind,
+                    warmup_s=float(entry.get("warmup_s", 2.0)),
+                    duration_s=float(entry["duration_s"]),
+                    rate_msgs_s=float(rate),
+                    inflight=entry.get("inflight", 1),
+                    ack=entry.get("ack", False),
+                    workers=entry.get("workers", 1),
+                )
+            )
+    return [
+        RunSpec(**{**cell.as_dict(), "repeat": r}) for r in range(1, repeat + 1) for cell in cells
+    ]

@@ -1,0 +1,38 @@
+"""A run's specification: one cell of a matrix, fully resolved before anything starts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Mode = Literal["closed", "open"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    scenario: str
+    server: str  # a name from bench.catalog.SERVERS, or the label of a --target server
+    protocol: Literal["raw", "socketio"]
+    loop: str  # the server's event loop ("external" for a --target server)
+    mode: Mode
+    connections: int
+    payload_bytes: int
+    payload_kind: Literal["text", "binary"]
+    warmup_s: float
+    duration_s: float
+    rate_msgs_s: float = 0.0  # open loop: offered rate of all connections together
+    inflight: int = 1  # closed loop: messages in flight per connection
+    ack: bool = False
+    repeat: int = 1
+    workers: int = 1
+    transport: str = "websocket"
+    client: str = "fast"
+    target_url: str | None = None  # set for a server someone else started
+    server_pid: int | None = None
+
+    @property
+    def managed(self) -> bool:
+        return self.target_url is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,221 @@
+"""Runs a list of cells into a results folder: runs.csv, histograms.jsonl, meta.json, report.html.
+
+Also ``wsbench overhead``: the generator against a minimal picows echo client on the same
+server in one run, interleaved, so the generator's own cost is measured, not assumed.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench.catalog import SERVERS
+from bench.errors import RunFailed
+from bench.load.coordinator import WorkerPool
+from bench.load.plan import WorkerPlan
+from bench.metrics.environment import stamp
+from bench.metrics.sampling import ProcessSampler
+from bench.processes import generator_and_server_cpus, repo_root, stop_all
+from bench.report.html import write_report
+from bench.results import ResultsWriter, write_json_atomically
+from bench.runner import LOOPBACK, ManagedServer, Pinning, run_cell
+from bench.spec import RunSpec
+from bench.target import websocket_url
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def current_pinning() -> Pinning:
+    server_cpus, generator_cpus = generator_and_server_cpus()
+    return Pinning(tuple(sorted(server_cpus)), tuple(sorted(generator_cpus)))
+
+
+def _pinning_dict(pinning: Pinning) -> dict[str, Any]:
+    return {
+        "server_cpus": list(pinning.server_cpus),
+        "generator_cpus": list(pinning.generator_cpus),
+        "pinned": bool(pinning.server_cpus),
+    }
+
+
+def run_id_for(index: int, cell: RunSpec) -> str:
+    return f"{index:03d}-{cell.scenario}-{cell.server}-{cell.loop}-{cell.mode}-r{cell.repeat}"
+
+
+def _progress_line(index: int, total: int, record: dict[str, Any]) -> str:
+    head = f"[{index}/{total}] {record['server']:<17} {record['loop']:<8} {record['mode']:<6}"
+    if record["status"] != "ok":
+        return f"{head} [red]FAILED[/red] {record['failure']}"
+    flags = []
+    if record["errors"]:
+        flags.append(f"[red]{record['errors']} errors[/red]")
+    if record["client_bound"]:
+        flags.append("[yellow]client_bound[/yellow]")
+    return (
+        f"{head} {record['throughput_msgs_s']:>9,.0f} msgs/s  p50 {record['p50_us']:>7,.0f} µs  "
+        f"p99 {record['p99_us']:>7,.0f} µs  server CPU {record['server_cpu_pct']:>4.0f}%  "
+        f"client CPU {record['client_cpu_pct']:>4.0f}%  {' '.join(flags)}"
+    )
+
+
+async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
+    """Run every cell (failures are recorded and the suite goes on); True when all passed."""
+    pinning = current_pinning()
+    meta = stamp(argv, _pinning_dict(pinning), repo_root())
+    meta["cells"] = len(cells)
+    meta["status"] = "running"
+    write_json_atomically(out / "meta.json", meta)
+    writer = ResultsWriter(out)
+    probes: dict[str, Any] = {}
+    console.print(f"wsbench: {len(cells)} runs into {out}")
+    try:
+        for index, cell in enumerate(cells, 1):
+            result = await run_cell(cell, run_id_for(index, cell), out, pinning)
+            record = writer.append(result)
+            if result.probe is not None:
+                probes[cell.server] = result.probe.as_dict()
+            console.print(_progress_line(index, len(cells), record))
+        meta["status"] = "complete"
+    finally:
+        await stop_all()
+        if meta["status"] == "running":
+            meta["status"] = "interrupted"
+        meta["fairness_probes"] = probes
+        meta["completed_cells"] = len(writer.rows)
+        write_json_atomically(out / "meta.json", meta)
+        if writer.rows:
+            write_report(out)
+    failed = [r for r in writer.rows if r["status"] != "ok" or r["errors"]]
+    console.print(f"wsbench: results in {out}/ (runs.csv, meta.json, report.html)")
+    if failed:
+        console.print(f"wsbench: {len(failed)} of {len(cells)} runs failed or had errors")
+    return not failed
+
+
+def rebuild_report(folder: Path) -> None:
+    from bench.errors import UsageError
+
+    if not (folder / "runs.csv").is_file():
+        raise UsageError(f"{folder} holds no runs.csv")
+    write_report(folder)
+    console.print(f"wsbench: wrote {folder / 'report.html'}")
+
+
+# --- wsbench overhead ------------------------------------------------------------------------
+
+OVERHEAD_COLUMNS = ["round", "client", "server", "msgs_s", "client_cpu_pct", "server_cpu_pct"]
+OVERHEAD_WARMUP_S = 1.0
+
+
+async def _one_client_run(
+    module: str, plan: WorkerPlan, server: ManagedServer, pinning: Pinning, log_dir: Path
+) -> dict[str, Any]:
+    pool = WorkerPool([plan], frozenset(pinning.generator_cpus), log_dir, module=module)
+    try:
+        await pool.spawn_and_connect()
+        assert server.process is not None
+        sampler = ProcessSampler({"client": pool.pids[0], "server": server.process.pid})
+        sampler.start()
+        start_ns = await pool.go()
+        (answer,) = await pool.raw_reports()
+        await sampler.stop()
+    finally:
+        await pool.close()
+    window_start = start_ns + int(plan.warmup_s * 1e9)
+    window_end = window_start + int(plan.duration_s * 1e9)
+    messages = answer["messages"] if "messages" in answer else answer["received"]
+    if "missing" in answer and answer["missing"] + answer["unexpected"]:
+        raise RunFailed(f"the generator saw errors against {server.info.name}")
+    return {
+        "msgs_s": messages / plan.duration_s,
+        "client_cpu_pct": sampler.usage("client", window_start, window_end).cpu_pct,
+        "server_cpu_pct": sampler.usage("server", window_start, window_end).cpu_pct,
+    }
+
+
+async def run_overhead(
+    server_name: str, rounds: int, duration_s: float, connections: int, payload: int, out: Path
+) -> bool:
+    pinning = current_pinning()
+    info = SERVERS[server_name]
+    if info.protocol != "raw":
+        from bench.errors import UsageError
+
+        raise UsageError("overhead compares raw WebSocket clients: pick a raw server")
+    server = ManagedServer(
+        server_name, "uvloop", frozenset(pinning.server_cpus), out / "server.log"
+    )
+    rows: list[dict[str, Any]] = []
+    try:
+        await server.start()
+        url = websocket_url(f"ws://{LOOPBACK}:{server.port}/", "raw")
+        plan = WorkerPlan(
+            url=url, protocol="raw", mode="closed", connections=connections,
+            payload_bytes=payload, payload_kind="text", warmup_s=OVERHEAD_WARMUP_S,
+            duration_s=duration_s,
+        )  # fmt: skip
+        clients = {"reference": "bench.load.reference", "wsbench": "bench.load.worker"}
+        for round_index in range(1, rounds + 1):
+            for client, module in clients.items():  # interleaved: A B A B
+                figures = await _one_client_run(module, plan, server, pinning, out / "logs")
+                rows.append(
+                    {"round": round_index, "client": client, "server": server_name, **figures}
+                )
+                console.print(
+                    f"round {round_index} {client:<9} {figures['msgs_s']:>9,.0f} msgs/s  "
+                    f"client CPU {figures['client_cpu_pct']:>4.0f}%  "
+                    f"server CPU {figures['server_cpu_pct']:>4.0f}%"
+                )
+    finally:
+        await server.stop()
+        await stop_all()
+    with (out / "overhead.csv").open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=OVERHEAD_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    verdict = overhead_verdict(rows)
+    write_json_atomically(out / "overhead.json", verdict)
+    console.print(
+        f"wsbench/reference throughput: median ratio {verdict['throughput_ratio_median']:.3f} "
+        f"(rounds: {', '.join(f'{r:.3f}' for r in verdict['throughput_ratios'])}); "
+        f"generator CPU {verdict['wsbench_cpu_pct_median']:.0f}% vs server CPU "
+        f"{verdict['server_cpu_pct_median']:.0f}% -> "
+        + ("generator is not the bottleneck" if verdict["generator_below_server"] else
+           "[yellow]generator may be the bottleneck[/yellow]")
+    )  # fmt: skip
+    console.print(f"wsbench: results in {out}/ (overhead.csv, overhead.json)")
+    return True
+
+
+def overhead_verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-round throughput ratio wsbench/reference and median CPU shares (pure)."""
+    by_round: dict[int, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        by_round.setdefault(row["round"], {})[row["client"]] = row
+    ratios = [
+        r["wsbench"]["msgs_s"] / r["reference"]["msgs_s"]
+        for r in by_round.values()
+        if "wsbench" in r and "reference" in r and r["reference"]["msgs_s"] > 0
+    ]
+
+    def median(client: str, column: str) -> float:
+        values = [
+            row[column] for row in rows if row["client"] == client and not math.isnan(row[column])
+        ]
+        return statistics.median(values) if values else math.nan
+
+    wsbench_cpu = median("wsbench", "client_cpu_pct")
+    server_cpu = median("wsbench", "server_cpu_pct")
+    return {
+        "throughput_ratios": ratios,
+        "throughput_ratio_median": statistics.median(ratios) if ratios else math.nan,
+        "wsbench_cpu_pct_median": wsbench_cpu,
+        "reference_cpu_pct_median": median("reference", "client_cpu_pct"),
+        "server_cpu_pct_median": server_cpu,
+        "generator_below_server": wsbench_cpu < server_cpu,
+    }

@@ -1,0 +1,97 @@
+"""Bad input: one line on stderr, exit code 2, nothing started (no network needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.cli import build_parser, main, resolve_cells
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--servers", "nginx"], "unknown server 'nginx'"),
+        (["run", "--loops", "trio"], "unknown loop 'trio'"),
+        (["run", "--suite", "huge"], "invalid choice"),
+        (["run", "--scenario", "nope"], "unknown scenario 'nope'"),
+        (["run", "--connections", "0"], "--connections must be positive"),
+        (["run", "--connections", "-3"], "--connections must be positive"),
+        (["run", "--duration", "ten"], "not a number"),
+        (["run", "--rate", "100"], "--rate applies to --mode open only"),
+        (["run", "--mode", "open"], "--mode open needs --rate"),
+        (["run", "--payload", "8"], "payload of 8 bytes is outside"),
+        (["run", "--payload", "2000000"], "payload of 2000000 bytes is outside"),
+        (["run", "--workers", "4", "--connections", "2"], "--workers must not exceed"),
+        (["run", "--target", "ws://192.0.2.1:9/", "--protocol", "raw"], "not a loopback address"),
+        (["run", "--target", "ws://127.0.0.1/", "--protocol", "raw"], "has no port"),
+        (["run", "--target", "ftp://127.0.0.1:21/", "--protocol", "raw"], "not a ws:// or http://"),
+        (["run", "--target", "ws://127.0.0.1:9/"], "needs --protocol"),
+        (["run", "--protocol", "raw"], "go with --target"),
+        (["run", "--suite", "quick", "--scenario", "echo"], "not both"),
+        (["run", "--suite", "quick", "--mode", "open"], "ad-hoc matrix"),
+        (["run", "--suite", "quick", "--servers", "aiohttp", "--loops", "asyncio"], "no cell"),
+        (["frobnicate"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert message in lines[0]
+    assert "Traceback" not in captured.err
+
+
+def test_non_empty_output_folder_needs_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "runs.csv").write_text("x")
+    assert main(["run", "--servers", "aiohttp", "--out", str(tmp_path)]) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_report_needs_a_results_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no runs.csv" in capsys.readouterr().err
+
+
+def cells_for(argv: list[str]) -> list:
+    return resolve_cells(build_parser().parse_args(argv))
+
+
+def test_adhoc_matrix_interleaves_repeats() -> None:
+    cells = cells_for(["run", "--servers", "websockets,socketio-aiohttp", "--repeat", "2",
+                       "--mode", "open", "--rate", "500", "--duration", "3"])  # fmt: skip
+    assert [(c.server, c.repeat) for c in cells] == [
+        ("websockets", 1), ("socketio-aiohttp", 1), ("websockets", 2), ("socketio-aiohttp", 2)
+    ]  # fmt: skip
+    assert {c.protocol for c in cells} == {"raw", "socketio"}
+    assert all(c.mode == "open" and c.rate_msgs_s == 500 and c.duration_s == 3 for c in cells)
+
+
+def test_suite_cells_can_be_narrowed_and_shortened() -> None:
+    cells = cells_for(["run", "--suite", "default", "--servers", "aiohttp", "--duration", "1"])
+    assert cells and all(c.server == "aiohttp" and c.duration_s == 1 for c in cells)
+    assert {c.mode for c in cells} == {"closed", "open"}
+
+
+def test_scenario_runs_as_in_the_default_suite() -> None:
+    cells = cells_for(["run", "--scenario", "echo"])
+    assert {c.server for c in cells} == {
+        "websockets",
+        "aiohttp",
+        "socketio-aiohttp",
+        "socketio-asgi",
+    }
+    assert {c.scenario for c in cells} == {"echo"}
+
+
+def test_target_cell_is_labelled_by_protocol() -> None:
+    (cell,) = cells_for(["run", "--target", "http://localhost:8000", "--protocol", "socketio"])
+    assert cell.server == "socketio" and cell.target_url == "http://localhost:8000"
+    assert not cell.managed
