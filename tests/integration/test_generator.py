@@ -1,0 +1,156 @@
+"""The generator against real processes: accounting with a faulty server, and every server
+end to end through ``wsbench run``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+TIME_FACTOR = float(os.environ.get("WSBENCH_TIME_FACTOR", "1"))
+
+
+def read_rows(folder: Path) -> list[dict[str, str]]:
+    with (folder / "runs.csv").open() as stream:
+        return list(csv.DictReader(stream))
+
+
+@pytest.fixture
+def faulty_server(request: pytest.FixtureRequest) -> Iterator[int]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.faulty_server", "--fault", request.param],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("READY "), line
+        yield int(line.split()[1])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(5 * TIME_FACTOR)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# 1000 messages at 1000/s over 10 connections: 100 per connection, seq 0..99, 10 victims each.
+FAULT_RUN = ["--mode", "open", "--rate", "1000", "--connections", "10", "--duration", "1",
+             "--warmup", "0"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("faulty_server", "missing", "unexpected", "received"),
+    [("drop", 100, 0, 900), ("duplicate", 0, 100, 1000), ("corrupt", 100, 100, 900)],
+    indirect=["faulty_server"],
+)
+def test_every_wrong_missing_or_duplicated_echo_is_an_error(
+    faulty_server: int, missing: int, unexpected: int, received: int, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--target", f"ws://127.0.0.1:{faulty_server}/", "--protocol", "raw",
+                 *FAULT_RUN, "--out", str(out)])  # fmt: skip
+    (row,) = read_rows(out)
+    assert code == 3  # a run with errors fails the command
+    assert int(row["sent"]) == 1000
+    assert int(row["received"]) == received
+    assert int(row["missing"]) == missing
+    assert int(row["unexpected"]) == unexpected
+    assert int(row["errors"]) == missing + unexpected
+
+
+def test_every_server_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--duration", "1", "--warmup", "0.5", "--loops", "uvloop,asyncio",
+                 "--servers", "websockets,aiohttp,socketio-aiohttp,socketio-asgi",
+                 "--out", str(out)])  # fmt: skip
+    rows = read_rows(out)
+    assert code == 0, [r["failure"] for r in rows]
+    assert {(r["server"], r["loop"]) for r in rows} == {
+        (s, loop) for s in ("websockets", "aiohttp", "socketio-aiohttp", "socketio-asgi")
+        for loop in ("uvloop", "asyncio")
+    }  # fmt: skip
+    for row in rows:
+        assert row["status"] == "ok"
+        assert int(row["errors"]) == 0
+        assert int(row["sent"]) == int(row["received"]) > 0
+        assert float(row["p50_us"]) <= float(row["p99_us"]) <= float(row["max_us"])
+        assert float(row["server_cpu_pct"]) > 0 and int(row["server_rss_bytes"]) > 0
+        assert row["extensions_negotiated"] == ""
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["status"] == "complete"
+    assert meta["fairness"]["compression"] == "off"
+    assert set(meta["fairness_probes"]) == {
+        "websockets",
+        "aiohttp",
+        "socketio-aiohttp",
+        "socketio-asgi",
+    }
+    report = (out / "report.html").read_text()
+    assert "socketio-asgi" in report and "<script src" not in report
+
+
+def test_open_loop_binary_over_socketio(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--servers", "socketio-aiohttp,websockets", "--mode", "open", "--rate",
+                 "500", "--payload-kind", "binary", "--payload", "100", "--duration", "1",
+                 "--warmup", "0.5", "--out", str(out)])  # fmt: skip
+    rows = read_rows(out)
+    assert code == 0, [r["failure"] for r in rows]
+    for row in rows:
+        assert int(row["errors"]) == 0
+        assert int(row["sent"]) == int(row["received"]) == 500
+        assert float(row["send_lag_p99_us"]) >= 0
+
+
+def test_target_with_server_pid_is_sampled(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "servers.websockets", "--port", "0"], cwd=ROOT,
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline().split()[1])
+        out = tmp_path / "out"
+        code = main(["run", "--target", f"http://localhost:{port}", "--protocol", "raw",
+                     "--server-pid", str(process.pid), "--label", "mine", "--duration", "1",
+                     "--warmup", "0.2", "--out", str(out)])  # fmt: skip
+        (row,) = read_rows(out)
+        assert code == 0, row["failure"]
+        assert row["server"] == "mine" and row["loop"] == "external"
+        assert float(row["server_cpu_pct"]) > 0
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_protocol_mismatch_fails_the_run_with_a_clear_line(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "servers.websockets", "--port", "0"], cwd=ROOT,
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline().split()[1])
+        out = tmp_path / "out"
+        code = main(["run", "--target", f"ws://127.0.0.1:{port}/", "--protocol", "socketio",
+                     "--duration", "1", "--warmup", "0", "--out", str(out)])  # fmt: skip
+        (row,) = read_rows(out)
+        assert code == 3
+        assert row["status"] == "failed" and row["failure"]
+    finally:
+        process.terminate()
+        process.wait(10)
