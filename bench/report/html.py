@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import pandas as pd
 
 from bench.analyze.tidy import load_meta, load_runs
 
@@ -20,6 +21,14 @@ TABLE_COLUMNS = [
     "payload_kind", "target_rate", "repeat", "sent", "received", "errors", "throughput_msgs_s",
     "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "server_cpu_pct", "server_rss_bytes",
     "client_cpu_pct", "client_bound", "status",
+]  # fmt: skip
+
+SUMMARY_COLUMNS = [
+    "scenario", "server", "loop", "mode", "connections", "payload_bytes", "payload_kind",
+    "target_rate", "repeats", "throughput_median", "throughput_ci_low", "throughput_ci_high",
+    "throughput_cv", "unstable", "p99_median", "p99_ci_low", "p99_ci_high",
+    "throughput_ratio_vs_websockets_median", "throughput_ratio_vs_aiohttp_median",
+    "client_bound_runs", "errors",
 ]  # fmt: skip
 
 _environment = jinja2.Environment(
@@ -33,7 +42,9 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return ""
-        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
@@ -51,11 +62,24 @@ def render(folder: Path) -> str:
             strict=True,
         )
     ]
+    summary_path = folder / "summary.csv"
+    summary = pd.read_csv(summary_path) if summary_path.is_file() else pd.DataFrame()
+    summary_columns = [c for c in SUMMARY_COLUMNS if c in summary.columns]
+    summary_rows = [
+        {"cells": [_cell(v) for v in record], "flagged": bool(flag)}
+        for record, flag in zip(
+            summary[summary_columns].itertuples(index=False, name=None),
+            summary["unstable"].astype(bool) if "unstable" in summary else [],
+            strict=True,
+        )
+    ]
     template = _environment.get_template("report.html.j2")
     return template.render(
         title=f"wsbench results: {folder.name}",
         columns=columns,
         rows=rows,
+        summary_columns=summary_columns,
+        summary_rows=summary_rows,
         meta=meta,
         fairness=json.dumps(meta.get("fairness", {}), indent=2),
         probes=json.dumps(meta.get("fairness_probes", {}), indent=2),

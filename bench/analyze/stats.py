@@ -1,0 +1,72 @@
+"""Statistics over repeats: medians with bootstrap confidence intervals, CV (pure, numpy only).
+
+The bootstrap uses a fixed seed so that the same numbers always give the same interval: a
+report rebuilt from stored results must not change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+BOOTSTRAP_RESAMPLES = 10_000
+CONFIDENCE = 0.95
+SEED = 20261121
+
+
+@dataclass(frozen=True)
+class Interval:
+    median: float
+    low: float
+    high: float
+    n: int
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+def _clean(values: Sequence[float]) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    kept: np.ndarray = array[~np.isnan(array)]
+    return kept
+
+
+def median_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """The median and a percentile-bootstrap interval for it; NaN bounds with no data.
+
+    With one value the interval is that value; with few repeats it is as wide as the data
+    allow (with 3 repeats, between the smallest and largest), which is the honest answer.
+    """
+    data = _clean(values)
+    if data.size == 0:
+        nan = math.nan
+        return Interval(nan, nan, nan, 0)
+    median = float(np.median(data))
+    if data.size == 1:
+        return Interval(median, median, median, 1)
+    rng = np.random.default_rng(SEED)
+    resamples = rng.choice(data, size=(BOOTSTRAP_RESAMPLES, data.size), replace=True)
+    medians = np.median(resamples, axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(medians, [tail, 100 - tail])
+    return Interval(median, float(low), float(high), int(data.size))
+
+
+def coefficient_of_variation(values: Sequence[float]) -> float:
+    """Sample standard deviation over mean; NaN with fewer than two values or a zero mean."""
+    data = _clean(values)
+    if data.size < 2 or float(np.mean(data)) == 0:
+        return math.nan
+    return float(np.std(data, ddof=1) / np.mean(data))
+
+
+def paired_ratios(numerators: Sequence[float], denominators: Sequence[float]) -> list[float]:
+    """Ratios of values taken in the same repeat (interleaving makes them a fair pair)."""
+    return [
+        n / d
+        for n, d in zip(numerators, denominators, strict=False)
+        if not (math.isnan(n) or math.isnan(d)) and d != 0
+    ]

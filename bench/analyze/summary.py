@@ -1,0 +1,110 @@
+"""summary.csv: one row per cell over its repeats, with intervals and Socket.IO/raw ratios.
+
+A cell is everything that defines a run except its repeat. Ratios pair each Socket.IO cell with
+the raw server's cell that differs only in server and protocol (same loop, mode, payload...),
+repeat by repeat, since repeats are interleaved (A B A B) and drift hits both members of a pair.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.analyze.stats import coefficient_of_variation, median_interval, paired_ratios
+from bench.analyze.tidy import load_runs
+from bench.catalog import SERVERS
+
+CELL_KEYS = [
+    "scenario", "server", "protocol", "transport", "loop", "client", "mode", "connections",
+    "payload_bytes", "payload_kind", "target_rate", "inflight", "ack", "workers",
+]  # fmt: skip
+# What a Socket.IO cell and its raw counterpart share.
+PAIR_KEYS = [k for k in CELL_KEYS if k not in ("server", "protocol")]
+UNSTABLE_CV = 0.10
+RAW_SERVERS = [name for name, info in SERVERS.items() if info.protocol == "raw"]
+METRICS = {"throughput": "throughput_msgs_s", "p50": "p50_us", "p99": "p99_us"}
+
+
+def _key(frame: pd.DataFrame) -> pd.Series:
+    """A hashable text key per row (NaN-safe, unlike groupby on float columns)."""
+    return _joined(frame, CELL_KEYS)
+
+
+def _pair_key(frame: pd.DataFrame) -> pd.Series:
+    return _joined(frame, PAIR_KEYS)
+
+
+def _joined(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    return pd.Series(
+        ["|".join(map(str, values)) for values in frame[columns].itertuples(index=False)],
+        index=frame.index,
+    )
+
+
+def _by_repeat(rows: pd.DataFrame, column: str) -> dict[int, float]:
+    return {int(r): float(v) for r, v in zip(rows["repeat"], rows[column], strict=True)}
+
+
+def _interval_fields(prefix: str, values: list[float]) -> dict[str, Any]:
+    interval = median_interval(values)
+    return {
+        f"{prefix}_median": interval.median,
+        f"{prefix}_ci_low": interval.low,
+        f"{prefix}_ci_high": interval.high,
+    }
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Summarise valid runs (status ok); failed runs are counted, not averaged in."""
+    if runs.empty:
+        return pd.DataFrame()
+    runs = runs.assign(_cell=_key(runs), _pair=_pair_key(runs))
+    records: list[dict[str, Any]] = []
+    for _, group in runs.groupby("_cell", sort=False):
+        valid = group[group["status"] == "ok"]
+        first = group.iloc[0]
+        record: dict[str, Any] = {key: first[key] for key in CELL_KEYS}
+        record["repeats"] = len(valid)
+        record["failed_runs"] = int((group["status"] != "ok").sum())
+        record["errors"] = int(group["errors"].sum())
+        record["client_bound_runs"] = int(valid["client_bound"].astype(bool).sum())
+        for prefix, column in METRICS.items():
+            record.update(_interval_fields(prefix, valid[column].tolist()))
+        record["throughput_cv"] = coefficient_of_variation(valid["throughput_msgs_s"].tolist())
+        record["unstable"] = bool(record["throughput_cv"] > UNSTABLE_CV)
+        if first["protocol"] == "socketio":
+            record.update(_ratios(valid, runs, first["_pair"]))
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def _ratios(socketio_rows: pd.DataFrame, runs: pd.DataFrame, pair: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for raw_server in RAW_SERVERS:
+        raw_rows = runs[(runs["_pair"] == pair) & (runs["server"] == raw_server)]
+        raw_rows = raw_rows[raw_rows["status"] == "ok"]
+        for prefix, column in (("throughput", "throughput_msgs_s"), ("p99", "p99_us")):
+            name = f"{prefix}_ratio_vs_{raw_server}"
+            if raw_rows.empty:
+                fields.update({f"{name}_median": math.nan, f"{name}_ci_low": math.nan,
+                               f"{name}_ci_high": math.nan})  # fmt: skip
+                fields[f"{name}_cv"] = math.nan
+                continue
+            ours, theirs = _by_repeat(socketio_rows, column), _by_repeat(raw_rows, column)
+            common = sorted(set(ours) & set(theirs))
+            ratios = paired_ratios([ours[r] for r in common], [theirs[r] for r in common])
+            fields.update(_interval_fields(name, ratios))
+            fields[f"{name}_cv"] = coefficient_of_variation(ratios)
+    return fields
+
+
+def write_summary(folder: Path) -> Path:
+    """Write summary.csv beside runs.csv (atomically: temporary file, then rename)."""
+    path = folder / "summary.csv"
+    temporary = path.with_suffix(".csv.tmp")
+    summarize(load_runs(folder)).to_csv(temporary, index=False)
+    temporary.replace(path)
+    return path

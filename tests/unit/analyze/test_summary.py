@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from bench.analyze.summary import summarize
+
+
+def run(
+    server: str, protocol: str, repeat: int, throughput: float, p99: float, **extra: object
+) -> dict:
+    row = {
+        "scenario": "echo", "server": server, "protocol": protocol, "transport": "websocket",
+        "loop": "uvloop", "client": "fast", "mode": "closed", "connections": 10,
+        "payload_bytes": 32, "payload_kind": "text", "target_rate": math.nan, "inflight": 1,
+        "ack": False, "workers": 1, "repeat": repeat, "status": "ok", "errors": 0,
+        "client_bound": False, "throughput_msgs_s": throughput, "p50_us": p99 / 2,
+        "p99_us": p99,
+    }  # fmt: skip
+    row.update(extra)
+    return row
+
+
+def test_cells_ratios_and_flags() -> None:
+    runs = pd.DataFrame(
+        [
+            run("aiohttp", "raw", 1, 100.0, 10.0),
+            run("socketio-aiohttp", "socketio", 1, 20.0, 50.0),
+            run("aiohttp", "raw", 2, 120.0, 10.0),
+            run("socketio-aiohttp", "socketio", 2, 24.0, 40.0),
+            run("aiohttp", "raw", 3, 80.0, 10.0),
+            run("socketio-aiohttp", "socketio", 3, 16.0, 60.0),
+            run("aiohttp", "raw", 4, 1.0, 1.0, status="failed"),
+        ]
+    )
+    summary = summarize(runs).set_index("server")
+    raw = summary.loc["aiohttp"]
+    assert raw["repeats"] == 3 and raw["failed_runs"] == 1
+    assert raw["throughput_median"] == 100.0
+    assert (raw["throughput_ci_low"], raw["throughput_ci_high"]) == (80.0, 120.0)
+    assert raw["throughput_cv"] == pytest.approx(0.2)
+    assert bool(raw["unstable"])
+    sio = summary.loc["socketio-aiohttp"]
+    # Paired by repeat: 20/100, 24/120, 16/80 are all exactly 0.2, so the interval is a point.
+    assert sio["throughput_ratio_vs_aiohttp_median"] == pytest.approx(0.2)
+    assert sio["throughput_ratio_vs_aiohttp_ci_low"] == pytest.approx(0.2)
+    assert sio["throughput_ratio_vs_aiohttp_ci_high"] == pytest.approx(0.2)
+    assert sio["throughput_ratio_vs_aiohttp_cv"] == pytest.approx(0.0)
+    assert sio["p99_ratio_vs_aiohttp_median"] == pytest.approx(5.0)
+    assert math.isnan(sio["throughput_ratio_vs_websockets_median"])  # no websockets cell
+
+
+def test_cells_differing_in_loop_are_not_paired() -> None:
+    runs = pd.DataFrame(
+        [run("aiohttp", "raw", 1, 100.0, 10.0, loop="asyncio"),
+         run("socketio-aiohttp", "socketio", 1, 20.0, 50.0)]
+    )  # fmt: skip
+    sio = summarize(runs).set_index("server").loc["socketio-aiohttp"]
+    assert math.isnan(sio["throughput_ratio_vs_aiohttp_median"])
