@@ -9,10 +9,11 @@ time), one array append, and in closed loop one template fill and one send. Ever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from time import monotonic_ns
 from typing import Any
 
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from bench.load.recorder import LatencyRecorder
 from bench.protocol import socketio as sio
@@ -179,11 +180,20 @@ class EchoConnection(WSListener):
         start = self.window_start_ns
         return sum(1 for t in self.outstanding.values() if t >= start)
 
-    def close(self) -> None:
+    def start_closing(self) -> None:
+        """Send a normal close frame; the server answers it and closes the connection."""
         self.closing = True
         if self.transport is not None and not self.disconnected:
-            self.transport.send_close()
-            self.transport.disconnect()
+            self.transport.send_close(WSCloseCode.OK)
+
+    async def close(self, timeout_s: float) -> None:
+        """Close handshake, then drop the TCP connection if the server did not in time."""
+        self.start_closing()
+        if self.transport is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.transport.wait_disconnected(), timeout_s)
+        self.transport.disconnect(graceful=False)
 
 
 async def connect(
@@ -194,9 +204,8 @@ async def connect(
     timeout_s: float,
     max_frame_bytes: int,
     local_addr: tuple[str, int] | None = None,
-) -> tuple[EchoConnection, int]:
-    """Open one connection and finish its handshake; returns it and the set-up time in ns."""
-    started = monotonic_ns()
+) -> EchoConnection:
+    """Open one connection and finish its handshake (Socket.IO: open packet, namespace)."""
     kwargs: dict[str, Any] = {}
     if local_addr is not None:
         kwargs["local_addr"] = local_addr
@@ -215,5 +224,4 @@ async def connect(
         await listener.ready
         return listener
 
-    connection = await asyncio.wait_for(establish(), timeout_s)
-    return connection, monotonic_ns() - started
+    return await asyncio.wait_for(establish(), timeout_s)

@@ -17,8 +17,8 @@ from time import monotonic_ns
 import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from bench.load.engine import emit, read_start_signal
 from bench.load.plan import WorkerPlan
-from bench.load.worker import emit, read_start_signal
 
 
 class MinimalEcho(WSListener):

@@ -8,10 +8,11 @@ Engine.IO open packet, to record the heartbeat interval and message limit actual
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from bench.protocol import socketio as sio
 
@@ -63,8 +64,10 @@ async def probe(url: str, protocol: str, timeout_s: float = 5.0) -> ProbeResult:
         opened = sio.decode_open(first)
         return ProbeResult(extensions, opened.ping_interval_ms, opened.max_payload_bytes)
     finally:
-        transport.send_close()
-        transport.disconnect()
+        transport.send_close(WSCloseCode.OK)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(transport.wait_disconnected(), timeout_s)
+        transport.disconnect(graceful=False)
 
 
 def violations(result: ProbeResult) -> list[str]:
