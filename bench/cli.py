@@ -1,4 +1,4 @@
-"""The ``wsbench`` command line: ``run``, ``report`` and ``overhead``.
+"""The ``wsbench`` command line: ``run``, ``report``, ``calibrate`` and ``overhead``.
 
 ``main(argv)`` returns the exit code: 0 success, 2 bad input (one line on stderr), 3 a run
 failed, 130 interrupted. Options are resolved into ``RunSpec`` cells before anything starts.
@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from bench import suite_run
 from bench.catalog import LOOPS, SERVERS
 from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, RunFailed, UsageError
+from bench.runner import connection_budget
 from bench.scenarios import (
     SUITES,
     check_payload,
@@ -66,7 +67,14 @@ def build_parser() -> _Parser:
     what.add_argument("--scenario", help="one scenario as the default suite runs it")
     what.add_argument("--servers", type=_csv_list, help=f"comma list of: {', '.join(SERVERS)}")
     what.add_argument("--loops", type=_csv_list, help="comma list of: asyncio, uvloop")
-    what.add_argument("--mode", choices=("closed", "open"), help="closed or open loop")
+    what.add_argument(
+        "--mode", choices=("closed", "open", "capacity"),
+        help="closed loop, open loop, or capacity (highest open-loop rate meeting --slo-p99-ms)",
+    )  # fmt: skip
+    what.add_argument("--slo-p99-ms", type=_number(float), help="capacity: p99 latency objective")
+    what.add_argument(
+        "--capacity-steps", type=_number(int), help="capacity: bisection probes (default 7)"
+    )
     what.add_argument("--rate", type=_number(float), help="open loop: total msgs/s offered")
     what.add_argument("--connections", type=_number(int), help="connections (default 10)")
     what.add_argument(
@@ -80,6 +88,11 @@ def build_parser() -> _Parser:
     what.add_argument("--warmup", type=_number(float), help="discarded seconds before (default 2)")
     what.add_argument("--repeat", type=_number(int), help="repeats of every cell, interleaved")
     what.add_argument("--workers", type=_number(int), help="generator processes (default 1)")
+    what.add_argument(
+        "--client", choices=("fast", "library"),
+        help="fast: the generator's own picows client (default); library: websockets' and "
+        "python-socketio's stock clients, to see the end-to-end cost users get",
+    )  # fmt: skip
     target = run.add_argument_group("a server someone else started")
     target.add_argument("--target", help="ws:// or http:// URL on a loopback address")
     target.add_argument("--protocol", choices=("raw", "socketio"), help="the target's protocol")
@@ -95,6 +108,16 @@ def build_parser() -> _Parser:
 
     report = commands.add_parser("report", help="rebuild report.html from a results folder")
     report.add_argument("folder", type=Path)
+
+    calibration = commands.add_parser(
+        "calibrate", help="measure the generator's own ceiling against a built-in echo server"
+    )
+    calibration.add_argument("--payload", type=_number(int), default=32)
+    calibration.add_argument("--payload-kind", choices=("text", "binary"), default="text")
+    calibration.add_argument("--rounds", type=_number(int), default=3)
+    calibration.add_argument("--duration", type=_number(float), default=3.0)
+    calibration.add_argument("--out", type=Path)
+    calibration.add_argument("--force", action="store_true")
 
     overhead = commands.add_parser(
         "overhead", help="the generator against a minimal picows client, same server, same run"
@@ -146,6 +169,13 @@ def _validate_common(args: argparse.Namespace) -> None:
 
 
 def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
+    cells = _resolve_cells(args)
+    for cell in cells:
+        connection_budget(cell)  # refuses, naming the limits, what the machine cannot hold
+    return cells
+
+
+def _resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
     _validate_common(args)
     if args.target:
         return _target_cells(args)
@@ -164,7 +194,9 @@ def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
 
 def _apply_overrides(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
     """Suite cells narrowed by --servers/--loops and shortened by --duration/--warmup."""
-    if args.mode or args.rate or args.payload or args.payload_kind or args.connections:
+    adhoc_only = (args.mode, args.rate, args.payload, args.payload_kind, args.connections,
+                  args.slo_p99_ms, args.capacity_steps)  # fmt: skip
+    if any(value is not None for value in adhoc_only):
         raise UsageError(
             "--mode, --rate, --payload, --payload-kind and --connections define an ad-hoc "
             "matrix; leave out --suite/--scenario to use them"
@@ -185,6 +217,8 @@ def _apply_overrides(cells: list[RunSpec], args: argparse.Namespace) -> list[Run
         changes["warmup_s"] = float(args.warmup)
     if args.workers is not None:
         changes["workers"] = args.workers
+    if args.client is not None:
+        changes["client"] = args.client
     return [RunSpec(**{**cell.as_dict(), **changes}) for cell in chosen]
 
 
@@ -197,17 +231,30 @@ def _check_names(args: argparse.Namespace) -> None:
             raise UsageError(f"unknown loop {loop!r} (known: {', '.join(LOOPS)})")
 
 
-def _check_mode_and_rate(mode: str, rate: float | None) -> None:
-    if mode == "open" and rate is None:
+def _check_mode_and_rate(args: argparse.Namespace, mode: str) -> dict[str, Any]:
+    """Check the options that depend on the mode; returns the RunSpec fields they set."""
+    if mode == "open" and args.rate is None:
         raise UsageError("--mode open needs --rate (total messages per second)")
-    if mode == "closed" and rate is not None:
+    if mode != "open" and args.rate is not None:
         raise UsageError("--rate applies to --mode open only")
+    if mode == "capacity":
+        if args.slo_p99_ms is None:
+            raise UsageError("--mode capacity needs --slo-p99-ms (the p99 latency objective)")
+        check_positive("--slo-p99-ms", args.slo_p99_ms)
+        fields: dict[str, Any] = {"slo_p99_ms": float(args.slo_p99_ms)}
+        if args.capacity_steps is not None:
+            check_positive("--capacity-steps", args.capacity_steps)
+            fields["capacity_steps"] = args.capacity_steps
+        return fields
+    if args.slo_p99_ms is not None or args.capacity_steps is not None:
+        raise UsageError("--slo-p99-ms and --capacity-steps apply to --mode capacity only")
+    return {}
 
 
 def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
     _check_names(args)
     mode = _adhoc_option(args, "mode")
-    _check_mode_and_rate(mode, args.rate)
+    capacity_fields = _check_mode_and_rate(args, mode)
     if args.servers is not None and not args.servers:
         raise UsageError("--servers is empty")
     entry = {
@@ -225,7 +272,14 @@ def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
     }
     if args.rate is not None:
         entry["rate_msgs_s"] = args.rate
-    return expand([entry], args.repeat or 1)
+    if mode == "capacity":
+        entry["mode"] = "closed"  # expanded as closed, then turned into capacity cells
+    cells = expand([entry], args.repeat or 1)
+    client = args.client or "fast"
+    return [
+        RunSpec(**{**cell.as_dict(), "mode": mode, "client": client, **capacity_fields})
+        for cell in cells
+    ]
 
 
 def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
@@ -242,7 +296,7 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
         if not psutil.pid_exists(args.server_pid):
             raise UsageError(f"--server-pid {args.server_pid}: no such process")
     mode = _adhoc_option(args, "mode")
-    _check_mode_and_rate(mode, args.rate)
+    capacity_fields = _check_mode_and_rate(args, mode)
     cell = RunSpec(
         scenario="echo",
         server=args.label or args.protocol,
@@ -257,8 +311,10 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
         rate_msgs_s=float(args.rate or 0.0),
         inflight=_adhoc_option(args, "inflight"),
         workers=_adhoc_option(args, "workers"),
+        client=args.client or "fast",
         target_url=args.target,
         server_pid=args.server_pid,
+        **capacity_fields,
     )
     return [RunSpec(**{**cell.as_dict(), "repeat": r}) for r in range(1, (args.repeat or 1) + 1)]
 
@@ -306,6 +362,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if ok else EXIT_RUN_FAILED
         if args.command == "report":
             suite_run.rebuild_report(args.folder)
+            return 0
+        if args.command == "calibrate":
+            check_positive("--rounds", args.rounds)
+            check_positive("--duration", args.duration)
+            check_payload(args.payload)
+            out = output_folder(args.out, args.force)
+            _run_with_signals(
+                suite_run.run_calibration(
+                    args.payload, args.payload_kind, args.rounds, args.duration, out
+                )
+            )
             return 0
         if args.command == "overhead":
             for name in ("rounds", "duration", "connections"):

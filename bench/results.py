@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.calibration import MIN_HEADROOM, headroom
 from bench.metrics import histogram as hist
 from bench.runner import CLIENT_BOUND_CPU_PCT, CLIENT_BOUND_SEND_LAG_US, RunResult
 
@@ -23,10 +24,11 @@ COLUMNS = [
     "connections", "payload_bytes", "payload_kind", "target_rate", "repeat", "warmup_s",
     "duration_s", "sent", "received", "errors", "throughput_msgs_s", "p50_us", "p90_us",
     "p99_us", "p999_us", "max_us", "mean_us", "server_cpu_pct", "server_rss_bytes",
-    "client_cpu_pct", "client_bound",
+    "client_cpu_pct", "client_bound", "generator_headroom",
     # Beyond the required set:
     "status", "failure", "missing", "unexpected", "disconnects", "inflight", "ack", "workers",
-    "send_lag_p99_us", "connect_s", "connect_p50_us", "connect_p99_us",
+    "send_lag_p99_us", "slo_p99_ms", "capacity_msgs_s", "connect_s", "connect_p50_us",
+    "connect_p99_us",
     "extensions_negotiated", "server_exit_status", "started_utc", "schema_version",
 ]  # fmt: skip
 
@@ -43,12 +45,20 @@ def row(result: RunResult) -> dict[str, Any]:
     sent = sum(r.sent for r in result.reports)
     received = sum(r.received for r in result.reports)
     errors = sum(r.errors for r in result.reports)
+    nan = math.nan
     client_cpu = max((u.cpu_pct for u in result.client_usage), default=math.nan)
     send_lag_p99 = send_lag.p99_us if send_lag else math.nan
-    client_bound = (not math.isnan(client_cpu) and client_cpu >= CLIENT_BOUND_CPU_PCT) or (
-        spec.mode == "open" and send_lag_p99 > CLIENT_BOUND_SEND_LAG_US
+    throughput = received / spec.duration_s if result.reports else nan
+    generator_headroom = (
+        headroom(result.generator_ceiling_msgs_s, throughput, result.generator_processes)
+        if result.reports
+        else nan
     )
-    nan = math.nan
+    client_bound = (
+        (not math.isnan(client_cpu) and client_cpu >= CLIENT_BOUND_CPU_PCT)
+        or (spec.mode != "closed" and send_lag_p99 > CLIENT_BOUND_SEND_LAG_US)
+        or generator_headroom < MIN_HEADROOM
+    )
     return {
         "run_id": result.run_id,
         "scenario": spec.scenario,
@@ -61,14 +71,16 @@ def row(result: RunResult) -> dict[str, Any]:
         "connections": spec.connections,
         "payload_bytes": spec.payload_bytes,
         "payload_kind": spec.payload_kind,
-        "target_rate": spec.rate_msgs_s if spec.mode == "open" else nan,
+        "target_rate": {"open": spec.rate_msgs_s, "capacity": result.capacity_msgs_s}.get(
+            spec.mode, nan
+        ),
         "repeat": spec.repeat,
         "warmup_s": spec.warmup_s,
         "duration_s": spec.duration_s,
         "sent": sent,
         "received": received,
         "errors": errors,
-        "throughput_msgs_s": _round(received / spec.duration_s) if result.reports else nan,
+        "throughput_msgs_s": _round(throughput),
         "p50_us": latency.p50_us if latency else nan,
         "p90_us": latency.p90_us if latency else nan,
         "p99_us": latency.p99_us if latency else nan,
@@ -79,6 +91,7 @@ def row(result: RunResult) -> dict[str, Any]:
         "server_rss_bytes": result.server_usage.rss_max_bytes if result.server_usage else nan,
         "client_cpu_pct": _round(client_cpu),
         "client_bound": client_bound,
+        "generator_headroom": _round(generator_headroom, 2),
         "status": result.status,
         "failure": result.failure,
         "missing": sum(r.missing for r in result.reports),
@@ -87,7 +100,9 @@ def row(result: RunResult) -> dict[str, Any]:
         "inflight": spec.inflight if spec.mode == "closed" else nan,
         "ack": spec.ack,
         "workers": spec.workers,
-        "send_lag_p99_us": send_lag_p99 if spec.mode == "open" else nan,
+        "send_lag_p99_us": send_lag_p99 if spec.mode != "closed" else nan,
+        "slo_p99_ms": spec.slo_p99_ms if spec.slo_p99_ms is not None else nan,
+        "capacity_msgs_s": result.capacity_msgs_s,
         "connect_s": _round(result.connect_s, 4),
         "connect_p50_us": connect.p50_us if connect else nan,
         "connect_p99_us": connect.p99_us if connect else nan,
@@ -127,6 +142,7 @@ class ResultsWriter:
                         "send_lag_hist": [r.send_lag_hist for r in result.reports],
                         "connect_hist": [r.connect_hist for r in result.reports],
                         "error_samples": [s for r in result.reports for s in r.error_samples],
+                        "capacity_probes": result.capacity_probes,
                     }
                 )
                 + "\n"

@@ -11,13 +11,17 @@ import asyncio
 import contextlib
 import math
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench.catalog import SERVERS
-from bench.errors import RunFailed
+from bench.errors import RunFailed, UsageError
+from bench.limits import ConnectionBudget, hard_open_files_limit, plan_connections, port_range
+from bench.load.capacity import CapacitySearch, ProbeOutcome
 from bench.load.coordinator import WorkerPool
 from bench.load.plan import WorkerPlan, WorkerReport
 from bench.metrics import fairness
@@ -28,6 +32,8 @@ from bench.spec import RunSpec
 from bench.target import websocket_url
 
 SERVER_READY_TIMEOUT_S = 30.0
+# The generator's client stacks: its own picows client, or the libraries' stock clients.
+WORKER_MODULES = {"fast": "bench.load.worker", "library": "bench.load.library_worker"}
 LOOPBACK = "127.0.0.1"
 # A generator process at or above this share of its core may be what limits the run.
 CLIENT_BOUND_CPU_PCT = 90.0
@@ -56,6 +62,12 @@ class RunResult:
     probe: fairness.ProbeResult | None = None
     connect_s: float = math.nan
     server_exit_status: int | None = None
+    # From the suite's calibration (NaN when none): see bench.calibration.
+    generator_ceiling_msgs_s: float = math.nan
+    generator_processes: int = 1
+    # Capacity mode: the rate found, and every probe of the search.
+    capacity_msgs_s: float = math.nan
+    capacity_probes: list[dict[str, Any]] = field(default_factory=list)
 
     def merged_latency_blob(self) -> str:
         return hist.encode(hist.merge(r.latency_hist for r in self.reports))
@@ -104,17 +116,39 @@ class ManagedServer:
         return await stop_process(self.process)
 
 
-def split_evenly(total: int, parts: int) -> list[int]:
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+def server_files_limit(spec: RunSpec) -> int | None:
+    """The server's open-file limit: ours for managed servers (they raise soft to hard, as
+    the workers do), the target process's current one with --server-pid, else unknown."""
+    if spec.managed:
+        return hard_open_files_limit()
+    if spec.server_pid is None:
+        return None
+    try:
+        soft, _ = psutil.Process(spec.server_pid).rlimit(psutil.RLIMIT_NOFILE)
+    except (psutil.Error, OSError):
+        return None
+    return int(soft)
+
+
+def connection_budget(spec: RunSpec) -> ConnectionBudget:
+    """How connections split over workers and source addresses; UsageError when they can't."""
+    return plan_connections(
+        spec.connections, spec.workers, hard_open_files_limit(), server_files_limit(spec),
+        port_range(),
+    )  # fmt: skip
 
 
 def worker_plans(spec: RunSpec, url: str) -> list[WorkerPlan]:
-    connections = split_evenly(spec.connections, spec.workers)
+    if spec.mode == "capacity":
+        raise ValueError("capacity cells run as closed- and open-loop probes")
+    mode = spec.mode
+    budget = connection_budget(spec)
+    connections = budget.per_worker
     return [
         WorkerPlan(
             url=url,
             protocol=spec.protocol,
-            mode=spec.mode,
+            mode=mode,
             connections=connections[index],
             payload_bytes=spec.payload_bytes,
             payload_kind=spec.payload_kind,
@@ -125,9 +159,92 @@ def worker_plans(spec: RunSpec, url: str) -> list[WorkerPlan]:
             ack=spec.ack,
             worker_index=index,
             worker_count=spec.workers,
+            source_addresses=budget.source_addresses,
         )
         for index in range(spec.workers)
     ]
+
+
+async def measure(
+    spec: RunSpec,
+    url: str,
+    server_pid: int | None,
+    pinning: Pinning,
+    log_dir: Path,
+    result: RunResult,
+) -> None:
+    """One measured run of open or closed loop against a running server, into ``result``."""
+    try:
+        plans = worker_plans(spec, url)
+    except UsageError as exc:  # the target's limit changed since the command was checked
+        raise RunFailed(str(exc)) from exc
+    pool = WorkerPool(
+        plans, frozenset(pinning.generator_cpus), log_dir, module=WORKER_MODULES[spec.client]
+    )
+    sampler: ProcessSampler | None = None
+    try:
+        result.connect_s = await pool.spawn_and_connect()
+        roles = {f"worker-{i}": pid for i, pid in enumerate(pool.pids)}
+        if server_pid is not None:
+            roles["server"] = server_pid
+        sampler = ProcessSampler(roles)
+        sampler.start()
+        start_ns = await pool.go()
+        window_start = start_ns + int(spec.warmup_s * 1e9)
+        window_end = window_start + int(spec.duration_s * 1e9)
+        result.window_s = (window_start, window_end)
+        result.reports = await pool.reports()
+        await sampler.stop()
+        if server_pid is not None:
+            result.server_usage = sampler.usage("server", window_start, window_end)
+        result.client_usage = [
+            sampler.usage(f"worker-{i}", window_start, window_end) for i in range(spec.workers)
+        ]
+    finally:
+        if sampler is not None:
+            with contextlib.suppress(Exception):
+                await sampler.stop()
+        await pool.close()
+
+
+def _outcome(result: RunResult, rate_msgs_s: float) -> ProbeOutcome:
+    latency = hist.summarize(result.merged("latency_hist"))
+    received = sum(r.received for r in result.reports)
+    errors = sum(r.errors for r in result.reports)
+    return ProbeOutcome(rate_msgs_s, latency.p99_us, errors, received / result.spec.duration_s)
+
+
+async def search_capacity(
+    spec: RunSpec, url: str, server_pid: int | None, pinning: Pinning, log_dir: Path,
+    result: RunResult,
+) -> None:  # fmt: skip
+    """Bisect open-loop rates for the highest one meeting the SLO; the best probe's figures
+    become ``result``'s, and every probe is kept in ``result.capacity_probes``."""
+    assert spec.slo_p99_ms is not None
+    closed = RunResult(replace(spec, mode="closed"), result.run_id, result.started_utc)
+    await measure(closed.spec, url, server_pid, pinning, log_dir / "closed", closed)
+    closed_msgs_s = sum(r.received for r in closed.reports) / spec.duration_s
+    search = CapacitySearch.from_closed_loop(spec.slo_p99_ms, closed_msgs_s, spec.capacity_steps)
+    best: RunResult | None = None
+    while not search.done:
+        rate = round(search.next_rate(), 1)
+        probe = RunResult(replace(spec, mode="open", rate_msgs_s=rate), result.run_id, "")
+        await measure(probe.spec, url, server_pid, pinning, log_dir / f"rate-{rate:.0f}", probe)
+        outcome = _outcome(probe, rate)
+        search.record(outcome)
+        result.capacity_probes.append(
+            {**asdict(outcome), "passed": outcome.passes(spec.slo_p99_ms)}
+        )
+        if search.best is outcome:
+            best = probe
+    if best is None:
+        raise RunFailed(
+            f"no rate met p99 <= {spec.slo_p99_ms} ms with zero errors "
+            f"(lowest tried: {search.upper_msgs_s:,.0f} msgs/s)"
+        )
+    result.capacity_msgs_s = best.spec.rate_msgs_s
+    for name in ("reports", "window_s", "server_usage", "client_usage", "connect_s"):
+        setattr(result, name, getattr(best, name))
 
 
 async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) -> RunResult:
@@ -135,8 +252,6 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
     result = RunResult(spec, run_id, datetime.now(UTC).isoformat(timespec="seconds"))
     log_dir = out_dir / "logs" / run_id
     server: ManagedServer | None = None
-    pool: WorkerPool | None = None
-    sampler: ProcessSampler | None = None
     try:
         if spec.managed:
             server = ManagedServer(
@@ -158,24 +273,10 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
         broken = fairness.violations(result.probe)
         if broken and spec.managed:
             raise RunFailed(f"fairness contract broken by {spec.server}: {'; '.join(broken)}")
-        pool = WorkerPool(worker_plans(spec, url), frozenset(pinning.generator_cpus), log_dir)
-        result.connect_s = await pool.spawn_and_connect()
-        roles = {f"worker-{i}": pid for i, pid in enumerate(pool.pids)}
-        if server_pid is not None:
-            roles["server"] = server_pid
-        sampler = ProcessSampler(roles)
-        sampler.start()
-        start_ns = await pool.go()
-        window_start = start_ns + int(spec.warmup_s * 1e9)
-        window_end = window_start + int(spec.duration_s * 1e9)
-        result.window_s = (window_start, window_end)
-        result.reports = await pool.reports()
-        await sampler.stop()
-        if server_pid is not None:
-            result.server_usage = sampler.usage("server", window_start, window_end)
-        result.client_usage = [
-            sampler.usage(f"worker-{i}", window_start, window_end) for i in range(spec.workers)
-        ]
+        if spec.mode == "capacity":
+            await search_capacity(spec, url, server_pid, pinning, log_dir, result)
+        else:
+            await measure(spec, url, server_pid, pinning, log_dir, result)
         if server is not None and not server.alive():
             raise RunFailed(f"server {spec.server} exited during the run (log: {server.log_path})")
     except RunFailed as exc:
@@ -186,11 +287,6 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
         result.status = "failed"
         result.failure = f"internal error {exc!r} (traceback in {log_dir / 'harness-error.log'})"
     finally:
-        if sampler is not None:
-            with contextlib.suppress(Exception):
-                await sampler.stop()
-        if pool is not None:
-            await pool.close()
         if server is not None:
             result.server_exit_status = await server.stop()
     return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-Mode = Literal["closed", "open"]
+Mode = Literal["closed", "open", "capacity"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class RunSpec:
     workers: int = 1
     transport: str = "websocket"
     client: str = "fast"
+    slo_p99_ms: float | None = None  # capacity mode: the latency objective
+    capacity_steps: int = 7  # capacity mode: bisection probes after the closed-loop bound
     target_url: str | None = None  # set for a server someone else started
     server_pid: int | None = None
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from rich.console import Console
 
+from bench.analyze.summary import write_summary
+from bench.calibration import Calibration, calibrate
 from bench.catalog import SERVERS
 from bench.errors import RunFailed
 from bench.load.coordinator import WorkerPool
@@ -56,6 +58,9 @@ def _progress_line(index: int, total: int, record: dict[str, Any]) -> str:
         flags.append(f"[red]{record['errors']} errors[/red]")
     if record["client_bound"]:
         flags.append("[yellow]client_bound[/yellow]")
+    if record["mode"] == "capacity":
+        flags.insert(0, f"capacity {record['capacity_msgs_s']:,.0f} msgs/s at p99 <= "
+                        f"{record['slo_p99_ms']:g} ms")  # fmt: skip
     return (
         f"{head} {record['throughput_msgs_s']:>9,.0f} msgs/s  p50 {record['p50_us']:>7,.0f} µs  "
         f"p99 {record['p99_us']:>7,.0f} µs  server CPU {record['server_cpu_pct']:>4.0f}%  "
@@ -72,10 +77,31 @@ async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
     write_json_atomically(out / "meta.json", meta)
     writer = ResultsWriter(out)
     probes: dict[str, Any] = {}
+    ceilings: dict[tuple[int, str], Calibration] = {}
     console.print(f"wsbench: {len(cells)} runs into {out}")
     try:
+        fast_cells = [c for c in cells if c.client == "fast"]
+        for payload_bytes, payload_kind in sorted(
+            {(c.payload_bytes, c.payload_kind) for c in fast_cells}
+        ):
+            calibration = await calibrate(
+                payload_bytes, payload_kind, pinning, out / "logs" / "calibration"
+            )
+            ceilings[(payload_bytes, payload_kind)] = calibration
+            console.print(
+                f"calibration: the generator drives {calibration.ceiling_msgs_s:,.0f} msgs/s "
+                f"({payload_bytes} B {payload_kind}) at {calibration.generator_cpu_pct:.0f}% CPU"
+            )
+        meta["calibration"] = [c.as_dict() for c in ceilings.values()]
+        write_json_atomically(out / "meta.json", meta)
+        generator_cpus = max(1, len(pinning.generator_cpus))
         for index, cell in enumerate(cells, 1):
             result = await run_cell(cell, run_id_for(index, cell), out, pinning)
+            # The ceiling is the fast client's; library clients are judged by their CPU alone.
+            ceiling = ceilings.get((cell.payload_bytes, cell.payload_kind))
+            if cell.client == "fast" and ceiling is not None:
+                result.generator_ceiling_msgs_s = ceiling.ceiling_msgs_s
+            result.generator_processes = min(cell.workers, generator_cpus)
             record = writer.append(result)
             if result.probe is not None:
                 probes[cell.server] = result.probe.as_dict()
@@ -89,9 +115,10 @@ async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
         meta["completed_cells"] = len(writer.rows)
         write_json_atomically(out / "meta.json", meta)
         if writer.rows:
+            write_summary(out)
             write_report(out)
     failed = [r for r in writer.rows if r["status"] != "ok" or r["errors"]]
-    console.print(f"wsbench: results in {out}/ (runs.csv, meta.json, report.html)")
+    console.print(f"wsbench: results in {out}/ (runs.csv, summary.csv, meta.json, report.html)")
     if failed:
         console.print(f"wsbench: {len(failed)} of {len(cells)} runs failed or had errors")
     return not failed
@@ -102,8 +129,32 @@ def rebuild_report(folder: Path) -> None:
 
     if not (folder / "runs.csv").is_file():
         raise UsageError(f"{folder} holds no runs.csv")
+    write_summary(folder)
     write_report(folder)
     console.print(f"wsbench: wrote {folder / 'report.html'}")
+
+
+async def run_calibration(
+    payload_bytes: int, payload_kind: str, rounds: int, duration_s: float, out: Path
+) -> Calibration:
+    pinning = current_pinning()
+    try:
+        calibration = await calibrate(
+            payload_bytes, payload_kind, pinning, out / "logs", rounds=rounds, duration_s=duration_s
+        )
+    finally:
+        await stop_all()
+    meta = stamp(["wsbench", "calibrate"], _pinning_dict(pinning), repo_root())
+    meta["calibration"] = [calibration.as_dict()]
+    write_json_atomically(out / "meta.json", meta)
+    console.print(
+        f"the generator drives {calibration.ceiling_msgs_s:,.0f} msgs/s ({payload_bytes} B "
+        f"{payload_kind}; rounds: {', '.join(f'{r:,.0f}' for r in calibration.rounds_msgs_s)}) "
+        f"at {calibration.generator_cpu_pct:.0f}% of its core; echo server at "
+        f"{calibration.echo_server_cpu_pct:.0f}%"
+    )
+    console.print(f"wsbench: results in {out}/meta.json")
+    return calibration
 
 
 # --- wsbench overhead ------------------------------------------------------------------------
