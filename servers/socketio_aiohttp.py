@@ -1,0 +1,79 @@
+"""Socket.IO echo server (python-socketio) hosted by aiohttp, with the fairness contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import socketio
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
+
+from servers.common import run_server
+from servers.socketio_common import create_socketio_server, stop_socketio_server
+
+# --- Settings from the fairness contract -----------------------------------------------------
+
+# The Socket.IO settings (transports, heartbeat, message size, handlers) live in
+# servers/socketio_common.py, shared with the ASGI host.
+ASYNC_MODE = "aiohttp"
+# Not part of the contract: the longest a stop waits for handlers that are still running (a
+# client that ignores Engine.IO's close packet keeps its handler alive; aiohttp's default is 60 s).
+SHUTDOWN_TIMEOUT_S = 2.0
+
+
+# --- Handler ---------------------------------------------------------------------------------
+
+
+@web.middleware
+async def refuse_compression(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Hide the client's ``Sec-WebSocket-Extensions`` offer, so no extension is negotiated.
+
+    engineio's aiohttp driver builds ``WebSocketResponse(max_msg_size=...)`` without
+    ``compress=``, and aiohttp then accepts permessage-deflate whenever a client offers it. The
+    contract has compression off, and this is the one place to enforce it without patching
+    engineio. It runs once per HTTP request (the WebSocket handshake), never per message.
+    """
+    if hdrs.SEC_WEBSOCKET_EXTENSIONS not in request.headers:
+        return await handler(request)
+    headers = request.headers.copy()
+    del headers[hdrs.SEC_WEBSOCKET_EXTENSIONS]
+    return await handler(request.clone(headers=headers))
+
+
+# The echo handler itself is servers.socketio_common.create_socketio_server's ``echo``.
+
+
+# --- Start -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunningSocketioAiohttp:
+    port: int
+    sio: socketio.AsyncServer
+    runner: web.AppRunner
+
+    async def close(self) -> None:
+        await stop_socketio_server(self.sio)
+        await self.runner.cleanup()
+
+
+async def start(host: str, port: int) -> RunningSocketioAiohttp:
+    sio = create_socketio_server(ASYNC_MODE)
+    app = web.Application(middlewares=[refuse_compression])
+    sio.attach(app)  # routes /socket.io/
+    # access_log=None: no line per request (stdout carries only READY).
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return RunningSocketioAiohttp(port=runner.addresses[0][1], sio=sio, runner=runner)
+
+
+# --- Main ------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    return run_server(start, "Socket.IO echo server (python-socketio on aiohttp).")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

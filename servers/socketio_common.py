@@ -1,0 +1,87 @@
+"""The Socket.IO server both Socket.IO hosts share: the contract's settings and the echo handler.
+
+``socketio_aiohttp`` and ``socketio_asgi`` differ only in how this server is hosted.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+import socketio
+
+from servers.common import FAIRNESS
+
+# --- Ack detection ---------------------------------------------------------------------------
+
+# True while the event being handled carries an ack id, i.e. the client wants the reply as an
+# acknowledgement. python-socketio 5.18 sends the handler's return value as the ack when an id is
+# present and drops it otherwise, but never tells the handler which case it is in.
+_ack_requested: ContextVar[bool] = ContextVar("ack_requested", default=False)
+
+
+# socketio ships no type hints, so mypy sees AsyncServer as Any.
+class _AckAwareServer(socketio.AsyncServer):  # type: ignore[misc]
+    """``AsyncServer`` whose event handlers can ask ``_ack_requested`` whether an ack is wanted.
+
+    There is no public hook for this, so ``_handle_event`` (the private method that receives the
+    ack id) is wrapped. With ``async_handlers=True`` it starts the handler in a new task, which
+    copies the context at creation, so the handler sees the value set here; with ``False`` the
+    handler runs inside this call. Either way it costs one ContextVar set/reset per event.
+    """
+
+    async def _handle_event(
+        self, eio_sid: str, namespace: str | None, ack_id: int | None, data: list[Any]
+    ) -> None:
+        token = _ack_requested.set(ack_id is not None)
+        try:
+            await super()._handle_event(eio_sid, namespace, ack_id, data)
+        finally:
+            _ack_requested.reset(token)
+
+
+# --- Server ----------------------------------------------------------------------------------
+
+
+def create_socketio_server(async_mode: str) -> socketio.AsyncServer:
+    """A Socket.IO server with the contract's settings that echoes ``FAIRNESS.socketio_event``.
+
+    Each message gets exactly one reply: the acknowledgement when the client asked for one,
+    otherwise an ``echo`` event emitted back to the sender only.
+    """
+    sio = _AckAwareServer(
+        async_mode=async_mode,
+        # WebSocket only: no long-polling handshake and upgrade before the first message.
+        transports=list(FAIRNESS.socketio_transports),
+        # Engine.IO's heartbeat cannot be turned off; it is pushed out beyond any run.
+        ping_interval=FAIRNESS.engineio_ping_interval_s,
+        ping_timeout=FAIRNESS.engineio_ping_timeout_s,
+        # Enforced on WebSocket messages too; the same limit as the raw servers.
+        max_http_buffer_size=FAIRNESS.max_message_bytes,
+        async_handlers=FAIRNESS.socketio_async_handlers,
+        # Logging is off: even filtered log calls format their arguments per packet.
+        logger=False,
+        engineio_logger=False,
+    )
+
+    async def echo(sid: str, data: Any) -> Any:
+        if _ack_requested.get():
+            return data  # python-socketio sends it back as the ack packet
+        await sio.emit(FAIRNESS.socketio_event, data, to=sid, namespace=FAIRNESS.socketio_namespace)
+        return None
+
+    sio.on(FAIRNESS.socketio_event, echo, namespace=FAIRNESS.socketio_namespace)
+    return sio
+
+
+async def stop_socketio_server(sio: socketio.AsyncServer) -> None:
+    """Close every client's connection, then stop python-socketio's background tasks.
+
+    Call it before stopping the host: an aiohttp host would otherwise wait up to 60 s for the
+    handlers of connections that are still open. Each client gets Engine.IO's close packet ``1``
+    and a WebSocket close, as the raw servers close theirs with 1001.
+    """
+    # engineio's disconnect() with no sid closes all sockets, but fails on none (asyncio.wait([])).
+    if sio.eio.sockets:
+        await sio.eio.disconnect()
+    await sio.shutdown()
