@@ -24,12 +24,13 @@ from bench.limits import ConnectionBudget, hard_open_files_limit, plan_connectio
 from bench.load.capacity import CapacitySearch, ProbeOutcome
 from bench.load.coordinator import WorkerPool
 from bench.load.plan import WorkerPlan, WorkerReport
-from bench.metrics import fairness
+from bench.metrics import fairness, looplag
 from bench.metrics import histogram as hist
 from bench.metrics.sampling import ProcessSampler, WindowUsage
 from bench.processes import python_argv, start_process, stop_process
 from bench.spec import RunSpec
 from bench.target import websocket_url
+from servers.common import LOOP_LAG_FILE_ENV
 
 SERVER_READY_TIMEOUT_S = 30.0
 # The generator's client stacks: its own picows client, or the libraries' stock clients.
@@ -67,6 +68,7 @@ class RunResult:
     generator_processes: int = 1
     # Capacity mode: the rate found, and every probe of the search.
     capacity_msgs_s: float = math.nan
+    server_loop_lag_p99_ms: float = math.nan
     capacity_probes: list[dict[str, Any]] = field(default_factory=list)
 
     def merged_latency_blob(self) -> str:
@@ -86,11 +88,17 @@ class ManagedServer:
         self.log_path = log_path
         self.process: asyncio.subprocess.Process | None = None
         self.port = 0
+        self.loop_lag_path = log_path.with_name("loop-lag.txt")
 
     async def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         argv = python_argv(self.info.module, "--host", LOOPBACK, "--port", "0", "--loop", self.loop)
-        self.process = await start_process(argv, cpus=self.cpus, stderr=self.log_path)
+        self.process = await start_process(
+            argv,
+            cpus=self.cpus,
+            stderr=self.log_path,
+            env={LOOP_LAG_FILE_ENV: str(self.loop_lag_path)},
+        )
         assert self.process.stdout is not None
         try:
             line = await asyncio.wait_for(self.process.stdout.readline(), SERVER_READY_TIMEOUT_S)
@@ -289,4 +297,6 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
     finally:
         if server is not None:
             result.server_exit_status = await server.stop()
+            samples = looplag.read_samples(server.loop_lag_path)
+            result.server_loop_lag_p99_ms = looplag.p99_ms_in_window(samples, *result.window_s)
     return result

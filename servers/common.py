@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import resource
 import signal
 import sys
+import time
+from array import array
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -83,21 +87,58 @@ def new_event_loop(loop_name: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+# --- Event-loop health ----------------------------------------------------------------------
+# Every server samples how late a 10 ms timer fires (the loop's lag: time its callbacks hold
+# it); the harness asks for the samples by naming a file in WSBENCH_LOOP_LAG_FILE and keeps
+# those inside the measured window. The sampler costs 100 wake-ups a second, the same on all.
+LOOP_LAG_FILE_ENV = "WSBENCH_LOOP_LAG_FILE"
+LOOP_LAG_INTERVAL_S = 0.010
+
+
+async def _sample_loop_lag(samples: array[int]) -> None:
+    interval_ns = int(LOOP_LAG_INTERVAL_S * 1e9)
+    while True:
+        due_ns = time.monotonic_ns() + interval_ns
+        await asyncio.sleep(LOOP_LAG_INTERVAL_S)
+        now_ns = time.monotonic_ns()
+        samples.append(now_ns)
+        samples.append(now_ns - due_ns)
+
+
+def _write_loop_lag(samples: array[int]) -> None:
+    """Pairs of (monotonic ns, lag ns) as text, one pair a line."""
+    path = os.environ.get(LOOP_LAG_FILE_ENV)
+    if not path:
+        return
+    lines = (f"{samples[i]} {samples[i + 1]}\n" for i in range(0, len(samples) - 1, 2))
+    with open(path, "w") as stream:
+        stream.writelines(lines)
+
+
 async def _serve_until_signalled(start: StartServer, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     server = await start(host, port)
+    lag_samples: array[int] = array("q")
+    sampler = asyncio.ensure_future(_sample_loop_lag(lag_samples))
     # The harness reads this line to learn the port; nothing else goes to stdout.
     print(f"READY {server.port}", flush=True)
     await stop.wait()
+    sampler.cancel()
     await server.close()
+    _write_loop_lag(lag_samples)
 
 
 def run_server(start: StartServer, description: str, argv: Sequence[str] | None = None) -> int:
     """Entry point shared by every server module: parse argv, serve until SIGTERM/SIGINT."""
     args = parse_args(description, argv)
+    # Connections are files: allow as many as the hard limit permits (the harness checks
+    # requested connections against that limit before it starts).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
         with asyncio.Runner(loop_factory=lambda: new_event_loop(args.loop)) as runner:
             runner.run(_serve_until_signalled(start, args.host, args.port))
