@@ -1,4 +1,4 @@
-"""The ``wsbench`` command line: ``run``, ``report``, ``calibrate`` and ``overhead``.
+"""The ``wsbench`` command line: ``run``, ``report``, ``compare``, ``calibrate``, ``overhead``.
 
 ``main(argv)`` returns the exit code: 0 success, 2 bad input (one line on stderr), 3 a run
 failed, 130 interrupted. Options are resolved into ``RunSpec`` cells before anything starts.
@@ -108,6 +108,12 @@ def build_parser() -> _Parser:
 
     report = commands.add_parser("report", help="rebuild report.html from a results folder")
     report.add_argument("folder", type=Path)
+
+    compare = commands.add_parser("compare", help="compare two results folders cell by cell")
+    compare.add_argument("old", type=Path)
+    compare.add_argument("new", type=Path)
+    compare.add_argument("--force", action="store_true", help="compare despite stamp differences")
+    compare.add_argument("--out", type=Path, help="CSV of deltas (default NEW/compare.csv)")
 
     calibration = commands.add_parser(
         "calibrate", help="measure the generator's own ceiling against a built-in echo server"
@@ -362,6 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if ok else EXIT_RUN_FAILED
         if args.command == "report":
             suite_run.rebuild_report(args.folder)
+            return 0
+        if args.command == "compare":
+            suite_run.compare_folders(args.old, args.new, args.force, args.out)
             return 0
         if args.command == "calibrate":
             check_positive("--rounds", args.rounds)

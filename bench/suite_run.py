@@ -14,10 +14,12 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.analyze.summary import write_summary
+from bench.analyze.compare import deltas, stamp_differences
+from bench.analyze.summary import summarize, write_summary
+from bench.analyze.tidy import load_meta, load_runs
 from bench.calibration import Calibration, calibrate
 from bench.catalog import SERVERS
-from bench.errors import RunFailed
+from bench.errors import RunFailed, UsageError
 from bench.load.coordinator import WorkerPool
 from bench.load.plan import WorkerPlan
 from bench.metrics.environment import stamp
@@ -125,13 +127,39 @@ async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
 
 
 def rebuild_report(folder: Path) -> None:
-    from bench.errors import UsageError
 
     if not (folder / "runs.csv").is_file():
         raise UsageError(f"{folder} holds no runs.csv")
     write_summary(folder)
     write_report(folder)
     console.print(f"wsbench: wrote {folder / 'report.html'}")
+
+
+def compare_folders(old: Path, new: Path, force: bool, out: Path | None) -> Path:
+    """Check the stamps, then write and print the per-cell deltas of two results folders."""
+    for folder in (old, new):
+        if not (folder / "runs.csv").is_file():
+            raise UsageError(f"{folder} holds no runs.csv")
+    differences = stamp_differences(load_meta(old), load_meta(new))
+    if differences and not force:
+        raise UsageError(
+            "the runs' environments differ in fields that move results ("
+            + "; ".join(differences) + "); use --force to compare anyway"
+        )  # fmt: skip
+    for line in differences:
+        console.print(f"[bold yellow]WARNING: environments differ: {line}[/bold yellow]")
+    table = deltas(summarize(load_runs(old)), summarize(load_runs(new)))
+    path = out or new / "compare.csv"
+    table.to_csv(path, index=False)
+    for _, row in table.iterrows():
+        verdict = "not distinguishable" if row["intervals_overlap"] else "changed"
+        console.print(
+            f"{row['scenario']} {row['server']} {row['loop']} {row['mode']} {row['metric']}: "
+            f"{row['old_median']:,.0f} -> {row['new_median']:,.0f} ({row['change_pct']:+.1f}%, "
+            f"{verdict})"
+        )
+    console.print(f"wsbench: {len(table)} comparisons in {path}")
+    return path
 
 
 async def run_calibration(
@@ -195,8 +223,6 @@ async def run_overhead(
     pinning = current_pinning()
     info = SERVERS[server_name]
     if info.protocol != "raw":
-        from bench.errors import UsageError
-
         raise UsageError("overhead compares raw WebSocket clients: pick a raw server")
     server = ManagedServer(
         server_name, "uvloop", frozenset(pinning.server_cpus), out / "server.log"

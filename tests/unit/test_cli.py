@@ -95,3 +95,37 @@ def test_target_cell_is_labelled_by_protocol() -> None:
     (cell,) = cells_for(["run", "--target", "http://localhost:8000", "--protocol", "socketio"])
     assert cell.server == "socketio" and cell.target_url == "http://localhost:8000"
     assert not cell.managed
+
+
+def write_results(folder: Path, kernel: str, throughput: float) -> None:
+    import csv
+    import json
+
+    from bench.results import COLUMNS
+
+    folder.mkdir()
+    row = dict.fromkeys(COLUMNS, "")
+    row.update({"scenario": "echo", "server": "aiohttp", "protocol": "raw",
+                "transport": "websocket", "loop": "uvloop", "client": "fast", "mode": "closed", "connections": 10,
+                "payload_bytes": 32, "payload_kind": "text", "target_rate": "nan", "inflight": 1,
+                "ack": False, "workers": 1, "repeat": 1, "status": "ok", "errors": 0,
+                "client_bound": False, "throughput_msgs_s": throughput, "p50_us": 100,
+                "p99_us": 200})  # fmt: skip
+    with (folder / "runs.csv").open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerow(row)
+    (folder / "meta.json").write_text(json.dumps({"os": {"kernel": kernel}}))
+
+
+def test_compare_refuses_different_environments_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_results(tmp_path / "old", "6.1", 1000.0)
+    write_results(tmp_path / "new", "6.8", 1100.0)
+    assert main(["compare", str(tmp_path / "old"), str(tmp_path / "new")]) == 2
+    assert "os.kernel: '6.1' -> '6.8'" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "old"), str(tmp_path / "new"), "--force"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: environments differ" in err and "+10.0%" in err
+    assert (tmp_path / "new" / "compare.csv").is_file()

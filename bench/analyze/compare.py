@@ -1,0 +1,85 @@
+"""Comparing two results folders: environment stamps first, then cell by cell (pure).
+
+Runs from different machines or software are not compared silently (pyperf's rule): the fields
+of the stamp that move results must match, or the caller has to insist.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from bench.analyze.summary import CELL_KEYS
+
+# Stamp fields that move results: (section, key); a key of None compares the whole section.
+RESULT_MOVING_FIELDS: list[tuple[str, str | None]] = [
+    ("machine", "cpu_model"),
+    ("machine", "cpu_count"),
+    ("machine", "governor"),
+    ("os", "kernel"),
+    ("python", "version"),
+    ("python", "implementation"),
+    ("packages", None),
+    ("pinning", None),
+    ("fairness", None),
+]
+METRICS = ("throughput", "p50", "p99")
+
+
+def stamp_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human-readable lines, one per result-moving field that differs."""
+    found = []
+    for section, key in RESULT_MOVING_FIELDS:
+        old_section, new_section = old.get(section) or {}, new.get(section) or {}
+        if key is not None:
+            if old_section.get(key) != new_section.get(key):
+                found.append(
+                    f"{section}.{key}: {old_section.get(key)!r} -> {new_section.get(key)!r}"
+                )
+            continue
+        for name in sorted(set(old_section) | set(new_section)):
+            if old_section.get(name) != new_section.get(name):
+                found.append(
+                    f"{section}.{name}: {old_section.get(name)!r} -> {new_section.get(name)!r}"
+                )
+    return found
+
+
+def _overlap(a_low: float, a_high: float, b_low: float, b_high: float) -> bool:
+    if any(math.isnan(v) for v in (a_low, a_high, b_low, b_high)):
+        return True
+    return a_low <= b_high and b_low <= a_high
+
+
+def deltas(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell present in both and metric: old and new medians with intervals, the
+    relative change, and whether the intervals overlap (no overlap: a change the repeats
+    support; overlap: not distinguishable)."""
+    joined = old.merge(new, on=CELL_KEYS, suffixes=("_old", "_new"))
+    records = []
+    for _, cell in joined.iterrows():
+        for metric in METRICS:
+            old_median, new_median = cell[f"{metric}_median_old"], cell[f"{metric}_median_new"]
+            change = (new_median - old_median) / old_median if old_median else math.nan
+            records.append(
+                {
+                    **{key: cell[key] for key in CELL_KEYS},
+                    "metric": metric,
+                    "old_median": old_median,
+                    "old_ci_low": cell[f"{metric}_ci_low_old"],
+                    "old_ci_high": cell[f"{metric}_ci_high_old"],
+                    "new_median": new_median,
+                    "new_ci_low": cell[f"{metric}_ci_low_new"],
+                    "new_ci_high": cell[f"{metric}_ci_high_new"],
+                    "change_pct": round(100 * change, 2),
+                    "intervals_overlap": _overlap(
+                        cell[f"{metric}_ci_low_old"],
+                        cell[f"{metric}_ci_high_old"],
+                        cell[f"{metric}_ci_low_new"],
+                        cell[f"{metric}_ci_high_new"],
+                    ),
+                }
+            )
+    return pd.DataFrame.from_records(records)

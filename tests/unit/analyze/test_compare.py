@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from bench.analyze.compare import deltas, stamp_differences
+
+META = {
+    "machine": {"cpu_model": "X", "cpu_count": 2, "governor": None, "hostname": "a"},
+    "os": {"kernel": "6.1"},
+    "python": {"version": "3.11.7", "implementation": "CPython"},
+    "packages": {"websockets": "17.4", "aiohttp": "3.14.5"},
+    "pinning": {"server_cpus": [0], "generator_cpus": [1]},
+    "fairness": {"compression": "off"},
+}
+
+
+def test_identical_stamps_and_irrelevant_fields_do_not_count() -> None:
+    other = {**META, "machine": {**META["machine"], "hostname": "b"}, "created_utc": "later"}
+    assert stamp_differences(META, other) == []
+
+
+def test_result_moving_fields_are_named() -> None:
+    other = {**META, "packages": {**META["packages"], "aiohttp": "3.11.0"},
+             "os": {"kernel": "6.8"}}  # fmt: skip
+    assert stamp_differences(META, other) == [
+        "os.kernel: '6.1' -> '6.8'",
+        "packages.aiohttp: '3.14.5' -> '3.11.0'",
+    ]
+
+
+def cell(server: str, throughput: tuple[float, float, float]) -> dict:
+    base = {"scenario": "echo", "server": server, "protocol": "raw", "transport": "websocket",
+            "loop": "uvloop", "client": "fast", "mode": "closed", "connections": 10,
+            "payload_bytes": 32, "payload_kind": "text", "target_rate": math.nan,
+            "inflight": 1, "ack": False, "workers": 1}  # fmt: skip
+    for metric in ("p50", "p99"):
+        base.update(
+            {f"{metric}_median": 100.0, f"{metric}_ci_low": 90.0, f"{metric}_ci_high": 110.0}
+        )
+    low, median, high = throughput
+    base.update({"throughput_median": median, "throughput_ci_low": low, "throughput_ci_high": high})
+    return base
+
+
+def test_deltas_match_cells_and_judge_overlap() -> None:
+    old = pd.DataFrame([cell("aiohttp", (90, 100, 110)), cell("websockets", (90, 100, 110))])
+    new = pd.DataFrame([cell("aiohttp", (120, 130, 140)), cell("websockets", (95, 105, 115))])
+    table = deltas(old, new)
+    throughput = table[table["metric"] == "throughput"].set_index("server")
+    assert throughput.loc["aiohttp", "change_pct"] == 30.0
+    assert not throughput.loc["aiohttp", "intervals_overlap"]
+    assert throughput.loc["websockets", "change_pct"] == 5.0
+    assert throughput.loc["websockets", "intervals_overlap"]
+    assert len(table) == 6  # two cells, three metrics
