@@ -105,12 +105,31 @@ def write_results(folder: Path, kernel: str, throughput: float) -> None:
 
     folder.mkdir()
     row = dict.fromkeys(COLUMNS, "")
-    row.update({"scenario": "echo", "server": "aiohttp", "protocol": "raw",
-                "transport": "websocket", "loop": "uvloop", "client": "fast", "mode": "closed", "connections": 10,
-                "payload_bytes": 32, "payload_kind": "text", "target_rate": "nan", "inflight": 1,
-                "ack": False, "workers": 1, "repeat": 1, "status": "ok", "errors": 0,
-                "client_bound": False, "throughput_msgs_s": throughput, "p50_us": 100,
-                "p99_us": 200})  # fmt: skip
+    row.update(
+        {
+            "scenario": "echo",
+            "server": "aiohttp",
+            "protocol": "raw",
+            "transport": "websocket",
+            "loop": "uvloop",
+            "client": "fast",
+            "mode": "closed",
+            "connections": 10,
+            "payload_bytes": 32,
+            "payload_kind": "text",
+            "target_rate": "nan",
+            "inflight": 1,
+            "ack": False,
+            "workers": 1,
+            "repeat": 1,
+            "status": "ok",
+            "errors": 0,
+            "client_bound": False,
+            "throughput_msgs_s": throughput,
+            "p50_us": 100,
+            "p99_us": 200,
+        }
+    )
     with (folder / "runs.csv").open("w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=COLUMNS)
         writer.writeheader()
