@@ -27,9 +27,9 @@ COLUMNS = [
     "client_cpu_pct", "client_bound", "generator_headroom",
     # Beyond the required set:
     "status", "failure", "missing", "unexpected", "disconnects", "inflight", "ack", "workers",
-    "server_loop_lag_p99_ms", "send_lag_p99_us", "slo_p99_ms", "capacity_msgs_s", "connect_s",
-    "connect_p50_us", "connect_p99_us", "extensions_negotiated", "server_exit_status",
-    "started_utc", "schema_version",
+    "server_loop_lag_p99_ms", "server_loop_lag_max_ms", "send_lag_p99_us", "slo_p99_ms",
+    "capacity_msgs_s", "connect_s", "connect_p50_us", "connect_p99_us",
+    "extensions_negotiated", "server_exit_status", "started_utc", "schema_version",
 ]  # fmt: skip
 
 
@@ -90,6 +90,7 @@ def row(result: RunResult) -> dict[str, Any]:
         "server_cpu_pct": _round(result.server_usage.cpu_pct) if result.server_usage else nan,
         "server_rss_bytes": result.server_usage.rss_max_bytes if result.server_usage else nan,
         "server_loop_lag_p99_ms": _round(result.server_loop_lag_p99_ms, 3),
+        "server_loop_lag_max_ms": _round(result.server_loop_lag_max_ms, 3),
         "client_cpu_pct": _round(client_cpu),
         "client_bound": client_bound,
         "generator_headroom": _round(generator_headroom, 2),

@@ -69,6 +69,7 @@ class RunResult:
     # Capacity mode: the rate found, and every probe of the search.
     capacity_msgs_s: float = math.nan
     server_loop_lag_p99_ms: float = math.nan
+    server_loop_lag_max_ms: float = math.nan
     capacity_probes: list[dict[str, Any]] = field(default_factory=list)
 
     def merged_latency_blob(self) -> str:
@@ -298,5 +299,7 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
         if server is not None:
             result.server_exit_status = await server.stop()
             samples = looplag.read_samples(server.loop_lag_path)
-            result.server_loop_lag_p99_ms = looplag.p99_ms_in_window(samples, *result.window_s)
+            result.server_loop_lag_p99_ms, result.server_loop_lag_max_ms = looplag.lag_ms_in_window(
+                samples, *result.window_s
+            )
     return result

@@ -23,8 +23,16 @@ def read_samples(path: Path) -> list[tuple[int, int]]:
     return samples
 
 
-def p99_ms_in_window(samples: list[tuple[int, int]], start_ns: int, end_ns: int) -> float:
+def lag_ms_in_window(
+    samples: list[tuple[int, int]], start_ns: int, end_ns: int
+) -> tuple[float, float]:
+    """p99 and maximum lag (ms) of the samples taken inside the window; NaN without any.
+
+    A stall of the loop yields a single late sample however long it lasts, so the maximum
+    matters: p99 alone would hide a loop that stops for seconds now and then.
+    """
     lags = [lag for t, lag in samples if start_ns <= t <= end_ns]
     if not lags:
-        return math.nan
-    return float(np.percentile(np.asarray(lags, dtype=float), 99)) / 1e6
+        return math.nan, math.nan
+    values = np.asarray(lags, dtype=float)
+    return float(np.percentile(values, 99)) / 1e6, float(values.max()) / 1e6

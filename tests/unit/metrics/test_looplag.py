@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from bench.metrics.looplag import p99_ms_in_window, read_samples
+from bench.metrics.looplag import lag_ms_in_window, read_samples
 
 
 def test_samples_outside_the_window_are_ignored(tmp_path: Path) -> None:
@@ -12,7 +12,8 @@ def test_samples_outside_the_window_are_ignored(tmp_path: Path) -> None:
     path.write_text("\n".join(lines) + "\nnot a sample\n")
     samples = read_samples(path)
     assert len(samples) == 200
-    assert p99_ms_in_window(samples, 0, 99) == 1.0
-    assert p99_ms_in_window(samples, 100, 199) == 50.0
-    assert math.isnan(p99_ms_in_window(samples, 500, 600))
+    assert lag_ms_in_window(samples, 0, 99) == (1.0, 1.0)
+    assert lag_ms_in_window(samples, 100, 199) == (50.0, 50.0)
+    assert lag_ms_in_window(samples, 50, 149)[1] == 50.0
+    assert all(math.isnan(v) for v in lag_ms_in_window(samples, 500, 600))
     assert read_samples(tmp_path / "missing.txt") == []
