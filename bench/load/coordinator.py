@@ -30,9 +30,11 @@ class WorkerPool:
         cpus: frozenset[int],
         log_dir: Path,
         module: str = "bench.load.worker",
+        grace_s: float = GRACE_S,
     ) -> None:
         self.plans = plans
         self.module = module
+        self.grace_s = grace_s
         self.cpus = cpus
         self.log_dir = log_dir
         self.processes: list[asyncio.subprocess.Process] = []
@@ -57,7 +59,7 @@ class WorkerPool:
             assert process.stdin is not None
             process.stdin.write(plan.to_json().encode() + b"\n")
             await process.stdin.drain()
-        connect_budget = max(p.connect_timeout_s for p in self.plans) + GRACE_S
+        connect_budget = max(p.connect_timeout_s for p in self.plans) + self.grace_s
         connect_budget += max(p.connections for p in self.plans) * 0.002
         answers = await self._gather_events("connected", connect_budget)
         return max(float(a["connect_s"]) for a in answers)
@@ -72,7 +74,8 @@ class WorkerPool:
 
     async def raw_reports(self) -> list[dict[str, Any]]:
         plan = self.plans[0]
-        budget = plan.warmup_s + plan.duration_s + plan.drain_timeout_s + START_DELAY_S + GRACE_S
+        budget = plan.warmup_s + plan.duration_s + plan.drain_timeout_s + START_DELAY_S
+        budget += self.grace_s
         answers = await self._gather_events("report", budget)
         for answer in answers:
             answer.pop("event")
@@ -107,8 +110,11 @@ class WorkerPool:
             return answer
 
         tasks = [asyncio.ensure_future(read(i, p)) for i, p in enumerate(self.processes)]
+        gathered = asyncio.gather(*tasks)
+        # When the run is interrupted, the gathered failure is ours to drop, not to log.
+        gathered.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            return await asyncio.wait_for(asyncio.gather(*tasks), timeout_s)
+            return await asyncio.wait_for(gathered, timeout_s)
         except TimeoutError as exc:
             raise RunFailed(
                 f"generator workers did not report {expected!r} within {timeout_s:.0f} s"

@@ -90,6 +90,8 @@ def test_every_server_end_to_end(tmp_path: Path) -> None:
         assert float(row["p50_us"]) <= float(row["p99_us"]) <= float(row["max_us"])
         assert float(row["server_cpu_pct"]) > 0 and int(row["server_rss_bytes"]) > 0
         assert row["extensions_negotiated"] == ""
+        assert float(row["server_loop_lag_p99_ms"]) >= 0  # the server reported its loop lag
+        assert float(row["generator_headroom"]) > 0  # the suite calibrated the generator
     meta = json.loads((out / "meta.json").read_text())
     assert meta["status"] == "complete"
     assert meta["fairness"]["compression"] == "off"
@@ -154,3 +156,35 @@ def test_protocol_mismatch_fails_the_run_with_a_clear_line(tmp_path: Path) -> No
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_two_workers_send_the_whole_schedule_and_merge_exactly(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--servers", "aiohttp", "--workers", "2", "--connections", "4",
+                 "--mode", "open", "--rate", "1000", "--duration", "1", "--warmup", "0",
+                 "--out", str(out)])  # fmt: skip
+    (row,) = read_rows(out)
+    assert code == 0, row["failure"]
+    assert int(row["sent"]) == int(row["received"]) == 1000
+    (record,) = [json.loads(line) for line in (out / "histograms.jsonl").read_text().splitlines()]
+    from bench.metrics import histogram as hist
+
+    parts = [hist.decode(blob) for blob in record["latency_hist"]]
+    assert len(parts) == 2 and all(p.get_total_count() > 0 for p in parts)
+    assert sum(p.get_total_count() for p in parts) == 1000
+    assert float(row["p99_us"]) == hist.merge(record["latency_hist"]).get_value_at_percentile(99)
+
+
+def test_capacity_mode_finds_a_rate(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--servers", "aiohttp", "--mode", "capacity", "--slo-p99-ms", "50",
+                 "--capacity-steps", "3", "--duration", "1", "--warmup", "0.3",
+                 "--out", str(out)])  # fmt: skip
+    (row,) = read_rows(out)
+    assert code == 0, row["failure"]
+    assert float(row["capacity_msgs_s"]) > 0
+    assert float(row["target_rate"]) == float(row["capacity_msgs_s"])
+    assert float(row["p99_us"]) <= 50_000
+    (record,) = [json.loads(line) for line in (out / "histograms.jsonl").read_text().splitlines()]
+    assert len(record["capacity_probes"]) == 3
+    assert any(probe["passed"] for probe in record["capacity_probes"])

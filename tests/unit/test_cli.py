@@ -32,6 +32,9 @@ from bench.cli import build_parser, main, resolve_cells
         (["run", "--suite", "quick", "--scenario", "echo"], "not both"),
         (["run", "--suite", "quick", "--mode", "open"], "ad-hoc matrix"),
         (["run", "--suite", "quick", "--servers", "aiohttp", "--loops", "asyncio"], "no cell"),
+        (["run", "--mode", "capacity"], "needs --slo-p99-ms"),
+        (["run", "--slo-p99-ms", "5"], "apply to --mode capacity only"),
+        (["run", "--client", "slow"], "invalid choice"),
         (["frobnicate"], "invalid choice"),
         ([], "required"),
     ],
@@ -148,3 +151,16 @@ def test_compare_refuses_different_environments_unless_forced(
     err = capsys.readouterr().err
     assert "WARNING: environments differ" in err and "+10.0%" in err
     assert (tmp_path / "new" / "compare.csv").is_file()
+
+
+def test_more_connections_than_the_open_file_limit_fail_up_front(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("no open-file limit on this machine")
+    assert main(["run", "--servers", "aiohttp", "--connections", str(hard)]) == 2
+    err = capsys.readouterr().err
+    assert f"but the limit is {hard:,}" in err and len(err.strip().splitlines()) == 1

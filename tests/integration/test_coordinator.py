@@ -1,0 +1,65 @@
+"""The coordinator against workers that die or hang: a clear failure, in bounded time, and no
+process left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bench.errors import RunFailed
+from bench.load.coordinator import WorkerPool
+from bench.load.plan import WorkerPlan
+
+pytestmark = pytest.mark.integration
+
+TIME_FACTOR = float(os.environ.get("WSBENCH_TIME_FACTOR", "1"))
+PLAN = WorkerPlan(url="ws://127.0.0.1:9/", protocol="raw", mode="closed", connections=1,
+                  payload_bytes=32, payload_kind="text", warmup_s=0.1, duration_s=0.2,
+                  drain_timeout_s=0.1)  # fmt: skip
+
+
+def children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if p.is_running()]
+
+
+async def run_pool(pool: WorkerPool) -> None:
+    try:
+        await pool.spawn_and_connect()
+        await pool.go()
+        await pool.reports()
+    finally:
+        await pool.close()
+
+
+def module_argv_patch(monkeypatch: pytest.MonkeyPatch, behaviour: str) -> None:
+    # The fake worker takes its behaviour as an argument; python_argv builds the command line.
+    from bench.load import coordinator
+
+    monkeypatch.setattr(
+        coordinator, "python_argv",
+        lambda module: [sys.executable, "-m", "tests.integration.fake_worker", behaviour],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "message"),
+    [("dies", "generator worker 0 exited with status 7"),
+     ("hangs", "did not report 'report' within")],
+)  # fmt: skip
+def test_a_dead_or_hung_worker_fails_the_run_and_is_stopped(
+    behaviour: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module_argv_patch(monkeypatch, behaviour)
+    before = {p.pid for p in children()}
+    pool = WorkerPool([PLAN, PLAN], frozenset(), tmp_path, grace_s=1.0 * TIME_FACTOR)
+    started = time.monotonic()
+    with pytest.raises(RunFailed, match=message):
+        asyncio.run(run_pool(pool))
+    assert time.monotonic() - started < 15 * TIME_FACTOR
+    assert {p.pid for p in children()} - before == set()
