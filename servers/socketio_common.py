@@ -5,12 +5,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from contextvars import ContextVar
 from typing import Any
 
 import socketio
 
 from servers.common import FAIRNESS
+
+# Not part of the contract: the longest a stop waits for clients to be sent Engine.IO's close.
+DISCONNECT_TIMEOUT_S = 1.0
 
 # --- Ack detection ---------------------------------------------------------------------------
 
@@ -77,11 +82,15 @@ def create_socketio_server(async_mode: str) -> socketio.AsyncServer:
 async def stop_socketio_server(sio: socketio.AsyncServer) -> None:
     """Close every client's connection, then stop python-socketio's background tasks.
 
-    Call it before stopping the host: an aiohttp host would otherwise wait up to 60 s for the
-    handlers of connections that are still open. Each client gets Engine.IO's close packet ``1``
-    and a WebSocket close, as the raw servers close theirs with 1001.
+    Call it before stopping the host: an aiohttp host would otherwise wait for the handlers of
+    connections that are still open. Each client gets Engine.IO's close packet ``1``, on which a
+    Socket.IO client closes the WebSocket, as the raw servers close theirs with 1001.
     """
     # engineio's disconnect() with no sid closes all sockets, but fails on none (asyncio.wait([])).
     if sio.eio.sockets:
-        await sio.eio.disconnect()
+        # Bounded because engineio 4.15's close() waits for the socket's writer task to send the
+        # close packet, and a connection that is ending at that moment has no writer left: the
+        # wait would never end (seen when clients leave just before the stop).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sio.eio.disconnect(), DISCONNECT_TIMEOUT_S)
     await sio.shutdown()

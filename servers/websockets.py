@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosedError
 
 from servers.common import FAIRNESS, run_server
 
@@ -24,8 +25,14 @@ MAX_MESSAGE_BYTES = FAIRNESS.max_message_bytes
 async def echo(connection: ServerConnection) -> None:
     """Send every message back unchanged: text as text, binary as binary."""
     # websockets does no routing: every path is served; the harness connects to "/".
-    async for message in connection:
-        await connection.send(message)
+    try:
+        async for message in connection:
+            await connection.send(message)
+    except ConnectionClosedError:
+        # A client that leaves without a closing handshake (or sends too much) is routine under
+        # load; aiohttp ends its handler quietly then, and so does this one, instead of logging
+        # a traceback per connection to stderr.
+        pass
 
 
 # --- Start -----------------------------------------------------------------------------------

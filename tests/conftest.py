@@ -83,7 +83,11 @@ def running_server(name: str, loop: str) -> Iterator[ServerProcess]:
         port = read_ready_port(process, READY_TIMEOUT_S)
         yield ServerProcess(name=name, loop=loop, process=process, port=port)
     finally:
-        stop_process(process)
+        code = stop_process(process)
+    # Reached only when the block succeeded: a server that had to be killed, or failed while
+    # stopping, fails the test that used it.
+    if code != 0:
+        raise RuntimeError(f"servers.{name} ({loop}) did not stop cleanly: exit code {code}")
 
 
 @pytest.fixture
