@@ -17,7 +17,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_
 
 from bench.load.recorder import LatencyRecorder
 from bench.protocol import socketio as sio
-from bench.protocol.exchange import Exchange, FrameBuilder, parse_header
+from bench.protocol.exchange import HEADER_BYTES, Exchange, FrameBuilder, parse_header
 
 TEXT = WSMsgType.TEXT
 BINARY = WSMsgType.BINARY
@@ -42,30 +42,57 @@ class Tally:
             self.error_samples.append(text)
 
 
-class EchoConnection(WSListener):
-    """One client connection. Raw WebSocket, or Socket.IO over the WebSocket transport."""
+class Accounting:
+    """One connection's bookkeeping, whatever its client stack: messages still awaiting their
+    echo (keyed by the exact expected reply, valued by intended send time), counters, and the
+    measurement window."""
 
-    def __init__(self, exchange: Exchange, tally: Tally, closed_loop: bool) -> None:
-        super().__init__()
-        self.transport: WSTransport | None = None
+    def __init__(self, tally: Tally, closed_loop: bool) -> None:
         self.tally = tally
         self.record = tally.latency.append
-        builder = FrameBuilder(exchange)
-        self.body_and_reply = builder.body_and_reply
-        self.preamble = builder.preamble
-        self.exchange = exchange
-        self.body_type = BINARY if exchange.payload_kind == "binary" else TEXT
         self.closed_loop = closed_loop
         self.window_start_ns = tally.window_start_ns
         self.window_end_ns = tally.window_end_ns
-        # Expected reply bytes -> intended send time (ns).
-        self.outstanding: dict[bytes, int] = {}
+        self.outstanding: dict[Any, int] = {}
         self.next_seq = 0
         self.sent = 0
         self.received = 0
         self.unexpected = 0
         self.disconnected = False
         self.closing = False
+
+    def start_window(self, start_ns: int, end_ns: int) -> None:
+        self.window_start_ns = start_ns
+        self.window_end_ns = end_ns
+
+    def window_outstanding(self) -> int:
+        start = self.window_start_ns
+        return sum(1 for t in self.outstanding.values() if t >= start)
+
+    def describe(self, data: bytes, payload_bytes: int) -> str:
+        """Say what an unexpected payload-bearing frame was, for the error samples."""
+        if len(data) >= HEADER_BYTES:
+            try:
+                seq, _ = parse_header(data[-payload_bytes:])
+                if seq < self.next_seq:
+                    return f"duplicate or altered echo of message {seq}"
+            except ValueError:
+                pass
+        return f"{len(data)} bytes: {data[:60]!r}"
+
+
+class EchoConnection(WSListener, Accounting):
+    """One client connection. Raw WebSocket, or Socket.IO over the WebSocket transport."""
+
+    def __init__(self, exchange: Exchange, tally: Tally, closed_loop: bool) -> None:
+        WSListener.__init__(self)
+        Accounting.__init__(self, tally, closed_loop)
+        self.transport: WSTransport | None = None
+        builder = FrameBuilder(exchange)
+        self.body_and_reply = builder.body_and_reply
+        self.preamble = builder.preamble
+        self.exchange = exchange
+        self.body_type = BINARY if exchange.payload_kind == "binary" else TEXT
         # Socket.IO binary echoes arrive as a placeholder text frame, then the attachment.
         self.has_reply_preamble = exchange.expected_reply_preamble(0) is not None
         self.reply_preamble: bytes | None = None
@@ -119,10 +146,6 @@ class EchoConnection(WSListener):
         if t_ns >= self.window_start_ns:
             self.sent += 1
 
-    def start_window(self, start_ns: int, end_ns: int) -> None:
-        self.window_start_ns = start_ns
-        self.window_end_ns = end_ns
-
     # --- off the hot path ------------------------------------------------------------------
 
     def _not_an_echo(self, msg_type: WSMsgType, data: bytes) -> None:
@@ -139,7 +162,9 @@ class EchoConnection(WSListener):
         if msg_type is WSMsgType.CLOSE or msg_type is WSMsgType.PONG:
             return
         self.unexpected += 1
-        self.tally.note_error(f"unexpected frame ({self._describe(data)})")
+        self.tally.note_error(
+            f"unexpected frame ({self.describe(data, self.exchange.payload_bytes)})"
+        )
 
     def _take_reply_preamble(self, body: bytes) -> bool:
         preamble, self.reply_preamble = self.reply_preamble, None
@@ -165,20 +190,6 @@ class EchoConnection(WSListener):
         except (UnicodeDecodeError, sio.ProtocolError) as exc:
             if not self.ready.done():
                 self.ready.set_exception(ConnectionError(f"Socket.IO handshake failed: {exc}"))
-
-    def _describe(self, data: bytes) -> str:
-        if len(data) >= 24:
-            try:
-                seq, _ = parse_header(data[-self.exchange.payload_bytes :])
-                if seq < self.next_seq:
-                    return f"duplicate or altered echo of message {seq}"
-            except ValueError:
-                pass
-        return f"{len(data)} bytes: {data[:60]!r}"
-
-    def window_outstanding(self) -> int:
-        start = self.window_start_ns
-        return sum(1 for t in self.outstanding.values() if t >= start)
 
     def start_closing(self) -> None:
         """Send a normal close frame; the server answers it and closes the connection."""

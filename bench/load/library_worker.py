@@ -22,7 +22,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as websockets_connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.load.client import Tally
+from bench.load.client import Accounting, Tally
 from bench.load.engine import (
     CLOSE_TIMEOUT_S,
     FRAME_SLACK_BYTES,
@@ -32,7 +32,7 @@ from bench.load.engine import (
 )
 from bench.load.plan import WorkerPlan, WorkerReport
 from bench.load.schedule import NS_PER_S, constant_rate
-from bench.protocol.exchange import SEQ_DIGITS, parse_header, payload
+from bench.protocol.exchange import SEQ_DIGITS, payload
 
 # A message as the libraries hand it over: str for text, bytes for binary. The type is part of
 # the check: a text echo of a binary message is not found in the table of outstanding messages.
@@ -45,27 +45,15 @@ ENGINEIO_QUERY_KEYS = frozenset({"EIO", "transport"})
 SEQ_LIMIT = 16**SEQ_DIGITS
 
 
-class LibraryConnection:
-    """One connection's accounting, shared by both clients: outstanding messages by their exact
-    expected echo, counters, and the measurement window. Subclasses move the messages."""
+class LibraryConnection(Accounting):
+    """One connection's accounting (``Accounting``, shared with the fast client), keyed here by
+    the exact message the library hands over; subclasses move the messages."""
 
     def __init__(self, plan: WorkerPlan, tally: Tally) -> None:
-        self.tally = tally
-        self.record = tally.latency.append
+        super().__init__(tally, closed_loop=plan.mode == "closed")
         self.payload_kind = plan.payload_kind
         self.payload_bytes = plan.payload_bytes
         self.as_text = plan.payload_kind == "text"
-        self.closed_loop = plan.mode == "closed"
-        self.window_start_ns = tally.window_start_ns
-        self.window_end_ns = tally.window_end_ns
-        # Expected echo -> intended send time (ns).
-        self.outstanding: dict[Message, int] = {}
-        self.next_seq = 0
-        self.sent = 0
-        self.received = 0
-        self.unexpected = 0
-        self.disconnected = False
-        self.closing = False
 
     async def transmit(self, message: Message) -> None:
         raise NotImplementedError
@@ -100,14 +88,6 @@ class LibraryConnection:
         if self.closed_loop:
             await self.send(now)
 
-    def start_window(self, start_ns: int, end_ns: int) -> None:
-        self.window_start_ns = start_ns
-        self.window_end_ns = end_ns
-
-    def window_outstanding(self) -> int:
-        start = self.window_start_ns
-        return sum(1 for t in self.outstanding.values() if t >= start)
-
     def note_unexpected(self, what: object) -> None:
         self.unexpected += 1
         self.tally.note_error(f"unexpected message ({self._describe(what)})")
@@ -119,14 +99,9 @@ class LibraryConnection:
 
     def _describe(self, what: object) -> str:
         if isinstance(what, str | bytes):
-            data = what.encode() if isinstance(what, str) else what
-            try:
-                seq, _ = parse_header(data)
-                if seq < self.next_seq:
-                    return f"duplicate or altered echo of message {seq}"
-            except ValueError:
-                pass
-            return f"{len(data)} bytes: {data[:60]!r}"
+            return self.describe(
+                what.encode() if isinstance(what, str) else what, self.payload_bytes
+            )
         return f"{type(what).__name__}: {what!r:.60}"
 
 

@@ -9,12 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.cli import main
+from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -118,44 +119,30 @@ def test_open_loop_binary_over_socketio(tmp_path: Path) -> None:
         assert float(row["send_lag_p99_us"]) >= 0
 
 
-def test_target_with_server_pid_is_sampled(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "servers.websockets", "--port", "0"], cwd=ROOT,
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        port = int(process.stdout.readline().split()[1])
-        out = tmp_path / "out"
-        code = main(["run", "--target", f"http://localhost:{port}", "--protocol", "raw",
-                     "--server-pid", str(process.pid), "--label", "mine", "--duration", "1",
-                     "--warmup", "0.2", "--out", str(out)])  # fmt: skip
-        (row,) = read_rows(out)
-        assert code == 0, row["failure"]
-        assert row["server"] == "mine" and row["loop"] == "external"
-        assert float(row["server_cpu_pct"]) > 0
-    finally:
-        process.terminate()
-        process.wait(10)
+def test_target_with_server_pid_is_sampled(
+    tmp_path: Path, server_process: Callable[[str, str], ServerProcess]
+) -> None:
+    server = server_process("websockets", "uvloop")
+    out = tmp_path / "out"
+    code = main(["run", "--target", f"http://localhost:{server.port}", "--protocol", "raw",
+                 "--server-pid", str(server.process.pid), "--label", "mine", "--duration", "1",
+                 "--warmup", "0.2", "--out", str(out)])  # fmt: skip
+    (row,) = read_rows(out)
+    assert code == 0, row["failure"]
+    assert row["server"] == "mine" and row["loop"] == "external"
+    assert float(row["server_cpu_pct"]) > 0
 
 
-def test_protocol_mismatch_fails_the_run_with_a_clear_line(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "servers.websockets", "--port", "0"], cwd=ROOT,
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        port = int(process.stdout.readline().split()[1])
-        out = tmp_path / "out"
-        code = main(["run", "--target", f"ws://127.0.0.1:{port}/", "--protocol", "socketio",
-                     "--duration", "1", "--warmup", "0", "--out", str(out)])  # fmt: skip
-        (row,) = read_rows(out)
-        assert code == 3
-        assert row["status"] == "failed" and row["failure"]
-    finally:
-        process.terminate()
-        process.wait(10)
+def test_protocol_mismatch_fails_the_run_with_a_clear_line(
+    tmp_path: Path, start_server: Callable[[str, str], int]
+) -> None:
+    port = start_server("websockets", "uvloop")
+    out = tmp_path / "out"
+    code = main(["run", "--target", f"ws://127.0.0.1:{port}/", "--protocol", "socketio",
+                 "--duration", "1", "--warmup", "0", "--out", str(out)])  # fmt: skip
+    (row,) = read_rows(out)
+    assert code == 3
+    assert row["status"] == "failed" and "not a Socket.IO server" in row["failure"]
 
 
 def test_two_workers_send_the_whole_schedule_and_merge_exactly(tmp_path: Path) -> None:

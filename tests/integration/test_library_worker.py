@@ -70,10 +70,12 @@ def read_event(process: subprocess.Popen[bytes], timeout_s: float) -> dict[str, 
 
 
 @contextmanager
-def library_worker(plan: WorkerPlan) -> Iterator[subprocess.Popen[bytes]]:
+def library_worker(
+    plan: WorkerPlan, module: str = "bench.load.library_worker"
+) -> Iterator[subprocess.Popen[bytes]]:
     """The worker as a child process, given ``plan``; always stopped when the block ends."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.load.library_worker"],
+        [sys.executable, "-m", module],
         cwd=REPO_ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -158,3 +160,18 @@ def test_unreachable_server_fails_fast(protocol: str) -> None:
         assert "failed" in failed["message"]
         assert process.wait(timeout=EVENT_GRACE_S) == 3
     assert time.monotonic() - started < plan.connect_timeout_s + EVENT_GRACE_S
+
+
+@pytest.mark.parametrize("module", ["bench.load.worker", "bench.load.library_worker"])
+def test_source_addresses_spread_client_sockets(start_server: StartServer, module: str) -> None:
+    import psutil
+
+    port = start_server("websockets", "uvloop")
+    sources = ("127.0.0.2", "127.0.0.3")
+    plan = make_plan(port, "raw", connections=4, source_addresses=sources)
+    with library_worker(plan, module) as process:
+        connected = read_event(process, plan.connect_timeout_s + EVENT_GRACE_S)
+        assert connected["event"] == "connected", connected
+        local = {c.laddr.ip for c in psutil.Process(process.pid).net_connections("tcp")
+                 if c.raddr and c.raddr.port == port}  # fmt: skip
+    assert local == set(sources)
