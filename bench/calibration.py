@@ -8,18 +8,14 @@ measuring the generator, not the server.
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.errors import RunFailed
-from bench.load.coordinator import WorkerPool
-from bench.load.plan import WorkerPlan
-from bench.metrics.sampling import ProcessSampler
-from bench.processes import python_argv, start_process, stop_process
-from bench.runner import LOOPBACK, SERVER_READY_TIMEOUT_S, Pinning
+from bench.load.plan import WorkerPlan, WorkerReport
+from bench.runner import LOOPBACK, ManagedServer, Pinning, measure_solo
 
 # Enough in flight that the generator never waits for the (much faster) echo server.
 CALIBRATION_CONNECTIONS = 10
@@ -57,22 +53,18 @@ async def calibrate(
     rounds: int = 1,
     duration_s: float = 2.0,
 ) -> Calibration:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    argv = python_argv("bench.load.echo_server", "--host", LOOPBACK, "--port", "0")
-    server = await start_process(
-        argv, cpus=frozenset(pinning.server_cpus), stderr=log_dir / "echo-server.log"
-    )
+    server = ManagedServer(
+        "calibration echo server", "uvloop", frozenset(pinning.server_cpus),
+        log_dir / "echo-server.log", module="bench.load.echo_server",
+    )  # fmt: skip
+    throughputs: list[float] = []
+    generator_cpu: list[float] = []
+    server_cpu: list[float] = []
     try:
-        assert server.stdout is not None
-        try:
-            line = await asyncio.wait_for(server.stdout.readline(), SERVER_READY_TIMEOUT_S)
-        except TimeoutError as exc:
-            raise RunFailed("the calibration echo server did not start") from exc
-        word, _, port = line.decode().strip().partition(" ")
-        if word != "READY":
-            raise RunFailed(f"the calibration echo server failed (log: {log_dir})")
+        await server.start()
+        assert server.process is not None
         plan = WorkerPlan(
-            url=f"ws://{LOOPBACK}:{port}/",
+            url=f"ws://{LOOPBACK}:{server.port}/",
             protocol="raw",
             mode="closed",
             connections=CALIBRATION_CONNECTIONS,
@@ -82,29 +74,18 @@ async def calibrate(
             warmup_s=0.5,
             duration_s=duration_s,
         )
-        throughputs: list[float] = []
-        generator_cpu: list[float] = []
-        server_cpu: list[float] = []
         for _ in range(rounds):
-            pool = WorkerPool([plan], frozenset(pinning.generator_cpus), log_dir)
-            try:
-                await pool.spawn_and_connect()
-                sampler = ProcessSampler({"generator": pool.pids[0], "server": server.pid})
-                sampler.start()
-                start_ns = await pool.go()
-                (report,) = await pool.reports()
-                await sampler.stop()
-            finally:
-                await pool.close()
+            measured = await measure_solo(
+                "bench.load.worker", plan, server.process.pid, pinning, log_dir
+            )
+            report = WorkerReport.from_dict(measured.answer)
             if report.errors:
                 raise RunFailed("the generator saw errors against the calibration echo server")
-            window_start = start_ns + int(plan.warmup_s * 1e9)
-            window_end = window_start + int(duration_s * 1e9)
             throughputs.append(report.received / duration_s)
-            generator_cpu.append(sampler.usage("generator", window_start, window_end).cpu_pct)
-            server_cpu.append(sampler.usage("server", window_start, window_end).cpu_pct)
+            generator_cpu.append(measured.client.cpu_pct)
+            server_cpu.append(measured.server.cpu_pct)
     finally:
-        await stop_process(server)
+        await server.stop()
     return Calibration(
         payload_bytes=payload_bytes,
         payload_kind=payload_kind,

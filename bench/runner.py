@@ -82,8 +82,13 @@ class RunResult:
 class ManagedServer:
     """A server under test started by the harness: READY line, then SIGTERM at the end."""
 
-    def __init__(self, name: str, loop: str, cpus: frozenset[int], log_path: Path) -> None:
-        self.info = SERVERS[name]
+    def __init__(
+        self, name: str, loop: str, cpus: frozenset[int], log_path: Path, module: str = ""
+    ) -> None:
+        """``name`` from ``SERVERS``; or any name with the ``module`` to run (the calibration
+        echo server, which shares the servers' command line)."""
+        self.name = name
+        self.module = module or SERVERS[name].module
         self.loop = loop
         self.cpus = cpus
         self.log_path = log_path
@@ -93,7 +98,7 @@ class ManagedServer:
 
     async def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = python_argv(self.info.module, "--host", LOOPBACK, "--port", "0", "--loop", self.loop)
+        argv = python_argv(self.module, "--host", LOOPBACK, "--port", "0", "--loop", self.loop)
         self.process = await start_process(
             argv,
             cpus=self.cpus,
@@ -105,14 +110,14 @@ class ManagedServer:
             line = await asyncio.wait_for(self.process.stdout.readline(), SERVER_READY_TIMEOUT_S)
         except TimeoutError as exc:
             raise RunFailed(
-                f"server {self.info.name} did not print READY within "
+                f"server {self.name} did not print READY within "
                 f"{SERVER_READY_TIMEOUT_S:.0f} s (log: {self.log_path})"
             ) from exc
         word, _, port = line.decode(errors="replace").strip().partition(" ")
         if word != "READY" or not port.isdigit():
             status = self.process.returncode
             raise RunFailed(
-                f"server {self.info.name} failed to start (status {status}, log: {self.log_path})"
+                f"server {self.name} failed to start (status {status}, log: {self.log_path})"
             )
         self.port = int(port)
 
@@ -214,6 +219,38 @@ async def measure(
             with contextlib.suppress(Exception):
                 await sampler.stop()
         await pool.close()
+
+
+@dataclass(frozen=True)
+class SoloMeasurement:
+    """One worker process against a running server, and both processes' CPU meanwhile."""
+
+    answer: dict[str, Any]
+    client: WindowUsage
+    server: WindowUsage
+
+
+async def measure_solo(
+    module: str, plan: WorkerPlan, server_pid: int, pinning: Pinning, log_dir: Path
+) -> SoloMeasurement:
+    """Run ``module`` (a worker or the reference client) once, sampled (calibrate, overhead)."""
+    pool = WorkerPool([plan], frozenset(pinning.generator_cpus), log_dir, module=module)
+    try:
+        await pool.spawn_and_connect()
+        sampler = ProcessSampler({"client": pool.pids[0], "server": server_pid})
+        sampler.start()
+        start_ns = await pool.go()
+        (answer,) = await pool.raw_reports()
+        await sampler.stop()
+    finally:
+        await pool.close()
+    window_start = start_ns + int(plan.warmup_s * 1e9)
+    window_end = window_start + int(plan.duration_s * 1e9)
+    return SoloMeasurement(
+        answer,
+        sampler.usage("client", window_start, window_end),
+        sampler.usage("server", window_start, window_end),
+    )
 
 
 def _outcome(result: RunResult, rate_msgs_s: float) -> ProbeOutcome:

@@ -20,14 +20,12 @@ from bench.analyze.tidy import load_meta, load_runs
 from bench.calibration import Calibration, calibrate
 from bench.catalog import SERVERS
 from bench.errors import RunFailed, UsageError
-from bench.load.coordinator import WorkerPool
 from bench.load.plan import WorkerPlan
 from bench.metrics.environment import stamp
-from bench.metrics.sampling import ProcessSampler
 from bench.processes import generator_and_server_cpus, repo_root, stop_all
 from bench.report.html import write_report
 from bench.results import ResultsWriter, write_json_atomically
-from bench.runner import LOOPBACK, ManagedServer, Pinning, run_cell
+from bench.runner import LOOPBACK, ManagedServer, Pinning, measure_solo, run_cell
 from bench.spec import RunSpec
 from bench.target import websocket_url
 
@@ -194,26 +192,16 @@ OVERHEAD_WARMUP_S = 1.0
 async def _one_client_run(
     module: str, plan: WorkerPlan, server: ManagedServer, pinning: Pinning, log_dir: Path
 ) -> dict[str, Any]:
-    pool = WorkerPool([plan], frozenset(pinning.generator_cpus), log_dir, module=module)
-    try:
-        await pool.spawn_and_connect()
-        assert server.process is not None
-        sampler = ProcessSampler({"client": pool.pids[0], "server": server.process.pid})
-        sampler.start()
-        start_ns = await pool.go()
-        (answer,) = await pool.raw_reports()
-        await sampler.stop()
-    finally:
-        await pool.close()
-    window_start = start_ns + int(plan.warmup_s * 1e9)
-    window_end = window_start + int(plan.duration_s * 1e9)
+    assert server.process is not None
+    measured = await measure_solo(module, plan, server.process.pid, pinning, log_dir)
+    answer = measured.answer
     messages = answer["messages"] if "messages" in answer else answer["received"]
     if "missing" in answer and answer["missing"] + answer["unexpected"]:
-        raise RunFailed(f"the generator saw errors against {server.info.name}")
+        raise RunFailed(f"the generator saw errors against {server.name}")
     return {
         "msgs_s": messages / plan.duration_s,
-        "client_cpu_pct": sampler.usage("client", window_start, window_end).cpu_pct,
-        "server_cpu_pct": sampler.usage("server", window_start, window_end).cpu_pct,
+        "client_cpu_pct": measured.client.cpu_pct,
+        "server_cpu_pct": measured.server.cpu_pct,
     }
 
 

@@ -49,7 +49,7 @@ def module_argv_patch(monkeypatch: pytest.MonkeyPatch, behaviour: str) -> None:
 
 @pytest.mark.parametrize(
     ("behaviour", "message"),
-    [("dies", "generator worker 0 exited with status 7"),
+    [("dies", r"generator worker [01] exited with status 7"),
      ("hangs", "did not report 'report' within")],
 )  # fmt: skip
 def test_a_dead_or_hung_worker_fails_the_run_and_is_stopped(

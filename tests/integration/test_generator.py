@@ -175,3 +175,17 @@ def test_capacity_mode_finds_a_rate(tmp_path: Path) -> None:
     (record,) = [json.loads(line) for line in (out / "histograms.jsonl").read_text().splitlines()]
     assert len(record["capacity_probes"]) == 3
     assert any(probe["passed"] for probe in record["capacity_probes"])
+
+
+def test_calibrate_and_overhead_commands(tmp_path: Path) -> None:
+    assert main(["calibrate", "--rounds", "1", "--duration", "0.5", "--out",
+                 str(tmp_path / "cal")]) == 0  # fmt: skip
+    (calibration,) = json.loads((tmp_path / "cal" / "meta.json").read_text())["calibration"]
+    assert calibration["ceiling_msgs_s"] > 0 and len(calibration["rounds_msgs_s"]) == 1
+    assert main(["overhead", "--rounds", "1", "--duration", "0.5", "--out",
+                 str(tmp_path / "ovh")]) == 0  # fmt: skip
+    rows = list(csv.DictReader((tmp_path / "ovh" / "overhead.csv").open()))
+    assert [r["client"] for r in rows] == ["reference", "wsbench"]
+    assert all(float(r["msgs_s"]) > 0 for r in rows)
+    verdict = json.loads((tmp_path / "ovh" / "overhead.json").read_text())
+    assert verdict["throughput_ratio_median"] > 0
