@@ -35,23 +35,29 @@ class ServerProcess:
     port: int
 
 
-def read_ready_port(process: subprocess.Popen[bytes], timeout_s: float) -> int:
-    """Wait for the server's first stdout line, which must be ``READY <port>``."""
+def read_stdout_line(process: subprocess.Popen[bytes], timeout_s: float, what: str) -> bytes:
+    """The child's next stdout line, within ``timeout_s``; ``what`` names it in errors."""
     assert process.stdout is not None
     fd = process.stdout.fileno()
     deadline = time.monotonic() + timeout_s
     received = b""
-    while b"\n" not in received:
+    while not received.endswith(b"\n"):
         remaining_s = deadline - time.monotonic()
         if remaining_s <= 0:
-            raise TimeoutError(f"no READY line within {timeout_s:.1f} s; got {received!r}")
+            raise TimeoutError(f"no {what} within {timeout_s:.1f} s; got {received[:200]!r}")
         readable, _, _ = select.select([fd], [], [], remaining_s)
         if readable:
-            chunk = os.read(fd, 4096)
+            chunk = os.read(fd, 65536)
             if not chunk:
                 code = process.wait(timeout=STOP_TIMEOUT_S)
-                raise RuntimeError(f"server exited with {code} before READY; got {received!r}")
+                raise RuntimeError(f"exited with {code} before {what}; got {received[:200]!r}")
             received += chunk
+    return received
+
+
+def read_ready_port(process: subprocess.Popen[bytes], timeout_s: float) -> int:
+    """Wait for the server's first stdout line, which must be ``READY <port>``."""
+    received = read_stdout_line(process, timeout_s, "READY")
     match = _READY_LINE.fullmatch(received)
     if match is None:
         raise RuntimeError(f"expected exactly 'READY <port>\\n' on stdout, got {received!r}")

@@ -4,8 +4,6 @@ the worker protocol, closed and open loop, binary and acks over Socket.IO, and f
 from __future__ import annotations
 
 import json
-import os
-import select
 import socket
 import subprocess
 import sys
@@ -20,7 +18,7 @@ import pytest
 from bench.load.plan import WorkerPlan
 from bench.metrics import histogram as hist
 from bench.target import websocket_url
-from tests.conftest import REPO_ROOT, TIME_FACTOR, stop_process
+from tests.conftest import REPO_ROOT, TIME_FACTOR, read_stdout_line, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -51,21 +49,7 @@ def make_plan(port: int, protocol: str, **changes: Any) -> WorkerPlan:
 
 def read_event(process: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
     """The worker's next stdout line as JSON, within ``timeout_s``."""
-    assert process.stdout is not None
-    fd = process.stdout.fileno()
-    deadline = time.monotonic() + timeout_s
-    received = b""
-    while not received.endswith(b"\n"):
-        remaining_s = deadline - time.monotonic()
-        if remaining_s <= 0:
-            raise TimeoutError(f"no event within {timeout_s:.1f} s; got {received[:200]!r}")
-        readable, _, _ = select.select([fd], [], [], remaining_s)
-        if readable:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise AssertionError(f"worker closed stdout; got {received[:200]!r}")
-            received += chunk
-    event: dict[str, Any] = json.loads(received)
+    event: dict[str, Any] = json.loads(read_stdout_line(process, timeout_s, "event"))
     return event
 
 
