@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from servers.common import LOOPS as SERVER_LOOPS
+
 
 @dataclass(frozen=True)
 class ServerInfo:
@@ -12,10 +14,6 @@ class ServerInfo:
     module: str
     protocol: Literal["raw", "socketio"]
     description: str
-
-    def url(self, host: str, port: int) -> str:
-        path = "/socket.io/" if self.protocol == "socketio" else "/"
-        return f"ws://{host}:{port}{path}"
 
 
 SERVERS: dict[str, ServerInfo] = {
@@ -38,4 +36,5 @@ SERVERS: dict[str, ServerInfo] = {
     )
 }
 
-LOOPS = ("asyncio", "uvloop")
+# The event loops a server can run on: the servers' own list.
+LOOPS = SERVER_LOOPS

@@ -103,14 +103,5 @@ async def stop_all() -> None:
     await asyncio.gather(*(stop_process(p) for p in list(_live)), return_exceptions=True)
 
 
-def kill_all_now() -> None:
-    """Last resort outside any event loop (atexit, a second signal): SIGKILL what is left."""
-    for process in list(_live):
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL)
-    _live.clear()
-
-
 def python_argv(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]

@@ -72,9 +72,6 @@ class RunResult:
     server_loop_lag_max_ms: float = math.nan
     capacity_probes: list[dict[str, Any]] = field(default_factory=list)
 
-    def merged_latency_blob(self) -> str:
-        return hist.encode(hist.merge(r.latency_hist for r in self.reports))
-
     def merged(self, attribute: str) -> Any:
         return hist.merge(getattr(r, attribute) for r in self.reports)
 

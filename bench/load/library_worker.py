@@ -32,7 +32,7 @@ from bench.load.engine import (
 )
 from bench.load.plan import WorkerPlan, WorkerReport
 from bench.load.schedule import NS_PER_S, constant_rate
-from bench.protocol.exchange import SEQ_DIGITS, payload
+from bench.protocol.exchange import Exchange, FrameBuilder
 
 # A message as the libraries hand it over: str for text, bytes for binary. The type is part of
 # the check: a text echo of a binary message is not found in the table of outstanding messages.
@@ -42,7 +42,6 @@ EVENT = "echo"
 SOCKETIO_DEFAULT_PATH = "socket.io"
 # Engine.IO adds these itself; the rest of the query is passed on to the server.
 ENGINEIO_QUERY_KEYS = frozenset({"EIO", "transport"})
-SEQ_LIMIT = 16**SEQ_DIGITS
 
 
 class LibraryConnection(Accounting):
@@ -51,9 +50,12 @@ class LibraryConnection(Accounting):
 
     def __init__(self, plan: WorkerPlan, tally: Tally) -> None:
         super().__init__(tally, closed_loop=plan.mode == "closed")
-        self.payload_kind = plan.payload_kind
         self.payload_bytes = plan.payload_bytes
         self.as_text = plan.payload_kind == "text"
+        # The libraries frame the payload themselves: build it as the raw exchange does, from
+        # precomputed templates, so the client's cost is not inflated by the harness's own.
+        raw = Exchange("raw", plan.payload_kind, plan.payload_bytes)
+        self.payload_and_reply = FrameBuilder(raw).body_and_reply
 
     async def transmit(self, message: Message) -> None:
         raise NotImplementedError
@@ -68,7 +70,7 @@ class LibraryConnection(Accounting):
             return
         seq = self.next_seq
         self.next_seq = seq + 1
-        data = payload(seq % SEQ_LIMIT, t_ns, self.payload_kind, self.payload_bytes)
+        data, _ = self.payload_and_reply(seq, t_ns)
         message: Message = data.decode() if self.as_text else data
         self.outstanding[message] = t_ns
         if t_ns >= self.window_start_ns:

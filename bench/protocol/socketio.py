@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 ENGINEIO_VERSION = 4
-WEBSOCKET_PATH = f"/socket.io/?EIO={ENGINEIO_VERSION}&transport=websocket"
 
 # Engine.IO packet types: one ASCII digit at the start of a text frame.
 EIO_OPEN = "0"
