@@ -23,6 +23,7 @@ from bench.scenarios import (
     SUITES,
     check_payload,
     check_positive,
+    check_slice,
     entries_for_scenario,
     expand,
     load_suite,
@@ -88,6 +89,11 @@ def build_parser() -> _Parser:
     what.add_argument("--warmup", type=_number(float), help="discarded seconds before (default 2)")
     what.add_argument("--repeat", type=_number(int), help="repeats of every cell, interleaved")
     what.add_argument("--workers", type=_number(int), help="generator processes (default 1)")
+    what.add_argument(
+        "--slice", type=_number(float), dest="slice_s",
+        help="closed loop: run the servers together, each loaded in turn for slices of this "
+        "many seconds (default 0.5; 0 runs them one after another)",
+    )  # fmt: skip
     what.add_argument(
         "--client", choices=("fast", "library"),
         help="fast: the generator's own picows client (default); library: websockets' and "
@@ -225,7 +231,17 @@ def _apply_overrides(cells: list[RunSpec], args: argparse.Namespace) -> list[Run
         changes["workers"] = args.workers
     if args.client is not None:
         changes["client"] = args.client
-    return [RunSpec(**{**cell.as_dict(), **changes}) for cell in chosen]
+    if args.slice_s is not None:
+        check_slice("--slice", args.slice_s, "closed")
+    return [
+        RunSpec(**{**cell.as_dict(), **changes, **_slice_override(cell, args.slice_s)})
+        for cell in chosen
+    ]
+
+
+def _slice_override(cell: RunSpec, slice_s: float | None) -> dict[str, float]:
+    """--slice changes the closed-loop cells of a suite; open-loop cells never slice."""
+    return {"slice_s": slice_s} if slice_s is not None and cell.mode == "closed" else {}
 
 
 def _check_names(args: argparse.Namespace) -> None:
@@ -278,6 +294,9 @@ def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
     }
     if args.rate is not None:
         entry["rate_msgs_s"] = args.rate
+    if args.slice_s is not None:
+        check_slice("--slice", args.slice_s, mode)
+        entry["slice_s"] = args.slice_s
     if mode == "capacity":
         entry["mode"] = "closed"  # expanded as closed, then turned into capacity cells
     cells = expand([entry], args.repeat or 1)
@@ -289,9 +308,10 @@ def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
 
 
 def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
-    if args.suite or args.scenario or args.servers or args.loops:
+    if args.suite or args.scenario or args.servers or args.loops or args.slice_s is not None:
         raise UsageError(
-            "--target measures one server: leave out --suite, --scenario, --servers, --loops"
+            "--target measures one server: leave out --suite, --scenario, --servers, --loops, "
+            "--slice"
         )
     if not args.protocol:
         raise UsageError("--target needs --protocol raw or --protocol socketio")

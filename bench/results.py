@@ -27,7 +27,7 @@ COLUMNS = [
     "client_cpu_pct", "client_bound", "generator_headroom",
     # Beyond the required set:
     "status", "failure", "missing", "unexpected", "disconnects", "inflight", "ack", "workers",
-    "server_loop_lag_p99_ms", "server_loop_lag_max_ms", "send_lag_p99_us", "slo_p99_ms",
+    "slice_s", "server_loop_lag_p99_ms", "server_loop_lag_max_ms", "send_lag_p99_us", "slo_p99_ms",
     "capacity_msgs_s", "connect_s", "connect_p50_us", "connect_p99_us",
     "extensions_negotiated", "server_exit_status", "started_utc", "schema_version",
 ]  # fmt: skip
@@ -77,6 +77,7 @@ def row(result: RunResult) -> dict[str, Any]:
         "repeat": spec.repeat,
         "warmup_s": spec.warmup_s,
         "duration_s": spec.duration_s,
+        "slice_s": spec.slice_s,
         "sent": sent,
         "received": received,
         "errors": errors,

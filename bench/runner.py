@@ -14,6 +14,7 @@ import traceback
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from time import monotonic_ns
 from typing import Any
 
 import psutil
@@ -22,7 +23,7 @@ from bench.catalog import SERVERS
 from bench.errors import RunFailed, UsageError
 from bench.limits import ConnectionBudget, hard_open_files_limit, plan_connections, port_range
 from bench.load.capacity import CapacitySearch, ProbeOutcome
-from bench.load.coordinator import WorkerPool
+from bench.load.coordinator import START_DELAY_S, WorkerPool
 from bench.load.plan import WorkerPlan, WorkerReport
 from bench.metrics import fairness, looplag
 from bench.metrics import histogram as hist
@@ -290,32 +291,77 @@ async def search_capacity(
         setattr(result, name, getattr(best, name))
 
 
+async def prepare_target(
+    spec: RunSpec, pinning: Pinning, log_dir: Path, result: RunResult
+) -> tuple[ManagedServer | None, str, int | None]:
+    """Start the cell's server (unless it is someone else's) and probe its fairness; returns
+    the server, the URL to load and the PID to sample. The server is returned started even
+    when the probe then fails (as ``RunFailed``), so the caller can stop it."""
+    server: ManagedServer | None = None
+    if spec.managed:
+        server = ManagedServer(
+            spec.server, spec.loop, frozenset(pinning.server_cpus), log_dir / "server.log"
+        )
+        try:
+            await server.start()
+        except BaseException:
+            await server.stop()
+            raise
+        url = websocket_url(f"ws://{LOOPBACK}:{server.port}/", spec.protocol)
+        server_pid: int | None = server.process.pid if server.process else None
+    else:
+        assert spec.target_url is not None
+        url = websocket_url(spec.target_url, spec.protocol)
+        server_pid = spec.server_pid
+    try:
+        result.probe = await fairness.probe(url, spec.protocol)
+    except Exception as exc:
+        raise TargetFailed(
+            server, f"cannot open a WebSocket to {url}: {exc or type(exc).__name__}"
+        ) from exc
+    broken = fairness.violations(result.probe)
+    if broken and spec.managed:
+        raise TargetFailed(
+            server, f"fairness contract broken by {spec.server}: {'; '.join(broken)}"
+        )
+    return server, url, server_pid
+
+
+class TargetFailed(RunFailed):
+    """The target could not be used; carries the started server so that it gets stopped."""
+
+    def __init__(self, server: ManagedServer | None, message: str) -> None:
+        super().__init__(message)
+        self.server = server
+
+
+def _record_internal_error(result: RunResult, log_dir: Path, exc: Exception) -> None:
+    """A bug of ours: recorded against the cell (traceback in its log folder)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    (log_dir / "harness-error.log").write_text(traceback.format_exc())
+    result.status = "failed"
+    result.failure = f"internal error {exc!r} (traceback in {log_dir / 'harness-error.log'})"
+
+
+async def _stop_server(server: ManagedServer, result: RunResult) -> None:
+    result.server_exit_status = await server.stop()
+    samples = looplag.read_samples(server.loop_lag_path)
+    result.server_loop_lag_p99_ms, result.server_loop_lag_max_ms = looplag.lag_ms_in_window(
+        samples, *result.window_s
+    )
+
+
 async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) -> RunResult:
     """Run one cell; failures are returned as a result with status "failed", never raised."""
     result = RunResult(spec, run_id, datetime.now(UTC).isoformat(timespec="seconds"))
     log_dir = out_dir / "logs" / run_id
     server: ManagedServer | None = None
     try:
-        if spec.managed:
-            server = ManagedServer(
-                spec.server, spec.loop, frozenset(pinning.server_cpus), log_dir / "server.log"
-            )
-            await server.start()
-            url = websocket_url(f"ws://{LOOPBACK}:{server.port}/", spec.protocol)
-            server_pid: int | None = server.process.pid if server.process else None
-        else:
-            assert spec.target_url is not None
-            url = websocket_url(spec.target_url, spec.protocol)
-            server_pid = spec.server_pid
         try:
-            result.probe = await fairness.probe(url, spec.protocol)
-        except Exception as exc:
-            raise RunFailed(
-                f"cannot open a WebSocket to {url}: {exc or type(exc).__name__}"
-            ) from exc
-        broken = fairness.violations(result.probe)
-        if broken and spec.managed:
-            raise RunFailed(f"fairness contract broken by {spec.server}: {'; '.join(broken)}")
+            server, url, server_pid = await prepare_target(spec, pinning, log_dir, result)
+        except TargetFailed as exc:
+            server = exc.server
+            raise
         if spec.mode == "capacity":
             await search_capacity(spec, url, server_pid, pinning, log_dir, result)
         else:
@@ -324,16 +370,122 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
             raise RunFailed(f"server {spec.server} exited during the run (log: {server.log_path})")
     except RunFailed as exc:
         result.status, result.failure = "failed", str(exc)
-    except Exception as exc:  # a bug of ours: record it against the cell, keep the suite going
-        log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / "harness-error.log").write_text(traceback.format_exc())
-        result.status = "failed"
-        result.failure = f"internal error {exc!r} (traceback in {log_dir / 'harness-error.log'})"
+    except Exception as exc:  # keep the suite going
+        _record_internal_error(result, log_dir, exc)
     finally:
         if server is not None:
-            result.server_exit_status = await server.stop()
-            samples = looplag.read_samples(server.loop_lag_path)
-            result.server_loop_lag_p99_ms, result.server_loop_lag_max_ms = looplag.lag_ms_in_window(
-                samples, *result.window_s
-            )
+            await _stop_server(server, result)
     return result
+
+
+@dataclass
+class _Slot:
+    """One server of a time-sliced run, once started and probed."""
+
+    spec: RunSpec
+    result: RunResult
+    server: ManagedServer
+    url: str
+    log_dir: Path
+
+
+async def measure_sliced(slots: list[_Slot], pinning: Pinning) -> None:
+    """All slots' workers connect, start together, and load their servers in turn."""
+    pools: list[WorkerPool] = []
+    plans: list[WorkerPlan] = []
+    for index, slot in enumerate(slots):
+        try:
+            slot_plans = worker_plans(slot.spec, slot.url)
+        except UsageError as exc:
+            raise RunFailed(str(exc)) from exc
+        slot_plans = [
+            replace(p, slot=index, slots=len(slots), slice_s=slot.spec.slice_s) for p in slot_plans
+        ]
+        plans.append(slot_plans[0])
+        pools.append(
+            WorkerPool(slot_plans, frozenset(pinning.generator_cpus), slot.log_dir,
+                       module=WORKER_MODULES["fast"])
+        )  # fmt: skip
+    sampler: ProcessSampler | None = None
+    try:
+        connect_times = await asyncio.gather(*(pool.spawn_and_connect() for pool in pools))
+        roles: dict[str, int] = {}
+        for index, (slot, pool) in enumerate(zip(slots, pools, strict=True)):
+            slot.result.connect_s = connect_times[index]
+            assert slot.server.process is not None
+            roles[f"server-{index}"] = slot.server.process.pid
+            roles.update({f"worker-{index}-{i}": pid for i, pid in enumerate(pool.pids)})
+        sampler = ProcessSampler(roles)
+        sampler.start()
+        start_ns = monotonic_ns() + int(START_DELAY_S * 1e9)
+        await asyncio.gather(*(pool.go(start_ns) for pool in pools))
+        reports = await asyncio.gather(*(pool.reports() for pool in pools))
+        await sampler.stop()
+        for index, slot in enumerate(slots):
+            schedule = plans[index].slices()
+            assert schedule is not None
+            window = schedule.window(start_ns)
+            active = schedule.active_fraction()
+            slot.result.reports = reports[index]
+            slot.result.window_s = window
+            # CPU while this slot was loaded: its window also holds the other slots' slices.
+            slot.result.server_usage = sampler.usage(f"server-{index}", *window).per_active(active)
+            slot.result.client_usage = [
+                sampler.usage(f"worker-{index}-{i}", *window).per_active(active)
+                for i in range(slot.spec.workers)
+            ]
+    finally:
+        if sampler is not None:
+            with contextlib.suppress(Exception):
+                await sampler.stop()
+        await asyncio.gather(*(pool.close() for pool in pools))
+
+
+async def run_sliced(
+    specs: list[RunSpec], run_ids: list[str], out_dir: Path, pinning: Pinning
+) -> list[RunResult]:
+    """Run cells that differ only in their server together, time-sliced (bench.load.slices).
+    A server that fails to start or to pass the fairness probe fails its own cell; the others
+    run without it. Failures are returned, never raised; every server is stopped."""
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    results = [
+        RunResult(spec, run_id, started) for spec, run_id in zip(specs, run_ids, strict=True)
+    ]
+    servers: list[tuple[ManagedServer, RunResult]] = []
+    slots: list[_Slot] = []
+    try:
+        for spec, result in zip(specs, results, strict=True):
+            log_dir = out_dir / "logs" / result.run_id
+            try:
+                server, url, _ = await prepare_target(spec, pinning, log_dir, result)
+            except TargetFailed as exc:
+                if exc.server is not None:
+                    servers.append((exc.server, result))
+                result.status, result.failure = "failed", str(exc)
+                continue
+            except RunFailed as exc:
+                result.status, result.failure = "failed", str(exc)
+                continue
+            assert server is not None
+            servers.append((server, result))
+            slots.append(_Slot(spec, result, server, url, log_dir))
+        if slots:
+            try:
+                await measure_sliced(slots, pinning)
+            except RunFailed as exc:
+                for slot in slots:
+                    slot.result.status, slot.result.failure = "failed", str(exc)
+            except Exception as exc:  # keep the suite going
+                for slot in slots:
+                    _record_internal_error(slot.result, slot.log_dir, exc)
+            for slot in slots:
+                if slot.result.status == "ok" and not slot.server.alive():
+                    slot.result.status = "failed"
+                    slot.result.failure = (
+                        f"server {slot.spec.server} exited during the run "
+                        f"(log: {slot.server.log_path})"
+                    )
+    finally:
+        for server, result in servers:
+            await _stop_server(server, result)
+    return results

@@ -29,6 +29,9 @@ class RunSpec:
     client: str = "fast"
     slo_p99_ms: float | None = None  # capacity mode: the latency objective
     capacity_steps: int = 7  # capacity mode: bisection probes after the closed-loop bound
+    # Closed loop: servers of one pass run together, loaded in turn for slices of about this
+    # many seconds (bench.load.slices); 0 runs each server on its own.
+    slice_s: float = 0.0
     target_url: str | None = None  # set for a server someone else started
     server_pid: int | None = None
 
@@ -38,3 +41,30 @@ class RunSpec:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def sliceable(cell: RunSpec) -> bool:
+    return cell.slice_s > 0 and cell.mode == "closed" and cell.managed and cell.client == "fast"
+
+
+def run_groups(cells: list[RunSpec]) -> list[list[RunSpec]]:
+    """Consecutive cells that differ only in their server and share one time-sliced run
+    (``bench.load.slices``); every other cell runs alone. Order is kept."""
+
+    def key(cell: RunSpec) -> dict[str, Any]:
+        return {k: v for k, v in cell.as_dict().items() if k not in ("server", "protocol")}
+
+    groups: list[list[RunSpec]] = []
+    for cell in cells:
+        last = groups[-1] if groups else None
+        if (
+            last is not None
+            and sliceable(cell)
+            and sliceable(last[0])
+            and key(last[0]) == key(cell)
+            and cell.server not in {c.server for c in last}
+        ):
+            last.append(cell)
+        else:
+            groups.append([cell])
+    return groups

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import statistics
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ from bench.metrics.environment import stamp
 from bench.processes import generator_and_server_cpus, repo_root, stop_all
 from bench.report.html import write_report
 from bench.results import ResultsWriter, write_json_atomically
-from bench.runner import LOOPBACK, ManagedServer, Pinning, measure_solo, run_cell
-from bench.spec import RunSpec
+from bench.runner import LOOPBACK, ManagedServer, Pinning, measure_solo, run_cell, run_sliced
+from bench.spec import RunSpec, run_groups
 from bench.target import websocket_url
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -95,17 +96,27 @@ async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
         meta["calibration"] = [c.as_dict() for c in ceilings.values()]
         write_json_atomically(out / "meta.json", meta)
         generator_cpus = max(1, len(pinning.generator_cpus))
-        for index, cell in enumerate(cells, 1):
-            result = await run_cell(cell, run_id_for(index, cell), out, pinning)
-            # The ceiling is the fast client's; library clients are judged by their CPU alone.
-            ceiling = ceilings.get((cell.payload_bytes, cell.payload_kind))
-            if cell.client == "fast" and ceiling is not None:
-                result.generator_ceiling_msgs_s = ceiling.ceiling_msgs_s
-            result.generator_processes = min(cell.workers, generator_cpus)
-            record = writer.append(result)
-            if result.probe is not None:
-                probes[cell.server] = result.probe.as_dict()
-            console.print(_progress_line(index, len(cells), record))
+        index = 0
+        for group in run_groups(cells):
+            first = index + 1
+            run_ids = [run_id_for(first + i, cell) for i, cell in enumerate(group)]
+            if len(group) > 1:
+                results = await run_sliced(group, run_ids, out, pinning)
+            else:  # alone: nothing to interleave with, so no slices
+                cell = replace(group[0], slice_s=0.0)
+                results = [await run_cell(cell, run_ids[0], out, pinning)]
+            for result in results:
+                index += 1
+                cell = result.spec
+                # The ceiling is the fast client's; library clients are judged by CPU alone.
+                ceiling = ceilings.get((cell.payload_bytes, cell.payload_kind))
+                if cell.client == "fast" and ceiling is not None:
+                    result.generator_ceiling_msgs_s = ceiling.ceiling_msgs_s
+                result.generator_processes = min(cell.workers, generator_cpus)
+                record = writer.append(result)
+                if result.probe is not None:
+                    probes[cell.server] = result.probe.as_dict()
+                console.print(_progress_line(index, len(cells), record))
         meta["status"] = "complete"
     finally:
         await stop_all()

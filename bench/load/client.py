@@ -51,6 +51,8 @@ class Accounting:
         self.tally = tally
         self.record = tally.latency.append
         self.closed_loop = closed_loop
+        # Messages sent from window_start_ns on are measured; no message is sent from
+        # window_end_ns on (in a time-sliced run, the driver moves it to each slice's end).
         self.window_start_ns = tally.window_start_ns
         self.window_end_ns = tally.window_end_ns
         self.outstanding: dict[Any, int] = {}

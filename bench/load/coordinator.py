@@ -64,8 +64,10 @@ class WorkerPool:
         answers = await self._gather_events("connected", connect_budget)
         return max(float(a["connect_s"]) for a in answers)
 
-    async def go(self) -> int:
-        start_ns = monotonic_ns() + int(START_DELAY_S * 1e9)
+    async def go(self, start_ns: int | None = None) -> int:
+        """Send the start signal; ``start_ns`` lets several pools share one start."""
+        if start_ns is None:
+            start_ns = monotonic_ns() + int(START_DELAY_S * 1e9)
         for process in self.processes:
             assert process.stdin is not None
             process.stdin.write(f"GO {start_ns}\n".encode())
@@ -74,7 +76,7 @@ class WorkerPool:
 
     async def raw_reports(self) -> list[dict[str, Any]]:
         plan = self.plans[0]
-        budget = plan.warmup_s + plan.duration_s + plan.drain_timeout_s + START_DELAY_S
+        budget = plan.span_s + plan.drain_timeout_s + START_DELAY_S
         budget += self.grace_s
         answers = await self._gather_events("report", budget)
         for answer in answers:

@@ -142,8 +142,12 @@ async def run_worker(plan: WorkerPlan, connect: Connect[C], drive: Drive[C]) -> 
     try:
         emit("connected", connections=len(connections), connect_s=connect_s)
         start_ns = await read_start_signal()
-        window_start = start_ns + int(plan.warmup_s * NS_PER_S)
-        window_end = window_start + int(plan.duration_s * NS_PER_S)
+        schedule = plan.slices()
+        if schedule is not None:
+            window_start, window_end = schedule.window(start_ns)
+        else:
+            window_start = start_ns + int(plan.warmup_s * NS_PER_S)
+            window_end = window_start + int(plan.duration_s * NS_PER_S)
         tally.window_start_ns, tally.window_end_ns = window_start, window_end
         for connection in connections:
             connection.start_window(window_start, window_end)

@@ -26,6 +26,7 @@ from bench.load.client import Accounting, Tally
 from bench.load.engine import (
     CLOSE_TIMEOUT_S,
     FRAME_SLACK_BYTES,
+    WorkerFailed,
     close_all,
     run_worker,
     worker_main,
@@ -317,6 +318,8 @@ async def connect(
 
 
 async def run(plan: WorkerPlan) -> WorkerReport:
+    if plan.slots > 1:
+        raise WorkerFailed("the library clients do not run time-sliced (set slice_s to 0)")
     return await run_worker(plan, connect, drive)
 
 

@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from bench.load.slices import SliceSchedule
+
 Mode = Literal["closed", "open"]
 
 
@@ -35,6 +37,24 @@ class WorkerPlan:
     drain_timeout_s: float = 5.0
     # Loopback source addresses to spread client sockets over (empty: let the kernel pick).
     source_addresses: tuple[str, ...] = ()
+    # Closed loop, several servers in one run (bench.load.slices): this worker's slot among
+    # ``slots``, each loaded in turn for slices of about ``slice_s``.
+    slot: int = 0
+    slots: int = 1
+    slice_s: float = 0.0
+
+    def slices(self) -> SliceSchedule | None:
+        if self.slots <= 1:
+            return None
+        return SliceSchedule.plan(
+            self.slot, self.slots, self.slice_s, self.warmup_s, self.duration_s
+        )
+
+    @property
+    def span_s(self) -> float:
+        """Wall time from the start signal to the end of the last measured send."""
+        schedule = self.slices()
+        return schedule.span_s if schedule else self.warmup_s + self.duration_s
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

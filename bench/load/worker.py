@@ -29,6 +29,24 @@ async def run_closed_loop(connections: list[EchoConnection], inflight: int, end_
     await asyncio.sleep(max(0.0, (end_ns - monotonic_ns()) / NS_PER_S))
 
 
+async def run_closed_slices(
+    connections: list[EchoConnection], inflight: int, intervals: list[tuple[int, int]]
+) -> None:
+    """Closed loop in this worker's slices only (``bench.load.slices``): at each slice's start
+    every connection is topped up to ``inflight`` messages, and sends stop at its end."""
+    alarm = Alarm()
+    try:
+        for start_ns, end_ns in intervals:
+            await alarm.sleep_until(start_ns)
+            for connection in connections:
+                connection.window_end_ns = end_ns
+                for _ in range(inflight - len(connection.outstanding)):
+                    connection.send(monotonic_ns())
+            await alarm.sleep_until(end_ns)
+    finally:
+        alarm.close()
+
+
 async def run_open_loop(
     connections: list[EchoConnection], plan: WorkerPlan, tally: Tally, start_ns: int
 ) -> None:
@@ -62,7 +80,10 @@ async def run_open_loop(
 async def drive(
     connections: list[EchoConnection], plan: WorkerPlan, tally: Tally, start_ns: int
 ) -> None:
-    if plan.mode == "closed":
+    schedule = plan.slices()
+    if plan.mode == "closed" and schedule is not None:
+        await run_closed_slices(connections, plan.inflight, schedule.intervals(start_ns))
+    elif plan.mode == "closed":
         await run_closed_loop(connections, plan.inflight, tally.window_end_ns)
     else:
         await run_open_loop(connections, plan, tally, start_ns)

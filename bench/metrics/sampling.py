@@ -29,6 +29,11 @@ class WindowUsage:
     rss_max_bytes: int
     samples: int
 
+    def per_active(self, active_fraction: float) -> WindowUsage:
+        """CPU over the time the process was loaded, when that was ``active_fraction`` of
+        the window (time-sliced runs); memory is unchanged."""
+        return WindowUsage(self.cpu_pct / active_fraction, self.rss_max_bytes, self.samples)
+
 
 class ProcessSampler:
     """Samples a set of processes until stopped; ``usage(pid, start, end)`` summarises a window."""

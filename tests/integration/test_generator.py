@@ -93,6 +93,7 @@ def test_every_server_end_to_end(tmp_path: Path) -> None:
         assert row["extensions_negotiated"] == ""
         assert float(row["server_loop_lag_p99_ms"]) >= 0  # the server reported its loop lag
         assert float(row["generator_headroom"]) > 0  # the suite calibrated the generator
+        assert float(row["slice_s"]) > 0  # each loop's four servers ran together, in turn
     meta = json.loads((out / "meta.json").read_text())
     assert meta["status"] == "complete"
     assert meta["fairness"]["compression"] == "off"
@@ -104,6 +105,26 @@ def test_every_server_end_to_end(tmp_path: Path) -> None:
     }
     report = (out / "report.html").read_text()
     assert "socketio-asgi" in report and "<script src" not in report
+
+
+def test_time_sliced_throughput_counts_only_the_servers_own_slices(tmp_path: Path) -> None:
+    # websockets alone, then in turn with two others: if throughput were divided by the
+    # whole run rather than its own slices, the sliced figure would be a third of the solo.
+    solo, sliced = tmp_path / "solo", tmp_path / "sliced"
+    common = ["--duration", "2", "--warmup", "0.5", "--mode", "closed"]
+    assert main(["run", "--servers", "websockets", *common, "--out", str(solo)]) == 0
+    code = main(["run", "--servers", "websockets,aiohttp,socketio-aiohttp", "--slice", "0.2",
+                 *common, "--out", str(sliced)])  # fmt: skip
+    rows = {row["server"]: row for row in read_rows(sliced)}
+    assert code == 0, [r["failure"] for r in rows.values()]
+    (alone,) = read_rows(solo)
+    assert alone["slice_s"] == "0.0" and rows["websockets"]["slice_s"] == "0.2"
+    for row in rows.values():
+        assert int(row["errors"]) == 0 and int(row["sent"]) == int(row["received"]) > 0
+        # CPU while loaded (the server is idle in the others' slices), so near a full core.
+        assert float(row["server_cpu_pct"]) > 50
+    ratio = float(rows["websockets"]["throughput_msgs_s"]) / float(alone["throughput_msgs_s"])
+    assert 0.6 < ratio < 1.7, ratio
 
 
 def test_open_loop_binary_over_socketio(tmp_path: Path) -> None:

@@ -35,6 +35,12 @@ from bench.cli import build_parser, main, resolve_cells
         (["run", "--mode", "capacity"], "needs --slo-p99-ms"),
         (["run", "--slo-p99-ms", "5"], "apply to --mode capacity only"),
         (["run", "--client", "slow"], "invalid choice"),
+        (["run", "--slice", "0.01"], "--slice must be 0 (no slicing) or at least"),
+        (["run", "--mode", "open", "--rate", "9", "--slice", "1"], "closed mode only"),
+        (
+            ["run", "--target", "ws://127.0.0.1:9/", "--protocol", "raw", "--slice", "1"],
+            "leave out",
+        ),
         (["frobnicate"], "invalid choice"),
         ([], "required"),
     ],
@@ -92,6 +98,15 @@ def test_scenario_runs_as_in_the_default_suite() -> None:
         "socketio-asgi",
     }
     assert {c.scenario for c in cells} == {"echo"}
+
+
+def test_slice_option_changes_closed_loop_cells_only() -> None:
+    cells = cells_for(["run", "--suite", "default", "--slice", "0"])
+    assert {c.slice_s for c in cells} == {0.0}
+    cells = cells_for(["run", "--suite", "default", "--slice", "1.5"])
+    assert {(c.mode, c.slice_s) for c in cells} == {("closed", 1.5), ("open", 0.0)}
+    (cell,) = cells_for(["run", "--servers", "aiohttp", "--slice", "0.3"])
+    assert cell.slice_s == 0.3
 
 
 def test_target_cell_is_labelled_by_protocol() -> None:

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bench.errors import UsageError
-from bench.scenarios import SUITES, expand, load_suite, parse_suite
+from bench.load.slices import SliceSchedule
+from bench.scenarios import DEFAULT_SLICE_S, SUITES, expand, load_suite, parse_suite
+from bench.spec import RunSpec, run_groups
 
 VALID = """
 name = "t"
@@ -35,11 +39,52 @@ def test_quick_suite_fits_its_budget() -> None:
     assert sum(c.warmup_s + c.duration_s for c in cells) <= 30
 
 
+def wall_time_s(cells: list[RunSpec]) -> float:
+    """About 4 s of set-up per cell on top of its windows; a time-sliced group takes its
+    whole span (every server's slices)."""
+    total = 0.0
+    for group in run_groups(cells):
+        first = group[0]
+        if len(group) > 1:
+            schedule = SliceSchedule.plan(
+                0, len(group), first.slice_s, first.warmup_s, first.duration_s
+            )
+            total += schedule.span_s + 4 * len(group)
+        else:
+            total += first.warmup_s + first.duration_s + 4
+    return total
+
+
 def test_default_suite_fits_its_budget() -> None:
-    # make bench: at most 10 minutes; about 4 s of set-up per cell on top of its window.
+    # make bench: at most 10 minutes.
+    suite = load_suite("default")
+    assert wall_time_s(expand(suite.entries, suite.repeat)) <= 600
+
+
+def test_closed_loop_cells_are_time_sliced_by_default_and_open_loop_never() -> None:
     suite = load_suite("default")
     cells = expand(suite.entries, suite.repeat)
-    assert sum(c.warmup_s + c.duration_s + 4 for c in cells) <= 600
+    assert {c.slice_s for c in cells if c.mode == "closed"} == {DEFAULT_SLICE_S}
+    assert {c.slice_s for c in cells if c.mode == "open"} == {0.0}
+    groups = run_groups(cells)
+    # One group per pass and loop, holding the four servers; open-loop cells run alone.
+    closed = [g for g in groups if g[0].mode == "closed"]
+    assert len(closed) == suite.repeat * 2
+    assert all(len(g) == 4 and len({c.server for c in g}) == 4 for g in closed)
+    assert all(len(g) == 1 for g in groups if g[0].mode == "open")
+    assert [c for g in groups for c in g] == cells  # order kept
+
+
+def test_only_cells_differing_in_their_server_share_a_run() -> None:
+    base = expand(parse_suite(VALID, "t").entries, repeat=1)[0]
+    other_loop = replace(base, server="websockets", protocol="raw", loop="asyncio")
+    library = replace(base, server="websockets", protocol="raw", client="library")
+    twin = replace(base, server="websockets", protocol="raw")
+    assert [len(g) for g in run_groups([base, other_loop])] == [1, 1]
+    assert [len(g) for g in run_groups([base, library])] == [1, 1]
+    assert [len(g) for g in run_groups([base, twin, base])] == [2, 1]  # a server once a run
+    unsliced = [replace(base, slice_s=0), replace(twin, slice_s=0)]
+    assert [len(g) for g in run_groups(unsliced)] == [1, 1]
 
 
 def test_product_expansion() -> None:
@@ -59,6 +104,9 @@ def test_product_expansion() -> None:
         (("[32, 64]", "[32, 4]"), "outside"),
         (('name = "t"', 'name = "t"\nextra = true'), "unknown key 'extra'"),
         (("[[run]]", "[[run]"), "malformed TOML"),
+        (("duration_s = 1", "duration_s = 1\nslice_s = 0.01"), "0 \\(no slicing\\) or at least"),
+        (("duration_s = 1", "duration_s = 1\nslice_s = -1"), "slice_s must be zero or more"),
+        (('mode = "closed"', 'mode = "open"\nrate_msgs_s = 9\nslice_s = 0.5'), "closed mode only"),
     ],
 )
 def test_bad_suites_are_refused(change: tuple[str, str], message: str) -> None:

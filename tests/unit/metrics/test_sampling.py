@@ -26,3 +26,11 @@ def test_sampler_reads_this_process() -> None:
     sampler.sample_once()
     first, last = sampler.samples["me"]
     assert last.t_ns > first.t_ns and last.cpu_s >= first.cpu_s and last.rss_bytes > 0
+
+
+def test_usage_per_active_time_scales_cpu_only() -> None:
+    samples = [Sample(t * 100_000_000, cpu_s=t * 0.025, rss_bytes=500) for t in range(11)]
+    usage = window_usage(samples, 0, 1_000_000_000).per_active(0.25)
+    # 25% of the window's core, all of it spent in the quarter of the time it was loaded.
+    assert math.isclose(usage.cpu_pct, 100.0)
+    assert usage.rss_max_bytes == 500 and usage.samples == 11
