@@ -3,7 +3,7 @@
 A rate passes when the run had no errors, its p99 latency (from intended send times) stayed
 within the SLO, and the achieved rate came within ``ACHIEVED_TOLERANCE`` of the offered one.
 The search bisects between 0 (passes by definition) and a little above the closed-loop
-throughput (which an open loop cannot sustain with a bounded latency).
+throughput, raising that bound when the server proves faster (see ``CapacitySearch``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 ACHIEVED_TOLERANCE = 0.02
 # The first upper bound: closed-loop throughput with some margin above it.
 UPPER_BOUND_FACTOR = 1.1
+# While the upper bound has never failed, passes at this share of it double it.
+GROW_WHEN = 0.9
 DEFAULT_STEPS = 7
 
 
@@ -33,7 +35,18 @@ class ProbeOutcome:
 
 @dataclass
 class CapacitySearch:
-    """Bisection state: ``next_rate()`` to probe, ``record(outcome)`` what happened."""
+    """Bisection state: ``next_rate()`` to probe, ``record(outcome)`` what happened.
+
+    Two guards against a noisy machine, where one probe can fail for reasons that have
+    nothing to do with the rate (a collector pause, the host taking the core for a moment):
+    - a failure lowers the upper bound only once a second probe at the same rate fails too;
+      otherwise one stall early in the search would send every later probe far too low;
+    - the first upper bound comes from the closed loop, which an open loop can beat (its
+      messages queue and the server reads them in batches): while nothing has failed there
+      and the passes come near it, it doubles.
+    ``steps`` counts decisions (a pass, or a failure seen twice), so a search makes at most
+    ``2 * steps`` probes.
+    """
 
     slo_p99_ms: float
     upper_msgs_s: float
@@ -41,6 +54,9 @@ class CapacitySearch:
     lower_msgs_s: float = 0.0
     best: ProbeOutcome | None = None
     history: list[ProbeOutcome] = field(default_factory=list)
+    decisions: int = 0
+    upper_failed: bool = False
+    retry_rate_msgs_s: float | None = None
 
     @classmethod
     def from_closed_loop(
@@ -50,16 +66,28 @@ class CapacitySearch:
 
     @property
     def done(self) -> bool:
-        return len(self.history) >= self.steps
+        return self.decisions >= self.steps and self.retry_rate_msgs_s is None
 
     def next_rate(self) -> float:
+        if self.retry_rate_msgs_s is not None:
+            return self.retry_rate_msgs_s
         return (self.lower_msgs_s + self.upper_msgs_s) / 2
 
     def record(self, outcome: ProbeOutcome) -> None:
         self.history.append(outcome)
+        rate = outcome.rate_msgs_s
         if outcome.passes(self.slo_p99_ms):
-            self.lower_msgs_s = outcome.rate_msgs_s
-            if self.best is None or outcome.rate_msgs_s > self.best.rate_msgs_s:
+            self.retry_rate_msgs_s = None
+            self.decisions += 1
+            self.lower_msgs_s = max(self.lower_msgs_s, rate)
+            if self.best is None or rate > self.best.rate_msgs_s:
                 self.best = outcome
+            if not self.upper_failed and self.lower_msgs_s >= GROW_WHEN * self.upper_msgs_s:
+                self.upper_msgs_s *= 2
+        elif self.retry_rate_msgs_s is None:
+            self.retry_rate_msgs_s = rate  # see it fail twice before believing it
         else:
-            self.upper_msgs_s = outcome.rate_msgs_s
+            self.retry_rate_msgs_s = None
+            self.decisions += 1
+            self.upper_msgs_s = rate
+            self.upper_failed = True

@@ -36,3 +36,37 @@ def test_nothing_passes_leaves_no_best() -> None:
         search.record(ProbeOutcome(search.next_rate(), 50_000, 0, 0))
     assert search.best is None
     assert search.upper_msgs_s < 1000 * 1.1 / 4
+    assert len(search.history) == 6  # every failure was seen twice before it counted
+
+
+def test_one_stalled_probe_does_not_drag_the_search_down() -> None:
+    capacity = 7_000.0
+    search = CapacitySearch.from_closed_loop(slo_p99_ms=10, closed_loop_msgs_s=10_000, steps=8)
+    stalled = False
+    while not search.done:
+        rate = search.next_rate()
+        outcome = server_with_capacity(capacity, rate)
+        if not stalled:  # the very first probe, well below capacity, hits a 50 ms pause
+            outcome, stalled = ProbeOutcome(rate, 50_000, 0, rate), True
+        search.record(outcome)
+    assert search.history[0].rate_msgs_s == search.history[1].rate_msgs_s  # retried
+    assert search.best is not None and search.best.rate_msgs_s > 0.9 * capacity
+
+
+def test_upper_bound_grows_when_the_open_loop_beats_the_closed_loop() -> None:
+    # The closed loop said 10k msgs/s; the server sustains 25k in open loop.
+    search = CapacitySearch.from_closed_loop(slo_p99_ms=10, closed_loop_msgs_s=10_000, steps=12)
+    while not search.done:
+        search.record(server_with_capacity(25_000, search.next_rate()))
+    assert search.best is not None
+    assert 0.9 * 25_000 < search.best.rate_msgs_s <= 25_000
+
+
+def test_search_is_bounded_even_when_every_probe_flips() -> None:
+    search = CapacitySearch.from_closed_loop(slo_p99_ms=10, closed_loop_msgs_s=1_000, steps=5)
+    verdicts = iter([False, True] * 20)
+    while not search.done:
+        rate = search.next_rate()
+        ok = next(verdicts)
+        search.record(ProbeOutcome(rate, 1_000 if ok else 90_000, 0, rate))
+    assert len(search.history) <= 2 * 5
