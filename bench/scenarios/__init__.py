@@ -25,12 +25,12 @@ ENVELOPE_ALLOWANCE_BYTES = 64
 MAX_PAYLOAD_BYTES = FAIRNESS.max_message_bytes - ENVELOPE_ALLOWANCE_BYTES
 
 # Closed loop: servers of one pass share a run, each loaded in turn for slices of this length
-# (bench.load.slices). 0.2 s is short against the machine's drift (seconds) and long against a
+# (bench.load.slices). 0.1 s is short against the machine's drift (seconds) and long against a
 # slice's ramp-up and drain (a round trip or two, about a millisecond). Measured on the 2-core
-# machine over 5 repeats: Socket.IO/raw throughput ratio CV 2-3% with 0.2 s slices, 3-6% with
-# 0.5 s, 7-23% with each server in its own run (README, methodology).
-DEFAULT_SLICE_S = 0.2
-MIN_SLICE_S = 0.1
+# machine, Socket.IO/raw throughput ratio CV over 5 repeats: 7-23% with each server in its own
+# run, 3-6% with 0.5-s slices, 1-6% with 0.2 s, 2-3% with 0.1 s (README, methodology).
+DEFAULT_SLICE_S = 0.1
+MIN_SLICE_S = 0.05
 
 _ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
     "scenario": str,
