@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.calibration import MIN_HEADROOM, headroom
+from bench.load.plan import WorkerReport
 from bench.metrics import histogram as hist
 from bench.runner import CLIENT_BOUND_CPU_PCT, CLIENT_BOUND_SEND_LAG_US, RunResult
 
 SCHEMA_VERSION = 1
+WIRE_COUNTERS = ("wire_bytes_up", "wire_bytes_down", "wire_frames_up", "wire_frames_down")
 
 COLUMNS = [
     "run_id", "scenario", "server", "protocol", "transport", "loop", "client", "mode",
@@ -27,14 +29,34 @@ COLUMNS = [
     "client_cpu_pct", "client_bound", "generator_headroom",
     # Beyond the required set:
     "status", "failure", "missing", "unexpected", "disconnects", "inflight", "ack", "workers",
-    "slice_s", "server_loop_lag_p99_ms", "server_loop_lag_max_ms", "send_lag_p99_us", "slo_p99_ms",
-    "capacity_msgs_s", "connect_s", "connect_p50_us", "connect_p99_us",
-    "extensions_negotiated", "server_exit_status", "started_utc", "schema_version",
+    "slice_s", "msgs_per_cpu_s", "wire_bytes_up_per_msg", "wire_bytes_down_per_msg",
+    "wire_frames_up_per_msg", "wire_frames_down_per_msg", "server_loop_lag_p99_ms",
+    "server_loop_lag_max_ms", "send_lag_p99_us", "slo_p99_ms", "capacity_msgs_s", "connect_s",
+    "connect_p50_us", "connect_p99_us", "extensions_negotiated", "server_exit_status",
+    "started_utc", "schema_version",
 ]  # fmt: skip
 
 
 def _round(value: float, digits: int = 1) -> float:
     return value if math.isnan(value) else round(value, digits)
+
+
+def messages_per_cpu_second(throughput_msgs_s: float, server_cpu_pct: float) -> float:
+    """Messages echoed per second of server CPU: the cost per message, whatever share of a
+    core the server got. NaN when the CPU was not measured or was zero."""
+    if math.isnan(server_cpu_pct) or server_cpu_pct <= 0:
+        return math.nan
+    return throughput_msgs_s / (server_cpu_pct / 100)
+
+
+def per_message(reports: list[WorkerReport], counter: str) -> float:
+    """A wire counter summed over workers, per message sent (warm-up included, as counted);
+    NaN when a worker's stack could not count it."""
+    values: list[int | None] = [getattr(r, counter) for r in reports]
+    messages = sum(r.wire_messages for r in reports)
+    if not values or any(v is None for v in values) or messages == 0:
+        return math.nan
+    return sum(v for v in values if v is not None) / messages
 
 
 def row(result: RunResult) -> dict[str, Any]:
@@ -49,6 +71,7 @@ def row(result: RunResult) -> dict[str, Any]:
     client_cpu = max((u.cpu_pct for u in result.client_usage), default=math.nan)
     send_lag_p99 = send_lag.p99_us if send_lag else math.nan
     throughput = received / spec.duration_s if result.reports else nan
+    server_cpu = result.server_usage.cpu_pct if result.server_usage else nan
     generator_headroom = (
         headroom(result.generator_ceiling_msgs_s, throughput, result.generator_processes)
         if result.reports
@@ -88,7 +111,12 @@ def row(result: RunResult) -> dict[str, Any]:
         "p999_us": latency.p999_us if latency else nan,
         "max_us": latency.max_us if latency else nan,
         "mean_us": _round(latency.mean_us) if latency else nan,
-        "server_cpu_pct": _round(result.server_usage.cpu_pct) if result.server_usage else nan,
+        "server_cpu_pct": _round(server_cpu),
+        "msgs_per_cpu_s": _round(messages_per_cpu_second(throughput, server_cpu)),
+        **{
+            f"{counter}_per_msg": _round(per_message(result.reports, counter), 2)
+            for counter in WIRE_COUNTERS
+        },
         "server_rss_bytes": result.server_usage.rss_max_bytes if result.server_usage else nan,
         "server_loop_lag_p99_ms": _round(result.server_loop_lag_p99_ms, 3),
         "server_loop_lag_max_ms": _round(result.server_loop_lag_max_ms, 3),

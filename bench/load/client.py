@@ -101,6 +101,9 @@ class EchoConnection(WSListener, Accounting):
         self.socketio = exchange.protocol == "socketio"
         self.handshake_step = 0 if self.socketio else 2
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Every WebSocket frame after the handshake, for the wire counters (bench.metrics.wire).
+        self.frames_sent = 0
+        self.frames_received = 0
 
     # --- picows callbacks ------------------------------------------------------------------
 
@@ -111,6 +114,7 @@ class EchoConnection(WSListener, Accounting):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         now = monotonic_ns()
+        self.frames_received += 1
         data = frame.get_payload_as_bytes()
         sent_ns = self.outstanding.pop(data, None)
         if sent_ns is None:
@@ -144,7 +148,9 @@ class EchoConnection(WSListener, Accounting):
         transport = self.transport
         if self.preamble is not None:
             transport.send(TEXT, self.preamble(seq))  # type: ignore[union-attr]
+            self.frames_sent += 1
         transport.send(self.body_type, body)  # type: ignore[union-attr]
+        self.frames_sent += 1
         if t_ns >= self.window_start_ns:
             self.sent += 1
 
@@ -192,6 +198,12 @@ class EchoConnection(WSListener, Accounting):
         except (UnicodeDecodeError, sio.ProtocolError) as exc:
             if not self.ready.done():
                 self.ready.set_exception(ConnectionError(f"Socket.IO handshake failed: {exc}"))
+
+    def tcp_socket(self) -> Any:
+        """The connection's socket (asyncio's TransportSocket), for its TCP_INFO counters."""
+        if self.transport is None:
+            return None
+        return self.transport.underlying_transport.get_extra_info("socket")
 
     def start_closing(self) -> None:
         """Send a normal close frame; the server answers it and closes the connection."""

@@ -14,6 +14,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from time import monotonic_ns
 from typing import Any, Protocol, TypeVar
 
@@ -25,6 +26,7 @@ from bench.load.plan import WorkerPlan, WorkerReport
 from bench.load.recorder import LatencyRecorder
 from bench.load.schedule import NS_PER_S
 from bench.metrics import histogram as hist
+from bench.metrics import wire
 
 # Flush recorders during a run only when this many samples are pending (about 64 MB): a flush
 # stalls the loop for milliseconds, which would show up in the latencies it is recording.
@@ -48,6 +50,8 @@ class Connection(Protocol):
     received: int
     unexpected: int
     disconnected: bool
+
+    next_seq: int
 
     def start_window(self, start_ns: int, end_ns: int) -> None: ...
     def window_outstanding(self) -> int: ...
@@ -136,11 +140,59 @@ async def drain(connections: Sequence[Connection], timeout_s: float) -> None:
         await asyncio.sleep(0.01)
 
 
+@dataclass(frozen=True)
+class WireSnapshot:
+    """What the connections had put on the wire at one moment (see ``bench.metrics.wire``)."""
+
+    messages: int
+    bytes_up: int | None
+    bytes_down: int | None
+    frames_up: int | None
+    frames_down: int | None
+
+    @classmethod
+    def take(cls, connections: Sequence[Connection]) -> WireSnapshot:
+        # Stacks that count frames and expose their sockets define these; others do not.
+        sockets = [getattr(c, "tcp_socket", lambda: None)() for c in connections]
+        counted = wire.total(sockets) if connections else None
+        ups = [getattr(c, "frames_sent", None) for c in connections]
+        downs = [getattr(c, "frames_received", None) for c in connections]
+        return cls(
+            messages=sum(c.next_seq for c in connections),
+            bytes_up=counted.up if counted else None,
+            bytes_down=counted.down if counted else None,
+            frames_up=_sum_all(ups),
+            frames_down=_sum_all(downs),
+        )
+
+    def since(self, before: WireSnapshot) -> dict[str, Any]:
+        def delta(after: int | None, earlier: int | None) -> int | None:
+            return None if after is None or earlier is None else after - earlier
+
+        return {
+            "wire_messages": self.messages - before.messages,
+            "wire_bytes_up": delta(self.bytes_up, before.bytes_up),
+            "wire_bytes_down": delta(self.bytes_down, before.bytes_down),
+            "wire_frames_up": delta(self.frames_up, before.frames_up),
+            "wire_frames_down": delta(self.frames_down, before.frames_down),
+        }
+
+
+def _sum_all(values: list[int | None]) -> int | None:
+    """The sum, or None when any value is missing (a partial count would mislead)."""
+    if not values or any(v is None for v in values):
+        return None
+    return sum(v for v in values if v is not None)
+
+
 async def run_worker(plan: WorkerPlan, connect: Connect[C], drive: Drive[C]) -> WorkerReport:
     tally = Tally()
     connections, connect_times, connect_s = await open_connections(plan, tally, connect)
+    wire_counts: dict[str, Any] = {}
     try:
         emit("connected", connections=len(connections), connect_s=connect_s)
+        # Counted from here (handshakes done) to the end of the drain (before close frames).
+        wire_before = WireSnapshot.take(connections)
         start_ns = await read_start_signal()
         schedule = plan.slices()
         if schedule is not None:
@@ -158,11 +210,12 @@ async def run_worker(plan: WorkerPlan, connect: Connect[C], drive: Drive[C]) -> 
         finally:
             guard.cancel()
         await drain(connections, plan.drain_timeout_s)
+        wire_counts = WireSnapshot.take(connections).since(wire_before)
     finally:
         unclosed = await close_all(connections)
     if unclosed:
         tally.note_error(f"{unclosed} connections did not close within {CLOSE_TIMEOUT_S} s")
-    return build_report(plan, connections, tally, connect_times, connect_s)
+    return build_report(plan, connections, tally, connect_times, connect_s, wire_counts)
 
 
 def build_report(
@@ -171,6 +224,7 @@ def build_report(
     tally: Tally,
     connect_times: LatencyRecorder,
     connect_s: float,
+    wire_counts: dict[str, Any],
 ) -> WorkerReport:
     tally.latency.flush()
     tally.send_lag.flush()
@@ -192,6 +246,7 @@ def build_report(
         connect_s=connect_s,
         clamped=tally.latency.clamped,
         error_samples=tally.error_samples,
+        **wire_counts,
     )
 
 

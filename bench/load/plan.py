@@ -84,6 +84,14 @@ class WorkerReport:
     clamped: int = 0
     error_samples: list[str] = field(default_factory=list)
     negotiated_extensions: list[str] = field(default_factory=list)
+    # Bytes on the wire (bench.metrics.wire) and WebSocket frames, from the start signal to
+    # the end of the drain, over ``wire_messages`` messages (warm-up included); None when the
+    # client stack cannot count them.
+    wire_messages: int = 0
+    wire_bytes_up: int | None = None
+    wire_bytes_down: int | None = None
+    wire_frames_up: int | None = None
+    wire_frames_down: int | None = None
 
     @property
     def errors(self) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.protocol.exchange import Exchange
 from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.integration
@@ -125,6 +126,53 @@ def test_time_sliced_throughput_counts_only_the_servers_own_slices(tmp_path: Pat
         assert float(row["server_cpu_pct"]) > 50
     ratio = float(rows["websockets"]["throughput_msgs_s"]) / float(alone["throughput_msgs_s"])
     assert 0.6 < ratio < 1.7, ratio
+
+
+def websocket_frame_bytes(payload: bytes, masked: bool) -> int:
+    """RFC 6455 framing by hand: 2 header bytes, 2 or 8 more for longer payloads, and the
+    4-byte mask on frames a client sends."""
+    extended = 0 if len(payload) <= 125 else 2 if len(payload) <= 0xFFFF else 8
+    return 2 + extended + (4 if masked else 0) + len(payload)
+
+
+def expected_wire(protocol: str, kind: str, payload_bytes: int) -> tuple[int, int, int]:
+    """Bytes up, bytes down and frames each way per message, from the encoded packets."""
+    exchange = Exchange(protocol, kind, payload_bytes)  # type: ignore[arg-type]
+    preamble, body, reply = exchange.frames(7, 123)
+    reply_preamble = exchange.expected_reply_preamble(7)
+    up = websocket_frame_bytes(body, masked=True)
+    down = websocket_frame_bytes(reply, masked=False)
+    if preamble is not None:
+        up += websocket_frame_bytes(preamble, masked=True)
+    if reply_preamble is not None:
+        down += websocket_frame_bytes(reply_preamble, masked=False)
+    return up, down, exchange.frames_per_message
+
+
+@pytest.mark.parametrize(("kind", "payload_bytes"), [("text", 32), ("binary", 200)])
+def test_wire_bytes_are_counted_and_match_hand_computed_frames(
+    kind: str, payload_bytes: int, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--servers", "websockets,socketio-aiohttp", "--payload-kind", kind,
+                 "--payload", str(payload_bytes), "--duration", "0.5", "--warmup", "0.2",
+                 "--out", str(out)])  # fmt: skip
+    rows = {row["server"]: row for row in read_rows(out)}
+    assert code == 0, [r["failure"] for r in rows.values()]
+    for server, protocol in (("websockets", "raw"), ("socketio-aiohttp", "socketio")):
+        up, down, frames = expected_wire(protocol, kind, payload_bytes)
+        row = rows[server]
+        assert float(row["wire_bytes_up_per_msg"]) == up, server
+        assert float(row["wire_bytes_down_per_msg"]) == down, server
+        assert float(row["wire_frames_up_per_msg"]) == frames
+        assert float(row["wire_frames_down_per_msg"]) == frames
+        assert float(row["msgs_per_cpu_s"]) > 0
+    # Socket.IO's envelope (and, for binary, its placeholder frame) costs bytes on the wire.
+    assert float(rows["socketio-aiohttp"]["wire_bytes_up_per_msg"]) > float(
+        rows["websockets"]["wire_bytes_up_per_msg"]
+    )
+    if kind == "binary":
+        assert rows["socketio-aiohttp"]["wire_frames_up_per_msg"] == "2.0"
 
 
 def test_open_loop_binary_over_socketio(tmp_path: Path) -> None:
