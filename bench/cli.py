@@ -24,6 +24,7 @@ from bench.scenarios import (
     check_payload,
     check_positive,
     check_slice,
+    check_transport,
     entries_for_scenario,
     expand,
     load_suite,
@@ -89,6 +90,15 @@ def build_parser() -> _Parser:
     what.add_argument("--warmup", type=_number(float), help="discarded seconds before (default 2)")
     what.add_argument("--repeat", type=_number(int), help="repeats of every cell, interleaved")
     what.add_argument("--workers", type=_number(int), help="generator processes (default 1)")
+    what.add_argument(
+        "--transport", choices=("websocket", "polling"),
+        help="Socket.IO servers: WebSocket (default) or HTTP long-polling only",
+    )  # fmt: skip
+    what.add_argument(
+        "--ack", action="store_true",
+        help="request/response: Socket.IO emits with an ack id and waits for the ack; raw "
+        "servers' replies are matched by the id each message carries",
+    )  # fmt: skip
     what.add_argument(
         "--slice", type=_number(float), dest="slice_s",
         help="closed loop: run the servers together, each loaded in turn for slices of this "
@@ -207,11 +217,13 @@ def _resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
 def _apply_overrides(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
     """Suite cells narrowed by --servers/--loops and shortened by --duration/--warmup."""
     adhoc_only = (args.mode, args.rate, args.payload, args.payload_kind, args.connections,
-                  args.slo_p99_ms, args.capacity_steps)  # fmt: skip
+                  args.slo_p99_ms, args.capacity_steps, args.ack or None,
+                  args.transport)  # fmt: skip
     if any(value is not None for value in adhoc_only):
         raise UsageError(
-            "--mode, --rate, --payload, --payload-kind and --connections define an ad-hoc "
-            "matrix; leave out --suite/--scenario to use them"
+            "--mode, --rate, --payload, --payload-kind, --connections, --ack and --transport "
+            "define an "
+            "ad-hoc matrix; leave out --suite/--scenario to use them"
         )
     _check_names(args)
     chosen = [
@@ -297,6 +309,14 @@ def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
     if args.slice_s is not None:
         check_slice("--slice", args.slice_s, mode)
         entry["slice_s"] = args.slice_s
+    if args.ack:
+        entry["ack"] = True
+    if args.transport is not None:
+        entry["transport"] = args.transport
+        check_transport(
+            "--transport", args.transport, [SERVERS[s].protocol for s in entry["servers"]],
+            [entry["payload_kind"]], args.ack,
+        )  # fmt: skip
     if mode == "capacity":
         entry["mode"] = "closed"  # expanded as closed, then turned into capacity cells
     cells = expand([entry], args.repeat or 1)
@@ -316,6 +336,9 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
     if not args.protocol:
         raise UsageError("--target needs --protocol raw or --protocol socketio")
     websocket_url(args.target, args.protocol)  # refuses non-loopback and malformed URLs now
+    if args.transport is not None:
+        kind = args.payload_kind or "text"
+        check_transport("--transport", args.transport, [args.protocol], [kind], args.ack)
     if args.server_pid is not None:
         import psutil
 
@@ -337,6 +360,8 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
         rate_msgs_s=float(args.rate or 0.0),
         inflight=_adhoc_option(args, "inflight"),
         workers=_adhoc_option(args, "workers"),
+        ack=args.ack,
+        transport=args.transport or "websocket",
         client=args.client or "fast",
         target_url=args.target,
         server_pid=args.server_pid,

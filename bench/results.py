@@ -19,7 +19,9 @@ from bench.metrics import histogram as hist
 from bench.runner import CLIENT_BOUND_CPU_PCT, CLIENT_BOUND_SEND_LAG_US, RunResult
 
 SCHEMA_VERSION = 1
-WIRE_COUNTERS = ("wire_bytes_up", "wire_bytes_down", "wire_frames_up", "wire_frames_down")
+WIRE_COUNTERS = (
+    "wire_bytes_up", "wire_bytes_down", "wire_frames_up", "wire_frames_down", "http_requests",
+)  # fmt: skip
 
 COLUMNS = [
     "run_id", "scenario", "server", "protocol", "transport", "loop", "client", "mode",
@@ -30,10 +32,10 @@ COLUMNS = [
     # Beyond the required set:
     "status", "failure", "missing", "unexpected", "disconnects", "inflight", "ack", "workers",
     "slice_s", "msgs_per_cpu_s", "wire_bytes_up_per_msg", "wire_bytes_down_per_msg",
-    "wire_frames_up_per_msg", "wire_frames_down_per_msg", "server_loop_lag_p99_ms",
-    "server_loop_lag_max_ms", "send_lag_p99_us", "slo_p99_ms", "capacity_msgs_s", "connect_s",
-    "connect_p50_us", "connect_p99_us", "extensions_negotiated", "server_exit_status",
-    "started_utc", "schema_version",
+    "wire_frames_up_per_msg", "wire_frames_down_per_msg", "http_requests_per_msg",
+    "server_loop_lag_p99_ms", "server_loop_lag_max_ms", "send_lag_p99_us", "slo_p99_ms",
+    "capacity_msgs_s", "connect_s", "connect_p50_us", "connect_p99_us",
+    "extensions_negotiated", "server_exit_status", "started_utc", "schema_version",
 ]  # fmt: skip
 
 

@@ -36,6 +36,14 @@ from servers.common import LOOP_LAG_FILE_ENV
 SERVER_READY_TIMEOUT_S = 30.0
 # The generator's client stacks: its own picows client, or the libraries' stock clients.
 WORKER_MODULES = {"fast": "bench.load.worker", "library": "bench.load.library_worker"}
+# Socket.IO over HTTP long-polling has a stack of its own (the fast client speaks WebSocket).
+POLLING_WORKER_MODULE = "bench.load.polling_worker"
+
+
+def worker_module(spec: RunSpec) -> str:
+    return POLLING_WORKER_MODULE if spec.transport == "polling" else WORKER_MODULES[spec.client]
+
+
 LOOPBACK = "127.0.0.1"
 # A generator process at or above this share of its core may be what limits the run.
 CLIENT_BOUND_CPU_PCT = 90.0
@@ -81,10 +89,18 @@ class ManagedServer:
     """A server under test started by the harness: READY line, then SIGTERM at the end."""
 
     def __init__(
-        self, name: str, loop: str, cpus: frozenset[int], log_path: Path, module: str = ""
+        self,
+        name: str,
+        loop: str,
+        cpus: frozenset[int],
+        log_path: Path,
+        module: str = "",
+        transports: tuple[str, ...] = (),
     ) -> None:
         """``name`` from ``SERVERS``; or any name with the ``module`` to run (the calibration
-        echo server, which shares the servers' command line)."""
+        echo server, which shares the servers' command line). ``transports``: Socket.IO
+        servers' Engine.IO transports, when not the contract's WebSocket only."""
+        self.transports = transports
         self.name = name
         self.module = module or SERVERS[name].module
         self.loop = loop
@@ -97,6 +113,8 @@ class ManagedServer:
     async def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         argv = python_argv(self.module, "--host", LOOPBACK, "--port", "0", "--loop", self.loop)
+        if self.transports:
+            argv += ["--transports", ",".join(self.transports)]
         self.process = await start_process(
             argv,
             cpus=self.cpus,
@@ -190,9 +208,7 @@ async def measure(
         plans = worker_plans(spec, url)
     except UsageError as exc:  # the target's limit changed since the command was checked
         raise RunFailed(str(exc)) from exc
-    pool = WorkerPool(
-        plans, frozenset(pinning.generator_cpus), log_dir, module=WORKER_MODULES[spec.client]
-    )
+    pool = WorkerPool(plans, frozenset(pinning.generator_cpus), log_dir, module=worker_module(spec))
     sampler: ProcessSampler | None = None
     try:
         result.connect_s = await pool.spawn_and_connect()
@@ -300,8 +316,9 @@ async def prepare_target(
     server: ManagedServer | None = None
     if spec.managed:
         server = ManagedServer(
-            spec.server, spec.loop, frozenset(pinning.server_cpus), log_dir / "server.log"
-        )
+            spec.server, spec.loop, frozenset(pinning.server_cpus), log_dir / "server.log",
+            transports=(spec.transport,) if spec.transport != "websocket" else (),
+        )  # fmt: skip
         try:
             await server.start()
         except BaseException:
@@ -313,6 +330,10 @@ async def prepare_target(
         assert spec.target_url is not None
         url = websocket_url(spec.target_url, spec.protocol)
         server_pid = spec.server_pid
+    if spec.transport == "polling":
+        # The probe offers compression in a WebSocket handshake, which a polling-only server
+        # refuses; the polling client asks for identity encoding instead (no gzip).
+        return server, url, server_pid
     try:
         result.probe = await fairness.probe(url, spec.protocol)
     except Exception as exc:
@@ -452,23 +473,29 @@ async def run_sliced(
         RunResult(spec, run_id, started) for spec, run_id in zip(specs, run_ids, strict=True)
     ]
     servers: list[tuple[ManagedServer, RunResult]] = []
-    slots: list[_Slot] = []
+
+    async def start_one(spec: RunSpec, result: RunResult) -> _Slot | None:
+        log_dir = out_dir / "logs" / result.run_id
+        try:
+            server, url, _ = await prepare_target(spec, pinning, log_dir, result)
+        except TargetFailed as exc:
+            if exc.server is not None:
+                servers.append((exc.server, result))
+            result.status, result.failure = "failed", str(exc)
+            return None
+        except RunFailed as exc:
+            result.status, result.failure = "failed", str(exc)
+            return None
+        assert server is not None
+        servers.append((server, result))
+        return _Slot(spec, result, server, url, log_dir)
+
     try:
-        for spec, result in zip(specs, results, strict=True):
-            log_dir = out_dir / "logs" / result.run_id
-            try:
-                server, url, _ = await prepare_target(spec, pinning, log_dir, result)
-            except TargetFailed as exc:
-                if exc.server is not None:
-                    servers.append((exc.server, result))
-                result.status, result.failure = "failed", str(exc)
-                continue
-            except RunFailed as exc:
-                result.status, result.failure = "failed", str(exc)
-                continue
-            assert server is not None
-            servers.append((server, result))
-            slots.append(_Slot(spec, result, server, url, log_dir))
+        # Started and probed together: the servers wait for their turn anyway.
+        started_slots = await asyncio.gather(
+            *(start_one(spec, result) for spec, result in zip(specs, results, strict=True))
+        )
+        slots = [slot for slot in started_slots if slot is not None]
         if slots:
             try:
                 await measure_sliced(slots, pinning)
@@ -486,6 +513,5 @@ async def run_sliced(
                         f"(log: {slot.server.log_path})"
                     )
     finally:
-        for server, result in servers:
-            await _stop_server(server, result)
+        await asyncio.gather(*(_stop_server(server, result) for server, result in servers))
     return results

@@ -25,7 +25,7 @@ class RunSpec:
     ack: bool = False
     repeat: int = 1
     workers: int = 1
-    transport: str = "websocket"
+    transport: str = "websocket"  # Socket.IO servers: or "polling" (HTTP long-polling only)
     client: str = "fast"
     slo_p99_ms: float | None = None  # capacity mode: the latency objective
     capacity_steps: int = 7  # capacity mode: bisection probes after the closed-loop bound
@@ -44,7 +44,13 @@ class RunSpec:
 
 
 def sliceable(cell: RunSpec) -> bool:
-    return cell.slice_s > 0 and cell.mode == "closed" and cell.managed and cell.client == "fast"
+    return (
+        cell.slice_s > 0
+        and cell.mode == "closed"
+        and cell.managed
+        and cell.client == "fast"
+        and cell.transport == "websocket"
+    )
 
 
 def run_groups(cells: list[RunSpec]) -> list[list[RunSpec]]:

@@ -81,7 +81,7 @@ async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
     ceilings: dict[tuple[int, str], Calibration] = {}
     console.print(f"wsbench: {len(cells)} runs into {out}")
     try:
-        fast_cells = [c for c in cells if c.client == "fast"]
+        fast_cells = [c for c in cells if c.client == "fast" and c.transport == "websocket"]
         for payload_bytes, payload_kind in sorted(
             {(c.payload_bytes, c.payload_kind) for c in fast_cells}
         ):
@@ -110,7 +110,7 @@ async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
                 cell = result.spec
                 # The ceiling is the fast client's; library clients are judged by CPU alone.
                 ceiling = ceilings.get((cell.payload_bytes, cell.payload_kind))
-                if cell.client == "fast" and ceiling is not None:
+                if cell.client == "fast" and cell.transport == "websocket" and ceiling:
                     result.generator_ceiling_msgs_s = ceiling.ceiling_msgs_s
                 result.generator_processes = min(cell.workers, generator_cpus)
                 record = writer.append(result)

@@ -17,7 +17,7 @@ import time
 from array import array
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 # --- The fairness contract -------------------------------------------------------------------
 # Every server and the generator obey these; tests check them against the running servers, and
@@ -38,7 +38,8 @@ class FairnessContract:
     # beyond any run, so no heartbeat traffic falls inside a measurement.
     engineio_ping_interval_s: float = 3600.0
     engineio_ping_timeout_s: float = 60.0
-    # Message scenarios use the WebSocket transport only; polling is a scenario of its own.
+    # Message scenarios use the WebSocket transport only; polling is a scenario of its own
+    # (Socket.IO servers take ``--transports``; the harness records it in each row).
     socketio_transports: tuple[str, ...] = ("websocket",)
     # python-socketio's default: each event is handled in a task of its own. Kept, and recorded.
     socketio_async_handlers: bool = True
@@ -68,6 +69,9 @@ class RunningServer(Protocol):
 
 
 StartServer = Callable[[str, int], Awaitable[RunningServer]]
+# Socket.IO servers also take the Engine.IO transports to allow.
+StartSocketioServer = Callable[[str, int, tuple[str, ...]], Awaitable[RunningServer]]
+ENGINEIO_TRANSPORTS = ("websocket", "polling")
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -75,7 +79,18 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one")
     parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="event loop")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--transports",
+        default=",".join(FAIRNESS.socketio_transports),
+        help="Socket.IO servers: Engine.IO transports to allow, comma list of websocket, "
+        "polling (default: websocket)",
+    )
+    args = parser.parse_args(argv)
+    transports = tuple(t for t in args.transports.split(",") if t)
+    if not transports or any(t not in ENGINEIO_TRANSPORTS for t in transports):
+        parser.error(f"--transports: comma list of {', '.join(ENGINEIO_TRANSPORTS)}")
+    args.transports = transports
+    return args
 
 
 def new_event_loop(loop_name: str) -> asyncio.AbstractEventLoop:
@@ -131,9 +146,25 @@ async def _serve_until_signalled(start: StartServer, host: str, port: int) -> No
     _write_loop_lag(lag_samples)
 
 
-def run_server(start: StartServer, description: str, argv: Sequence[str] | None = None) -> int:
-    """Entry point shared by every server module: parse argv, serve until SIGTERM/SIGINT."""
+def run_server(
+    start: StartServer | StartSocketioServer,
+    description: str,
+    argv: Sequence[str] | None = None,
+    socketio: bool = False,
+) -> int:
+    """Entry point shared by every server module: parse argv, serve until SIGTERM/SIGINT.
+    ``socketio`` servers' ``start`` also gets the ``--transports`` to allow; raw WebSocket
+    servers have no other transport and refuse anything else."""
     args = parse_args(description, argv)
+    if socketio:
+        start_socketio = cast(StartSocketioServer, start)
+
+        def start(host: str, port: int) -> Awaitable[RunningServer]:
+            return start_socketio(host, port, args.transports)
+
+    elif args.transports != ("websocket",):
+        print("error: --transports: a raw WebSocket server has only 'websocket'", file=sys.stderr)
+        return 2
     # Connections are files: allow as many as the hard limit permits (the harness checks
     # requested connections against that limit before it starts).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -141,7 +172,7 @@ def run_server(start: StartServer, description: str, argv: Sequence[str] | None 
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
         with asyncio.Runner(loop_factory=lambda: new_event_loop(args.loop)) as runner:
-            runner.run(_serve_until_signalled(start, args.host, args.port))
+            runner.run(_serve_until_signalled(cast(StartServer, start), args.host, args.port))
     except OSError as exc:  # port in use, address not available
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 2

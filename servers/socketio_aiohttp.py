@@ -8,7 +8,7 @@ import socketio
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from servers.common import run_server
+from servers.common import FAIRNESS, run_server
 from servers.socketio_common import create_socketio_server, stop_socketio_server
 
 # --- Settings from the fairness contract -----------------------------------------------------
@@ -57,8 +57,10 @@ class RunningSocketioAiohttp:
         await self.runner.cleanup()
 
 
-async def start(host: str, port: int) -> RunningSocketioAiohttp:
-    sio = create_socketio_server(ASYNC_MODE)
+async def start(
+    host: str, port: int, transports: tuple[str, ...] = FAIRNESS.socketio_transports
+) -> RunningSocketioAiohttp:
+    sio = create_socketio_server(ASYNC_MODE, transports)
     app = web.Application(middlewares=[refuse_compression])
     sio.attach(app)  # routes /socket.io/
     # access_log=None: no line per request (stdout carries only READY).
@@ -72,7 +74,7 @@ async def start(host: str, port: int) -> RunningSocketioAiohttp:
 
 
 def main() -> int:
-    return run_server(start, "Socket.IO echo server (python-socketio on aiohttp).")
+    return run_server(start, "Socket.IO echo server (python-socketio on aiohttp).", socketio=True)
 
 
 if __name__ == "__main__":

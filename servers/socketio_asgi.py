@@ -51,8 +51,10 @@ class RunningSocketioAsgi:
         await self.server.shutdown(sockets=[self.sock])
 
 
-async def start(host: str, port: int) -> RunningSocketioAsgi:
-    sio = create_socketio_server(ASYNC_MODE)
+async def start(
+    host: str, port: int, transports: tuple[str, ...] = FAIRNESS.socketio_transports
+) -> RunningSocketioAsgi:
+    sio = create_socketio_server(ASYNC_MODE, transports)
     config = uvicorn.Config(
         socketio.ASGIApp(sio),  # routes /socket.io/
         # websockets' Sans-I/O protocol is the core the websockets server runs on, so this arm
@@ -89,7 +91,11 @@ async def start(host: str, port: int) -> RunningSocketioAsgi:
 
 
 def main() -> int:
-    return run_server(start, "Socket.IO echo server (python-socketio ASGI app under uvicorn).")
+    return run_server(
+        start,
+        socketio=True,
+        description="Socket.IO echo server (python-socketio ASGI app under uvicorn).",
+    )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ class _AckAwareServer(socketio.AsyncServer):  # type: ignore[misc]
 # --- Server ----------------------------------------------------------------------------------
 
 
-def create_socketio_server(async_mode: str) -> socketio.AsyncServer:
+def create_socketio_server(
+    async_mode: str, transports: tuple[str, ...] = FAIRNESS.socketio_transports
+) -> socketio.AsyncServer:
     """A Socket.IO server with the contract's settings that echoes ``FAIRNESS.socketio_event``.
 
     Each message gets exactly one reply: the acknowledgement when the client asked for one,
@@ -56,8 +58,11 @@ def create_socketio_server(async_mode: str) -> socketio.AsyncServer:
     """
     sio = _AckAwareServer(
         async_mode=async_mode,
-        # WebSocket only: no long-polling handshake and upgrade before the first message.
-        transports=list(FAIRNESS.socketio_transports),
+        # The contract's WebSocket only (no long-polling handshake and upgrade before the first
+        # message), unless the polling or connection scenarios ask for polling.
+        transports=list(transports),
+        # engineio offers the upgrade to WebSocket even when that transport is not allowed.
+        allow_upgrades="websocket" in transports,
         # Engine.IO's heartbeat cannot be turned off; it is pushed out beyond any run.
         ping_interval=FAIRNESS.engineio_ping_interval_s,
         ping_timeout=FAIRNESS.engineio_ping_timeout_s,

@@ -79,10 +79,10 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEO
 
 
 @contextmanager
-def running_server(name: str, loop: str) -> Iterator[ServerProcess]:
+def running_server(name: str, loop: str, *extra: str) -> Iterator[ServerProcess]:
     """Run ``python -m servers.<name>`` on a free loopback port until the block ends."""
     args = [sys.executable, "-m", f"servers.{name}"]
-    args += ["--host", "127.0.0.1", "--port", "0", "--loop", loop]
+    args += ["--host", "127.0.0.1", "--port", "0", "--loop", loop, *extra]
     # stderr is inherited, so pytest shows the server's errors with a failing test.
     process = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.PIPE)
     try:
@@ -97,15 +97,16 @@ def running_server(name: str, loop: str) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-def server_process() -> Iterator[Callable[[str, str], ServerProcess]]:
-    """``server_process(name, loop)`` starts a server; it is stopped when the test ends."""
+def server_process() -> Iterator[Callable[..., ServerProcess]]:
+    """``server_process(name, loop, *extra_args)`` starts a server; it is stopped when the
+    test ends."""
     with ExitStack() as stack:
-        yield lambda name, loop: stack.enter_context(running_server(name, loop))
+        yield lambda name, loop, *extra: stack.enter_context(running_server(name, loop, *extra))
 
 
 @pytest.fixture
 def start_server(
-    server_process: Callable[[str, str], ServerProcess],
-) -> Callable[[str, str], int]:
-    """``start_server(name, loop)`` starts a server and returns its port."""
-    return lambda name, loop: server_process(name, loop).port
+    server_process: Callable[..., ServerProcess],
+) -> Callable[..., int]:
+    """``start_server(name, loop, *extra_args)`` starts a server and returns its port."""
+    return lambda name, loop, *extra: server_process(name, loop, *extra).port

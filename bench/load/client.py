@@ -199,11 +199,11 @@ class EchoConnection(WSListener, Accounting):
             if not self.ready.done():
                 self.ready.set_exception(ConnectionError(f"Socket.IO handshake failed: {exc}"))
 
-    def tcp_socket(self) -> Any:
+    def tcp_sockets(self) -> list[Any]:
         """The connection's socket (asyncio's TransportSocket), for its TCP_INFO counters."""
         if self.transport is None:
-            return None
-        return self.transport.underlying_transport.get_extra_info("socket")
+            return [None]
+        return [self.transport.underlying_transport.get_extra_info("socket")]
 
     def start_closing(self) -> None:
         """Send a normal close frame; the server answers it and closes the connection."""

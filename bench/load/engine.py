@@ -149,11 +149,12 @@ class WireSnapshot:
     bytes_down: int | None
     frames_up: int | None
     frames_down: int | None
+    http_requests: int | None
 
     @classmethod
     def take(cls, connections: Sequence[Connection]) -> WireSnapshot:
         # Stacks that count frames and expose their sockets define these; others do not.
-        sockets = [getattr(c, "tcp_socket", lambda: None)() for c in connections]
+        sockets = [s for c in connections for s in getattr(c, "tcp_sockets", lambda: [None])()]
         counted = wire.total(sockets) if connections else None
         ups = [getattr(c, "frames_sent", None) for c in connections]
         downs = [getattr(c, "frames_received", None) for c in connections]
@@ -163,6 +164,7 @@ class WireSnapshot:
             bytes_down=counted.down if counted else None,
             frames_up=_sum_all(ups),
             frames_down=_sum_all(downs),
+            http_requests=_sum_all([getattr(c, "http_requests", None) for c in connections]),
         )
 
     def since(self, before: WireSnapshot) -> dict[str, Any]:
@@ -175,6 +177,7 @@ class WireSnapshot:
             "wire_bytes_down": delta(self.bytes_down, before.bytes_down),
             "wire_frames_up": delta(self.frames_up, before.frames_up),
             "wire_frames_down": delta(self.frames_down, before.frames_down),
+            "http_requests": delta(self.http_requests, before.http_requests),
         }
 
 

@@ -92,6 +92,8 @@ class WorkerReport:
     wire_bytes_down: int | None = None
     wire_frames_up: int | None = None
     wire_frames_down: int | None = None
+    # Long-polling: HTTP requests over the same span (None for WebSocket stacks).
+    http_requests: int | None = None
 
     @property
     def errors(self) -> int:

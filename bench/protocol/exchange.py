@@ -67,6 +67,11 @@ class Exchange:
     - ``expected_reply``: the exact bytes of the reply frame that carries the payload.
     For Socket.IO binary, the reply is also preceded by a placeholder text frame, whose exact
     bytes ``expected_reply_preamble(seq)`` gives.
+
+    With ``ack``, Socket.IO sends each event with an ack id and expects the acknowledgement
+    packet back. Raw WebSocket has no acks: the request/response equivalent is a reply matched
+    by the id the message carries, which every raw message already does (its header's
+    sequence number), so the raw frames are the same with or without ``ack``.
     """
 
     protocol: Protocol
@@ -81,8 +86,6 @@ class Exchange:
                 f"payload of {self.payload_bytes} bytes is below the minimum of "
                 f"{MIN_PAYLOAD_BYTES} (sequence number and send time)"
             )
-        if self.ack and self.protocol == "raw":
-            raise ValueError("acknowledgements are a Socket.IO feature")
 
     @property
     def body_opcode(self) -> int:

@@ -47,7 +47,9 @@ _ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
     "warmup_s": (int, float),
     "duration_s": (int, float),
     "slice_s": (int, float),
+    "transport": str,
 }
+TRANSPORTS = ("websocket", "polling")
 _REQUIRED = ("scenario", "servers", "mode", "duration_s")
 _SUITE_KEYS = {"name", "description", "repeat", "run"}
 
@@ -94,6 +96,18 @@ def check_slice(name: str, slice_s: float, mode: str) -> None:
         raise UsageError(f"{name} must be 0 (no slicing) or at least {MIN_SLICE_S} s")
 
 
+def check_transport(
+    where: str, transport: str, protocols: list[str], kinds: list[str], ack: bool
+) -> None:
+    if transport not in TRANSPORTS:
+        raise UsageError(f"{where}: transport must be one of {', '.join(TRANSPORTS)}")
+    if transport == "polling":
+        if any(p != "socketio" for p in protocols):
+            raise UsageError(f"{where}: long-polling is a Socket.IO transport; raw servers lack it")
+        if any(k != "text" for k in kinds) or ack:
+            raise UsageError(f"{where}: long-polling runs text echoes without acks only")
+
+
 def validate_entry(entry: dict[str, Any], where: str) -> None:
     for key, value in entry.items():
         if key not in _ENTRY_KEYS:
@@ -124,6 +138,13 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
     check_positive(f"{where}: warmup_s", entry.get("warmup_s", 0), allow_zero=True)
     if "slice_s" in entry:
         check_slice(f"{where}: slice_s", entry["slice_s"], entry["mode"])
+    check_transport(
+        where,
+        entry.get("transport", "websocket"),
+        [SERVERS[s].protocol for s in entry["servers"]],
+        _as_list(entry.get("payload_kind", "text")),
+        entry.get("ack", False),
+    )
     for size in _as_list(entry.get("payload_bytes", 32)):
         check_positive(f"{where}: payload_bytes", size)
         check_payload(size)
@@ -195,6 +216,7 @@ def expand(
                     inflight=entry.get("inflight", 1),
                     ack=entry.get("ack", False),
                     workers=entry.get("workers", 1),
+                    transport=entry.get("transport", "websocket"),
                     slice_s=float(
                         entry.get("slice_s", DEFAULT_SLICE_S if entry["mode"] == "closed" else 0)
                     ),

@@ -175,6 +175,26 @@ def test_wire_bytes_are_counted_and_match_hand_computed_frames(
         assert rows["socketio-aiohttp"]["wire_frames_up_per_msg"] == "2.0"
 
 
+def test_long_polling_echoes_every_message_with_two_http_requests(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--servers", "socketio-aiohttp,socketio-asgi", "--transport", "polling",
+                 "--duration", "1", "--warmup", "0.3", "--out", str(out)])  # fmt: skip
+    rows = read_rows(out)
+    assert code == 0, [r["failure"] for r in rows]
+    assert {r["server"] for r in rows} == {"socketio-aiohttp", "socketio-asgi"}
+    for row in rows:
+        assert row["transport"] == "polling"
+        assert int(row["errors"]) == 0 and int(row["sent"]) == int(row["received"]) > 0
+        # Closed loop, one message in flight: one POST to send it, one poll to get the echo.
+        assert float(row["http_requests_per_msg"]) == 2.0
+        # HTTP headers on both requests and responses: far more than a WebSocket frame's.
+        assert float(row["wire_bytes_up_per_msg"]) > 200
+        assert float(row["wire_bytes_down_per_msg"]) > 100
+        assert row["wire_frames_up_per_msg"] == "nan"  # no WebSocket frames to count
+        # The calibrated ceiling is the WebSocket client's: it says nothing about this one.
+        assert row["generator_headroom"] == "nan"
+
+
 def test_open_loop_binary_over_socketio(tmp_path: Path) -> None:
     out = tmp_path / "out"
     code = main(["run", "--servers", "socketio-aiohttp,websockets", "--mode", "open", "--rate",

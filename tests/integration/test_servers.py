@@ -19,7 +19,13 @@ from aiohttp import web
 from picows import WSCloseCode, WSMsgType
 
 from servers.common import FAIRNESS, LOOPS
-from tests.conftest import TIME_FACTOR, ServerProcess, read_ready_port, stop_process
+from tests.conftest import (
+    READY_TIMEOUT_S,
+    TIME_FACTOR,
+    ServerProcess,
+    read_ready_port,
+    stop_process,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -419,6 +425,39 @@ def test_socketio_server_refuses_the_polling_transport(
             return response.status, await response.read()
 
     assert asyncio.run(scenario()) == (400, b'"Invalid transport"')
+
+
+@pytest.mark.parametrize("name", SOCKETIO_SERVERS)
+def test_socketio_server_serves_polling_when_asked(
+    start_server: Callable[..., int], name: str
+) -> None:
+    port = start_server(name, "uvloop", "--transports", "polling")
+
+    async def scenario() -> tuple[int, str, int]:
+        timeout = aiohttp.ClientTimeout(total=NETWORK_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.get(f"http://127.0.0.1:{port}{POLLING_PATH}") as response:
+                polling = response.status, await response.text()
+            websocket = await session.get(f"http://127.0.0.1:{port}{SOCKETIO_PATH}")
+            websocket.release()
+            return polling[0], polling[1], websocket.status
+
+    status, body, websocket_status = asyncio.run(scenario())
+    assert status == 200 and body.startswith("0{")
+    assert json.loads(body[1:])["upgrades"] == []  # polling only: no upgrade offered
+    assert websocket_status == 400  # and the WebSocket transport refused
+
+
+@pytest.mark.parametrize("name", RAW_SERVERS)
+def test_raw_server_refuses_another_transport_with_one_line(name: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", f"servers.{name}", "--port", "0", "--transports", "polling"],
+        capture_output=True, text=True, timeout=READY_TIMEOUT_S,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --transports: a raw WebSocket server has only 'websocket'"
+    ]
 
 
 def test_fixture_reports_a_server_that_never_becomes_ready() -> None:

@@ -35,6 +35,20 @@ from bench.cli import build_parser, main, resolve_cells
         (["run", "--mode", "capacity"], "needs --slo-p99-ms"),
         (["run", "--slo-p99-ms", "5"], "apply to --mode capacity only"),
         (["run", "--client", "slow"], "invalid choice"),
+        (["run", "--transport", "polling"], "raw servers lack it"),
+        (
+            [
+                "run",
+                "--servers",
+                "socketio-asgi",
+                "--transport",
+                "polling",
+                "--payload-kind",
+                "binary",
+            ],
+            "text echoes without acks only",
+        ),
+        (["run", "--suite", "quick", "--transport", "polling"], "ad-hoc matrix"),
         (["run", "--slice", "0.01"], "--slice must be 0 (no slicing) or at least"),
         (["run", "--mode", "open", "--rate", "9", "--slice", "1"], "closed mode only"),
         (

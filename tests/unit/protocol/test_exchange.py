@@ -17,6 +17,7 @@ from bench.protocol.exchange import (
 SHAPES = [
     ("raw", "text", False),
     ("raw", "binary", False),
+    ("raw", "text", True),
     ("socketio", "text", False),
     ("socketio", "text", True),
     ("socketio", "binary", False),
@@ -74,8 +75,13 @@ def test_every_message_is_unique() -> None:
     assert len(expected) == 10_000
 
 
-def test_rejects_small_payload_and_raw_acks() -> None:
+def test_rejects_small_payload() -> None:
     with pytest.raises(ValueError, match="minimum"):
         Exchange("raw", "text", HEADER_BYTES - 1)
-    with pytest.raises(ValueError, match=r"Socket\.IO"):
-        Exchange("raw", "text", 32, ack=True)
+
+
+def test_raw_request_response_is_matched_by_the_id_every_message_carries() -> None:
+    plain, acked = Exchange("raw", "binary", 64), Exchange("raw", "binary", 64, ack=True)
+    assert plain.frames(41, 7) == acked.frames(41, 7)
+    _, body, reply = acked.frames(41, 7)
+    assert parse_header(reply) == (41, 7) and reply == body
