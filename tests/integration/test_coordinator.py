@@ -63,3 +63,25 @@ def test_a_dead_or_hung_worker_fails_the_run_and_is_stopped(
         asyncio.run(run_pool(pool))
     assert time.monotonic() - started < 15 * TIME_FACTOR
     assert {p.pid for p in children()} - before == set()
+
+
+def test_a_dead_worker_fails_every_server_of_a_time_sliced_run_and_stops_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.runner import Pinning, run_sliced
+    from bench.spec import RunSpec
+
+    module_argv_patch(monkeypatch, "dies")
+    cells = [
+        RunSpec(scenario="echo", server=server, protocol="raw", loop="uvloop", mode="closed",
+                connections=2, payload_bytes=32, payload_kind="text", warmup_s=0.1,
+                duration_s=0.4, slice_s=0.1)
+        for server in ("websockets", "aiohttp")
+    ]  # fmt: skip
+    before = {p.pid for p in children()}
+    results = asyncio.run(run_sliced(cells, ["r1", "r2"], tmp_path, Pinning((), ())))
+    assert [r.status for r in results] == ["failed", "failed"]
+    assert all("exited with status 7" in r.failure for r in results)
+    # The servers started (the fairness probe saw them) and were stopped cleanly.
+    assert all(r.probe is not None and r.server_exit_status == 0 for r in results)
+    assert {p.pid for p in children()} - before == set()
