@@ -419,8 +419,11 @@ async def measure_sliced(slots: list[_Slot], pinning: Pinning) -> None:
             slot_plans = worker_plans(slot.spec, slot.url)
         except UsageError as exc:
             raise RunFailed(str(exc)) from exc
+        spec = slot.spec
+        # The slice order is shuffled per round; the seed (the pass) makes it reproducible.
         slot_plans = [
-            replace(p, slot=index, slots=len(slots), slice_s=slot.spec.slice_s) for p in slot_plans
+            replace(p, slot=index, slots=len(slots), slice_s=spec.slice_s, slice_seed=spec.repeat)
+            for p in slot_plans
         ]
         plans.append(slot_plans[0])
         pools.append(

@@ -42,12 +42,13 @@ class WorkerPlan:
     slot: int = 0
     slots: int = 1
     slice_s: float = 0.0
+    slice_seed: int = 0
 
     def slices(self) -> SliceSchedule | None:
         if self.slots <= 1:
             return None
         return SliceSchedule.plan(
-            self.slot, self.slots, self.slice_s, self.warmup_s, self.duration_s
+            self.slot, self.slots, self.slice_s, self.warmup_s, self.duration_s, self.slice_seed
         )
 
     @property
