@@ -33,7 +33,8 @@ COLUMNS = [
     "status", "failure", "missing", "unexpected", "disconnects", "inflight", "ack", "workers",
     "slice_s", "msgs_per_cpu_s", "wire_bytes_up_per_msg", "wire_bytes_down_per_msg",
     "wire_frames_up_per_msg", "wire_frames_down_per_msg", "http_requests_per_msg",
-    "server_loop_lag_p99_ms", "server_loop_lag_max_ms", "send_lag_p99_us", "slo_p99_ms",
+    "server_loop_lag_p99_ms", "server_loop_lag_max_ms", "server_cpus_steal_pct",
+    "generator_cpus_steal_pct", "send_lag_p99_us", "slo_p99_ms",
     "capacity_msgs_s", "connect_s", "connect_p50_us", "connect_p99_us",
     "extensions_negotiated", "server_exit_status", "started_utc", "schema_version",
 ]  # fmt: skip
@@ -122,6 +123,8 @@ def row(result: RunResult) -> dict[str, Any]:
         "server_rss_bytes": result.server_usage.rss_max_bytes if result.server_usage else nan,
         "server_loop_lag_p99_ms": _round(result.server_loop_lag_p99_ms, 3),
         "server_loop_lag_max_ms": _round(result.server_loop_lag_max_ms, 3),
+        "server_cpus_steal_pct": _round(result.server_cpus_steal_pct, 2),
+        "generator_cpus_steal_pct": _round(result.generator_cpus_steal_pct, 2),
         "client_cpu_pct": _round(client_cpu),
         "client_bound": client_bound,
         "generator_headroom": _round(generator_headroom, 2),

@@ -79,6 +79,9 @@ class RunResult:
     capacity_msgs_s: float = math.nan
     server_loop_lag_p99_ms: float = math.nan
     server_loop_lag_max_ms: float = math.nan
+    # Hypervisor steal on the server's and the generator's CPUs during the window (%).
+    server_cpus_steal_pct: float = math.nan
+    generator_cpus_steal_pct: float = math.nan
     capacity_probes: list[dict[str, Any]] = field(default_factory=list)
 
     def merged(self, attribute: str) -> Any:
@@ -223,6 +226,7 @@ async def measure(
         result.window_s = (window_start, window_end)
         result.reports = await pool.reports()
         await sampler.stop()
+        record_steal(result, sampler, pinning, window_start, window_end)
         if server_pid is not None:
             result.server_usage = sampler.usage("server", window_start, window_end)
         result.client_usage = [
@@ -233,6 +237,13 @@ async def measure(
             with contextlib.suppress(Exception):
                 await sampler.stop()
         await pool.close()
+
+
+def record_steal(
+    result: RunResult, sampler: ProcessSampler, pinning: Pinning, start_ns: int, end_ns: int
+) -> None:
+    result.server_cpus_steal_pct = sampler.steal_pct(pinning.server_cpus, start_ns, end_ns)
+    result.generator_cpus_steal_pct = sampler.steal_pct(pinning.generator_cpus, start_ns, end_ns)
 
 
 @dataclass(frozen=True)
@@ -303,7 +314,8 @@ async def search_capacity(
             f"(lowest tried: {search.upper_msgs_s:,.0f} msgs/s)"
         )
     result.capacity_msgs_s = best.spec.rate_msgs_s
-    for name in ("reports", "window_s", "server_usage", "client_usage", "connect_s"):
+    for name in ("reports", "window_s", "server_usage", "client_usage", "connect_s",
+                 "server_cpus_steal_pct", "generator_cpus_steal_pct"):  # fmt: skip
         setattr(result, name, getattr(best, name))
 
 
@@ -452,6 +464,7 @@ async def measure_sliced(slots: list[_Slot], pinning: Pinning) -> None:
             active = schedule.active_fraction()
             slot.result.reports = reports[index]
             slot.result.window_s = window
+            record_steal(slot.result, sampler, pinning, *window)
             # CPU while this slot was loaded: its window also holds the other slots' slices.
             slot.result.server_usage = sampler.usage(f"server-{index}", *window).per_active(active)
             slot.result.client_usage = [

@@ -41,10 +41,14 @@ class ProcessSampler:
     def __init__(self, pids: dict[str, int]) -> None:
         self.processes = {role: psutil.Process(pid) for role, pid in pids.items()}
         self.samples: dict[str, list[Sample]] = {role: [] for role in pids}
+        # Per CPU: seconds the hypervisor gave that CPU's time to someone else (steal).
+        self.steal: list[tuple[int, list[float]]] = []
         self._task: asyncio.Task[None] | None = None
 
     def sample_once(self) -> None:
         now = monotonic_ns()
+        per_cpu = psutil.cpu_times(percpu=True)
+        self.steal.append((now, [getattr(times, "steal", 0.0) for times in per_cpu]))
         for role, process in self.processes.items():
             try:
                 with process.oneshot():
@@ -71,6 +75,23 @@ class ProcessSampler:
 
     def usage(self, role: str, start_ns: int, end_ns: int) -> WindowUsage:
         return window_usage(self.samples.get(role, []), start_ns, end_ns)
+
+    def steal_pct(self, cpus: tuple[int, ...], start_ns: int, end_ns: int) -> float:
+        return window_steal_pct(self.steal, cpus, start_ns, end_ns)
+
+
+def window_steal_pct(
+    samples: list[tuple[int, list[float]]], cpus: tuple[int, ...], start_ns: int, end_ns: int
+) -> float:
+    """Share of the window (%) in which the hypervisor ran something else on ``cpus``
+    (their mean); NaN without two samples inside or without CPUs. On a shared VM this is
+    time a pinned server or generator was runnable but not running."""
+    inside = [s for s in samples if start_ns <= s[0] <= end_ns]
+    if len(inside) < 2 or not cpus or inside[-1][0] == inside[0][0]:
+        return float("nan")
+    (t0, first), (t1, last) = inside[0], inside[-1]
+    stolen_s = sum(last[cpu] - first[cpu] for cpu in cpus) / len(cpus)
+    return 100.0 * stolen_s / ((t1 - t0) / 1e9)
 
 
 def window_usage(samples: list[Sample], start_ns: int, end_ns: int) -> WindowUsage:

@@ -96,6 +96,9 @@ def test_every_server_end_to_end(tmp_path: Path) -> None:
         assert float(row["generator_headroom"]) > 0  # the suite calibrated the generator
         assert float(row["slice_s"]) > 0  # each loop's four servers ran together, in turn
     meta = json.loads((out / "meta.json").read_text())
+    if meta["pinning"]["pinned"]:  # steal is read for the pinned CPUs
+        assert all(float(row["server_cpus_steal_pct"]) >= 0 for row in rows)
+        assert all(float(row["generator_cpus_steal_pct"]) >= 0 for row in rows)
     assert meta["status"] == "complete"
     assert meta["fairness"]["compression"] == "off"
     assert set(meta["fairness_probes"]) == {

@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 import os
 
-from bench.metrics.sampling import ProcessSampler, Sample, window_usage
+from bench.metrics.sampling import ProcessSampler, Sample, window_steal_pct, window_usage
 
 
 def test_window_usage_uses_samples_inside_the_window() -> None:
@@ -34,3 +34,12 @@ def test_usage_per_active_time_scales_cpu_only() -> None:
     # 25% of the window's core, all of it spent in the quarter of the time it was loaded.
     assert math.isclose(usage.cpu_pct, 100.0)
     assert usage.rss_max_bytes == 500 and usage.samples == 11
+
+
+def test_steal_is_the_share_of_the_window_the_hypervisor_took_from_the_cpus() -> None:
+    # CPU 0 loses 0.02 s per 0.1 s sample (20%), CPU 1 nothing; samples every 0.1 s.
+    samples = [(t * 100_000_000, [t * 0.02, 0.0]) for t in range(11)]
+    assert math.isclose(window_steal_pct(samples, (0,), 0, 1_000_000_000), 20.0)
+    assert math.isclose(window_steal_pct(samples, (0, 1), 0, 1_000_000_000), 10.0)
+    assert math.isnan(window_steal_pct(samples, (), 0, 1_000_000_000))  # unpinned
+    assert math.isnan(window_steal_pct(samples[:1], (0,), 0, 1_000_000_000))
