@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -125,10 +126,12 @@ def test_time_sliced_throughput_counts_only_the_servers_own_slices(tmp_path: Pat
     assert alone["slice_s"] == "0.0" and rows["websockets"]["slice_s"] == "0.2"
     for row in rows.values():
         assert int(row["errors"]) == 0 and int(row["sent"]) == int(row["received"]) > 0
-        # CPU while loaded (the server is idle in the others' slices), so near a full core.
-        assert float(row["server_cpu_pct"]) > 50
     ratio = float(rows["websockets"]["throughput_msgs_s"]) / float(alone["throughput_msgs_s"])
     assert 0.6 < ratio < 1.7, ratio
+    # CPU too is over the server's own slices (it idles in the others'): about what the solo
+    # run used, not a third of it.
+    cpu_ratio = float(rows["websockets"]["server_cpu_pct"]) / float(alone["server_cpu_pct"])
+    assert 0.6 < cpu_ratio < 1.7, cpu_ratio
 
 
 def websocket_frame_bytes(payload: bytes, masked: bool) -> int:
@@ -191,8 +194,11 @@ def test_long_polling_echoes_every_message_with_two_http_requests(tmp_path: Path
         # Closed loop, one message in flight: one POST to send it, one poll to get the echo.
         assert float(row["http_requests_per_msg"]) == 2.0
         # HTTP headers on both requests and responses: far more than a WebSocket frame's.
-        assert float(row["wire_bytes_up_per_msg"]) > 200
-        assert float(row["wire_bytes_down_per_msg"]) > 100
+        # Unknown (NaN), never short, when the server closed a keep-alive connection during
+        # the run: a closed socket's counters can no longer be read (seen once in CI).
+        up, down = float(row["wire_bytes_up_per_msg"]), float(row["wire_bytes_down_per_msg"])
+        assert math.isnan(up) == math.isnan(down)
+        assert math.isnan(up) or (up > 200 and down > 100)
         assert row["wire_frames_up_per_msg"] == "nan"  # no WebSocket frames to count
         # The calibrated ceiling is the WebSocket client's: it says nothing about this one.
         assert row["generator_headroom"] == "nan"
