@@ -38,18 +38,16 @@ SERVER_READY_TIMEOUT_S = 30.0
 WORKER_MODULES = {"fast": "bench.load.worker", "library": "bench.load.library_worker"}
 # Socket.IO over HTTP long-polling has a stack of its own (the fast client speaks WebSocket).
 POLLING_WORKER_MODULE = "bench.load.polling_worker"
-
-
-def worker_module(spec: RunSpec) -> str:
-    return POLLING_WORKER_MODULE if spec.transport == "polling" else WORKER_MODULES[spec.client]
-
-
 LOOPBACK = "127.0.0.1"
 # A generator process at or above this share of its core may be what limits the run.
 CLIENT_BOUND_CPU_PCT = 90.0
 # Open loop: a generator sending this late (p99 of actual minus intended send time) is behind
 # its own schedule; asyncio timers alone account for about 1 ms.
 CLIENT_BOUND_SEND_LAG_US = 5000.0
+
+
+def worker_module(spec: RunSpec) -> str:
+    return POLLING_WORKER_MODULE if spec.transport == "polling" else WORKER_MODULES[spec.client]
 
 
 @dataclass(frozen=True)
@@ -440,7 +438,7 @@ async def measure_sliced(slots: list[_Slot], pinning: Pinning) -> None:
         plans.append(slot_plans[0])
         pools.append(
             WorkerPool(slot_plans, frozenset(pinning.generator_cpus), slot.log_dir,
-                       module=WORKER_MODULES["fast"])
+                       module=worker_module(spec))
         )  # fmt: skip
     sampler: ProcessSampler | None = None
     try:

@@ -43,14 +43,14 @@ class RunSpec:
         return asdict(self)
 
 
+def uses_fast_client(cell: RunSpec) -> bool:
+    """The generator's own picows client (calibrated, time-sliceable): WebSocket, not the
+    library clients, not long-polling."""
+    return cell.client == "fast" and cell.transport == "websocket"
+
+
 def sliceable(cell: RunSpec) -> bool:
-    return (
-        cell.slice_s > 0
-        and cell.mode == "closed"
-        and cell.managed
-        and cell.client == "fast"
-        and cell.transport == "websocket"
-    )
+    return cell.slice_s > 0 and cell.mode == "closed" and cell.managed and uses_fast_client(cell)
 
 
 def run_groups(cells: list[RunSpec]) -> list[list[RunSpec]]:

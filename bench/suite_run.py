@@ -27,7 +27,7 @@ from bench.processes import generator_and_server_cpus, repo_root, stop_all
 from bench.report.html import write_report
 from bench.results import ResultsWriter, write_json_atomically
 from bench.runner import LOOPBACK, ManagedServer, Pinning, measure_solo, run_cell, run_sliced
-from bench.spec import RunSpec, run_groups
+from bench.spec import RunSpec, run_groups, uses_fast_client
 from bench.target import websocket_url
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -81,7 +81,7 @@ async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
     ceilings: dict[tuple[int, str], Calibration] = {}
     console.print(f"wsbench: {len(cells)} runs into {out}")
     try:
-        fast_cells = [c for c in cells if c.client == "fast" and c.transport == "websocket"]
+        fast_cells = [c for c in cells if uses_fast_client(c)]
         for payload_bytes, payload_kind in sorted(
             {(c.payload_bytes, c.payload_kind) for c in fast_cells}
         ):
@@ -110,7 +110,7 @@ async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
                 cell = result.spec
                 # The ceiling is the fast client's; library clients are judged by CPU alone.
                 ceiling = ceilings.get((cell.payload_bytes, cell.payload_kind))
-                if cell.client == "fast" and cell.transport == "websocket" and ceiling:
+                if uses_fast_client(cell) and ceiling:
                     result.generator_ceiling_msgs_s = ceiling.ceiling_msgs_s
                 result.generator_processes = min(cell.workers, generator_cpus)
                 record = writer.append(result)

@@ -101,8 +101,8 @@ class EchoConnection(WSListener, Accounting):
         self.socketio = exchange.protocol == "socketio"
         self.handshake_step = 0 if self.socketio else 2
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # Every WebSocket frame after the handshake, for the wire counters (bench.metrics.wire).
-        self.frames_sent = 0
+        # WebSocket frames received, for the wire counters (bench.metrics.wire); the frames
+        # sent follow from the messages sent (``frames_sent``), so the send path counts none.
         self.frames_received = 0
 
     # --- picows callbacks ------------------------------------------------------------------
@@ -148,9 +148,7 @@ class EchoConnection(WSListener, Accounting):
         transport = self.transport
         if self.preamble is not None:
             transport.send(TEXT, self.preamble(seq))  # type: ignore[union-attr]
-            self.frames_sent += 1
         transport.send(self.body_type, body)  # type: ignore[union-attr]
-        self.frames_sent += 1
         if t_ns >= self.window_start_ns:
             self.sent += 1
 
@@ -198,6 +196,11 @@ class EchoConnection(WSListener, Accounting):
         except (UnicodeDecodeError, sio.ProtocolError) as exc:
             if not self.ready.done():
                 self.ready.set_exception(ConnectionError(f"Socket.IO handshake failed: {exc}"))
+
+    @property
+    def frames_sent(self) -> int:
+        """Every message is sent as the same frames (a preamble for Socket.IO binary)."""
+        return self.next_seq * self.exchange.frames_per_message
 
     def tcp_sockets(self) -> list[Any]:
         """The connection's socket (asyncio's TransportSocket), for its TCP_INFO counters."""
