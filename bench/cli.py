@@ -21,6 +21,7 @@ from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, RunFailed, UsageError
 from bench.runner import connection_budget
 from bench.scenarios import (
     SUITES,
+    TRANSPORTS,
     check_payload,
     check_positive,
     check_slice,
@@ -70,8 +71,14 @@ def build_parser() -> _Parser:
     what.add_argument("--servers", type=_csv_list, help=f"comma list of: {', '.join(SERVERS)}")
     what.add_argument("--loops", type=_csv_list, help="comma list of: asyncio, uvloop")
     what.add_argument(
-        "--mode", choices=("closed", "open", "capacity"),
-        help="closed loop, open loop, or capacity (highest open-loop rate meeting --slo-p99-ms)",
+        "--mode", choices=("closed", "open", "capacity", "connect"),
+        help="closed loop, open loop, capacity (highest open-loop rate meeting --slo-p99-ms), "
+        "or connect (a storm of --connections set-ups, each timed, then one echo each)",
+    )  # fmt: skip
+    what.add_argument(
+        "--connect-rate", type=_number(float),
+        help="connect: connections opened per second (default: full speed, at most 64 set-ups "
+        "under way); --duration is then the storm's time limit",
     )  # fmt: skip
     what.add_argument("--slo-p99-ms", type=_number(float), help="capacity: p99 latency objective")
     what.add_argument(
@@ -91,8 +98,9 @@ def build_parser() -> _Parser:
     what.add_argument("--repeat", type=_number(int), help="repeats of every cell, interleaved")
     what.add_argument("--workers", type=_number(int), help="generator processes (default 1)")
     what.add_argument(
-        "--transport", choices=("websocket", "polling"),
-        help="Socket.IO servers: WebSocket (default) or HTTP long-polling only",
+        "--transport", choices=TRANSPORTS,
+        help="Socket.IO servers: WebSocket (default), HTTP long-polling only, or (connect "
+        "mode) polling-upgrade, the default path: open over long-polling, then upgrade",
     )  # fmt: skip
     what.add_argument(
         "--ack", action="store_true",
@@ -218,12 +226,11 @@ def _apply_overrides(cells: list[RunSpec], args: argparse.Namespace) -> list[Run
     """Suite cells narrowed by --servers/--loops and shortened by --duration/--warmup."""
     adhoc_only = (args.mode, args.rate, args.payload, args.payload_kind, args.connections,
                   args.slo_p99_ms, args.capacity_steps, args.ack or None,
-                  args.transport)  # fmt: skip
+                  args.transport, args.connect_rate)  # fmt: skip
     if any(value is not None for value in adhoc_only):
         raise UsageError(
-            "--mode, --rate, --payload, --payload-kind, --connections, --ack and --transport "
-            "define an "
-            "ad-hoc matrix; leave out --suite/--scenario to use them"
+            "--mode, --rate, --connect-rate, --payload, --payload-kind, --connections, --ack "
+            "and --transport define an ad-hoc matrix; leave out --suite/--scenario to use them"
         )
     _check_names(args)
     chosen = [
@@ -271,6 +278,18 @@ def _check_mode_and_rate(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         raise UsageError("--mode open needs --rate (total messages per second)")
     if mode != "open" and args.rate is not None:
         raise UsageError("--rate applies to --mode open only")
+    if args.connect_rate is not None:
+        if mode != "connect":
+            raise UsageError("--connect-rate applies to --mode connect only")
+        check_positive("--connect-rate", args.connect_rate)
+    if mode == "connect":
+        if args.ack or args.inflight is not None:
+            raise UsageError(
+                "--mode connect sends one message per connection: no --ack, --inflight"
+            )
+        if args.client == "library":
+            raise UsageError("--mode connect runs on the fast client only")
+        return {"rate_conns_s": float(args.connect_rate or 0.0)}
     if mode == "capacity":
         if args.slo_p99_ms is None:
             raise UsageError("--mode capacity needs --slo-p99-ms (the p99 latency objective)")
@@ -288,11 +307,11 @@ def _check_mode_and_rate(args: argparse.Namespace, mode: str) -> dict[str, Any]:
 def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
     _check_names(args)
     mode = _adhoc_option(args, "mode")
-    capacity_fields = _check_mode_and_rate(args, mode)
+    mode_fields = _check_mode_and_rate(args, mode)
     if args.servers is not None and not args.servers:
         raise UsageError("--servers is empty")
     entry = {
-        "scenario": "echo",
+        "scenario": "connect" if mode == "connect" else "echo",
         "servers": args.servers or list(SERVERS),
         "loops": args.loops or ["uvloop"],
         "mode": mode,
@@ -315,14 +334,16 @@ def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
         entry["transport"] = args.transport
         check_transport(
             "--transport", args.transport, [SERVERS[s].protocol for s in entry["servers"]],
-            [entry["payload_kind"]], args.ack,
+            [entry["payload_kind"]], args.ack, mode,
         )  # fmt: skip
+    if mode == "connect" and args.warmup is None:
+        entry["warmup_s"] = 0.0  # a storm has no warm-up: its first set-up is measured too
     if mode == "capacity":
         entry["mode"] = "closed"  # expanded as closed, then turned into capacity cells
     cells = expand([entry], args.repeat or 1)
     client = args.client or "fast"
     return [
-        RunSpec(**{**cell.as_dict(), "mode": mode, "client": client, **capacity_fields})
+        RunSpec(**{**cell.as_dict(), "mode": mode, "client": client, **mode_fields})
         for cell in cells
     ]
 
@@ -338,16 +359,19 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
     websocket_url(args.target, args.protocol)  # refuses non-loopback and malformed URLs now
     if args.transport is not None:
         kind = args.payload_kind or "text"
-        check_transport("--transport", args.transport, [args.protocol], [kind], args.ack)
+        check_transport(
+            "--transport", args.transport, [args.protocol], [kind], args.ack,
+            _adhoc_option(args, "mode"),
+        )  # fmt: skip
     if args.server_pid is not None:
         import psutil
 
         if not psutil.pid_exists(args.server_pid):
             raise UsageError(f"--server-pid {args.server_pid}: no such process")
     mode = _adhoc_option(args, "mode")
-    capacity_fields = _check_mode_and_rate(args, mode)
+    mode_fields = _check_mode_and_rate(args, mode)
     cell = RunSpec(
-        scenario="echo",
+        scenario="connect" if mode == "connect" else "echo",
         server=args.label or args.protocol,
         protocol=args.protocol,
         loop="external",
@@ -355,7 +379,9 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
         connections=_adhoc_option(args, "connections"),
         payload_bytes=_adhoc_option(args, "payload"),
         payload_kind=_adhoc_option(args, "payload_kind"),
-        warmup_s=float(_adhoc_option(args, "warmup")),
+        warmup_s=0.0
+        if mode == "connect" and args.warmup is None
+        else float(_adhoc_option(args, "warmup")),
         duration_s=float(_adhoc_option(args, "duration")),
         rate_msgs_s=float(args.rate or 0.0),
         inflight=_adhoc_option(args, "inflight"),
@@ -365,7 +391,7 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
         client=args.client or "fast",
         target_url=args.target,
         server_pid=args.server_pid,
-        **capacity_fields,
+        **mode_fields,
     )
     return [RunSpec(**{**cell.as_dict(), "repeat": r}) for r in range(1, (args.repeat or 1) + 1)]
 

@@ -35,7 +35,8 @@ COLUMNS = [
     "wire_frames_up_per_msg", "wire_frames_down_per_msg", "http_requests_per_msg",
     "server_loop_lag_p99_ms", "server_loop_lag_max_ms", "server_cpus_steal_pct",
     "generator_cpus_steal_pct", "send_lag_p99_us", "slo_p99_ms",
-    "capacity_msgs_s", "connect_s", "connect_p50_us", "connect_p99_us",
+    "capacity_msgs_s", "connect_s", "connect_p50_us", "connect_p99_us", "target_conns_s",
+    "connects_per_s", "connect_failures", "server_cpu_us_per_conn",
     "extensions_negotiated", "server_exit_status", "started_utc", "schema_version",
 ]  # fmt: skip
 
@@ -50,6 +51,24 @@ def messages_per_cpu_second(throughput_msgs_s: float, server_cpu_pct: float) -> 
     if math.isnan(server_cpu_pct) or server_cpu_pct <= 0:
         return math.nan
     return throughput_msgs_s / (server_cpu_pct / 100)
+
+
+def connects_per_second(result: RunResult) -> float:
+    """Connections set up per second over a storm: from the start signal until its last
+    attempt finished (NaN when nothing was timed)."""
+    opened = sum(r.connections for r in result.reports)
+    if not result.reports or not result.connect_s > 0:
+        return math.nan
+    return opened / result.connect_s
+
+
+def server_cpu_us_per_connection(result: RunResult) -> float:
+    """The server's CPU time per connection of a storm, over its life (set-up, one echo,
+    close), in µs; NaN when not measured."""
+    opened = sum(r.connections for r in result.reports)
+    if opened == 0:
+        return math.nan
+    return result.server_storm_cpu_s / opened * 1e6
 
 
 def per_message(reports: list[WorkerReport], counter: str) -> float:
@@ -73,7 +92,9 @@ def row(result: RunResult) -> dict[str, Any]:
     nan = math.nan
     client_cpu = max((u.cpu_pct for u in result.client_usage), default=math.nan)
     send_lag_p99 = send_lag.p99_us if send_lag else math.nan
-    throughput = received / spec.duration_s if result.reports else nan
+    connect_mode = spec.mode == "connect"
+    # A connect storm's messages are one per connection, not a throughput.
+    throughput = received / spec.duration_s if result.reports and not connect_mode else nan
     server_cpu = result.server_usage.cpu_pct if result.server_usage else nan
     generator_headroom = (
         headroom(result.generator_ceiling_msgs_s, throughput, result.generator_processes)
@@ -142,6 +163,10 @@ def row(result: RunResult) -> dict[str, Any]:
         "connect_s": _round(result.connect_s, 4),
         "connect_p50_us": connect.p50_us if connect else nan,
         "connect_p99_us": connect.p99_us if connect else nan,
+        "target_conns_s": spec.rate_conns_s if connect_mode else nan,
+        "connects_per_s": _round(connects_per_second(result)) if connect_mode else nan,
+        "connect_failures": sum(r.connect_failures for r in result.reports),
+        "server_cpu_us_per_conn": _round(server_cpu_us_per_connection(result)),
         "extensions_negotiated": result.probe.extensions_negotiated if result.probe else "",
         "server_exit_status": result.server_exit_status,
         "started_utc": result.started_utc,

@@ -29,7 +29,7 @@ from bench.metrics import fairness, looplag
 from bench.metrics import histogram as hist
 from bench.metrics.sampling import ProcessSampler, WindowUsage
 from bench.processes import python_argv, start_process, stop_process
-from bench.spec import RunSpec
+from bench.spec import POLLING_UPGRADE, RunSpec
 from bench.target import websocket_url
 from servers.common import LOOP_LAG_FILE_ENV
 
@@ -38,6 +38,8 @@ SERVER_READY_TIMEOUT_S = 30.0
 WORKER_MODULES = {"fast": "bench.load.worker", "library": "bench.load.library_worker"}
 # Socket.IO over HTTP long-polling has a stack of its own (the fast client speaks WebSocket).
 POLLING_WORKER_MODULE = "bench.load.polling_worker"
+# Connection set-up storms, on the fast client (with one HTTP GET for the polling-upgrade path).
+CONNECT_WORKER_MODULE = "bench.load.connect_worker"
 LOOPBACK = "127.0.0.1"
 # A generator process at or above this share of its core may be what limits the run.
 CLIENT_BOUND_CPU_PCT = 90.0
@@ -47,7 +49,17 @@ CLIENT_BOUND_SEND_LAG_US = 5000.0
 
 
 def worker_module(spec: RunSpec) -> str:
+    if spec.mode == "connect":
+        return CONNECT_WORKER_MODULE
     return POLLING_WORKER_MODULE if spec.transport == "polling" else WORKER_MODULES[spec.client]
+
+
+def server_transports(spec: RunSpec) -> tuple[str, ...]:
+    """The Engine.IO transports a managed Socket.IO server allows for the cell (none given:
+    the contract's WebSocket only)."""
+    if spec.transport == POLLING_UPGRADE:
+        return ("polling", "websocket")
+    return (spec.transport,) if spec.transport != "websocket" else ()
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,10 @@ class RunResult:
     # Hypervisor steal on the server's and the generator's CPUs during the window (%).
     server_cpus_steal_pct: float = math.nan
     generator_cpus_steal_pct: float = math.nan
+    # Connect storms: the server's CPU seconds from the start signal until every connection
+    # was set up, echoed and closed (bursts are shorter than the sampling interval, so a CPU
+    # share would mostly measure idle time around them).
+    server_storm_cpu_s: float = math.nan
     capacity_probes: list[dict[str, Any]] = field(default_factory=list)
 
     def merged(self, attribute: str) -> Any:
@@ -188,6 +204,8 @@ def worker_plans(spec: RunSpec, url: str) -> list[WorkerPlan]:
             inflight=spec.inflight,
             rate_msgs_s=spec.rate_msgs_s,
             ack=spec.ack,
+            rate_conns_s=spec.rate_conns_s,
+            transport=spec.transport,
             worker_index=index,
             worker_count=spec.workers,
             source_addresses=budget.source_addresses,
@@ -221,12 +239,22 @@ async def measure(
         start_ns = await pool.go()
         window_start = start_ns + int(spec.warmup_s * 1e9)
         window_end = window_start + int(spec.duration_s * 1e9)
-        result.window_s = (window_start, window_end)
         result.reports = await pool.reports()
+        reported_ns = monotonic_ns()
+        if spec.mode == "connect":
+            # The storm lasts until its slowest worker's last attempt finished.
+            result.connect_s = max(r.connect_s for r in result.reports)
+            window_start, window_end = start_ns, start_ns + int(result.connect_s * 1e9)
+        result.window_s = (window_start, window_end)
         await sampler.stop()
         record_steal(result, sampler, pinning, window_start, window_end)
         if server_pid is not None:
             result.server_usage = sampler.usage("server", window_start, window_end)
+            if spec.mode == "connect":
+                # Until the workers reported: every connection set up, echoed and closed.
+                result.server_storm_cpu_s = sampler.cpu_seconds_spanning(
+                    "server", start_ns, reported_ns
+                )
         result.client_usage = [
             sampler.usage(f"worker-{i}", window_start, window_end) for i in range(spec.workers)
         ]
@@ -327,7 +355,7 @@ async def prepare_target(
     if spec.managed:
         server = ManagedServer(
             spec.server, spec.loop, frozenset(pinning.server_cpus), log_dir / "server.log",
-            transports=(spec.transport,) if spec.transport != "websocket" else (),
+            transports=server_transports(spec),
         )  # fmt: skip
         try:
             await server.start()

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-Mode = Literal["closed", "open", "capacity"]
+Mode = Literal["closed", "open", "capacity", "connect"]
+# Socket.IO's default path, measured by connect cells: Engine.IO opens over HTTP long-polling,
+# then upgrades to WebSocket (what python-socketio's and the JavaScript clients do by default).
+POLLING_UPGRADE = "polling-upgrade"
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,12 @@ class RunSpec:
     ack: bool = False
     repeat: int = 1
     workers: int = 1
-    transport: str = "websocket"  # Socket.IO servers: or "polling" (HTTP long-polling only)
+    # Socket.IO servers: or "polling" (HTTP long-polling only); connect cells also measure
+    # POLLING_UPGRADE, the default path.
+    transport: str = "websocket"
+    # Connect cells: connections opened per second (0: as fast as the server accepts them,
+    # with at most WorkerPlan.connect_concurrency, 64, set-ups under way).
+    rate_conns_s: float = 0.0
     client: str = "fast"
     slo_p99_ms: float | None = None  # capacity mode: the latency objective
     capacity_steps: int = 7  # capacity mode: bisection probes after the closed-loop bound

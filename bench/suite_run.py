@@ -62,9 +62,20 @@ def _progress_line(index: int, total: int, record: dict[str, Any]) -> str:
     if record["mode"] == "capacity":
         flags.insert(0, f"capacity {record['capacity_msgs_s']:,.0f} msgs/s at p99 <= "
                         f"{record['slo_p99_ms']:g} ms")  # fmt: skip
+    if record["mode"] == "connect":
+        pace = f"{record['target_conns_s']:g}/s" if record["target_conns_s"] else "full speed"
+        figures = (
+            f"{record['connects_per_s']:>9,.0f} conns/s  set-up p50 "
+            f"{record['connect_p50_us']:>7,.0f} µs  p99 {record['connect_p99_us']:>7,.0f} µs  "
+            f"({record['transport']}, {pace})"
+        )
+    else:
+        figures = (
+            f"{record['throughput_msgs_s']:>9,.0f} msgs/s  p50 {record['p50_us']:>7,.0f} µs  "
+            f"p99 {record['p99_us']:>7,.0f} µs"
+        )
     return (
-        f"{head} {record['throughput_msgs_s']:>9,.0f} msgs/s  p50 {record['p50_us']:>7,.0f} µs  "
-        f"p99 {record['p99_us']:>7,.0f} µs  server CPU {record['server_cpu_pct']:>4.0f}%  "
+        f"{head} {figures}  server CPU {record['server_cpu_pct']:>4.0f}%  "
         f"client CPU {record['client_cpu_pct']:>4.0f}%  {' '.join(flags)}"
     )
 

@@ -26,6 +26,8 @@ RESULT_MOVING_FIELDS: list[tuple[str, str | None]] = [
     ("fairness", None),
 ]
 METRICS = ("throughput", "p50", "p99")
+# Connect storms' cells have these instead (bench.analyze.summary.CONNECT_METRICS).
+CONNECT_METRICS = ("connects", "connect_p50", "connect_p99")
 
 
 def stamp_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -57,15 +59,18 @@ def deltas(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """One row per cell present in both and metric: old and new medians with intervals, the
     relative change, and whether the intervals overlap (no overlap: a change the repeats
     support; overlap: not distinguishable)."""
-    joined = old.merge(new, on=CELL_KEYS, suffixes=("_old", "_new"))
+    # Summaries written before a cell key existed lack it; cells match on the keys both have.
+    keys = [key for key in CELL_KEYS if key in old.columns and key in new.columns]
+    joined = old.merge(new, on=keys, suffixes=("_old", "_new"))
     records = []
     for _, cell in joined.iterrows():
-        for metric in METRICS:
+        connect = cell["mode"] == "connect" and "connects_median_old" in cell
+        for metric in CONNECT_METRICS if connect else METRICS:
             old_median, new_median = cell[f"{metric}_median_old"], cell[f"{metric}_median_new"]
             change = (new_median - old_median) / old_median if old_median else math.nan
             records.append(
                 {
-                    **{key: cell[key] for key in CELL_KEYS},
+                    **{key: cell[key] for key in keys},
                     "metric": metric,
                     "old_median": old_median,
                     "old_ci_low": cell[f"{metric}_ci_low_old"],

@@ -19,13 +19,20 @@ from bench.catalog import SERVERS
 
 CELL_KEYS = [
     "scenario", "server", "protocol", "transport", "loop", "client", "mode", "connections",
-    "payload_bytes", "payload_kind", "target_rate", "inflight", "ack", "workers",
+    "payload_bytes", "payload_kind", "target_rate", "target_conns_s", "inflight", "ack",
+    "workers",
 ]  # fmt: skip
 # What a Socket.IO cell and its raw counterpart share.
 PAIR_KEYS = [k for k in CELL_KEYS if k not in ("server", "protocol")]
 UNSTABLE_CV = 0.10
 RAW_SERVERS = [name for name, info in SERVERS.items() if info.protocol == "raw"]
 METRICS = {"throughput": "throughput_msgs_s", "p50": "p50_us", "p99": "p99_us"}
+# Connect storms: connections per second and set-up latency instead of messages.
+CONNECT_METRICS = {
+    "connects": "connects_per_s", "connect_p50": "connect_p50_us", "connect_p99": "connect_p99_us",
+}  # fmt: skip
+RATIO_METRICS = {"throughput": "throughput_msgs_s", "p99": "p99_us"}
+CONNECT_RATIO_METRICS = {"connects": "connects_per_s", "connect_p99": "connect_p99_us"}
 
 
 def _key(frame: pd.DataFrame) -> pd.Series:
@@ -61,6 +68,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """Summarise valid runs (status ok); failed runs are counted, not averaged in."""
     if runs.empty:
         return pd.DataFrame()
+    # Results written before a column existed lack it: it was not measured.
+    missing = [c for c in [*CELL_KEYS, *CONNECT_METRICS.values()] if c not in runs.columns]
+    runs = runs.assign(**{column: math.nan for column in missing})
     runs = runs.assign(_cell=_key(runs), _pair=_pair_key(runs))
     records: list[dict[str, Any]] = []
     for _, group in runs.groupby("_cell", sort=False):
@@ -71,22 +81,28 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         record["failed_runs"] = int((group["status"] != "ok").sum())
         record["errors"] = int(group["errors"].sum())
         record["client_bound_runs"] = int(valid["client_bound"].astype(bool).sum())
-        for prefix, column in METRICS.items():
+        connect = first["mode"] == "connect"
+        for prefix, column in (CONNECT_METRICS if connect else METRICS).items():
             record.update(_interval_fields(prefix, valid[column].tolist()))
-        record["throughput_cv"] = coefficient_of_variation(valid["throughput_msgs_s"].tolist())
+        # A storm's headline is its connections per second, a message run's its throughput.
+        headline = "connects_per_s" if connect else "throughput_msgs_s"
+        record["throughput_cv"] = coefficient_of_variation(valid[headline].tolist())
         record["unstable"] = bool(record["throughput_cv"] > UNSTABLE_CV)
         if first["protocol"] == "socketio":
-            record.update(_ratios(valid, runs, first["_pair"]))
+            metrics = CONNECT_RATIO_METRICS if connect else RATIO_METRICS
+            record.update(_ratios(valid, runs, first["_pair"], metrics))
         records.append(record)
     return pd.DataFrame.from_records(records)
 
 
-def _ratios(socketio_rows: pd.DataFrame, runs: pd.DataFrame, pair: str) -> dict[str, Any]:
+def _ratios(
+    socketio_rows: pd.DataFrame, runs: pd.DataFrame, pair: str, metrics: dict[str, str]
+) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for raw_server in RAW_SERVERS:
         raw_rows = runs[(runs["_pair"] == pair) & (runs["server"] == raw_server)]
         raw_rows = raw_rows[raw_rows["status"] == "ok"]
-        for prefix, column in (("throughput", "throughput_msgs_s"), ("p99", "p99_us")):
+        for prefix, column in metrics.items():
             name = f"{prefix}_ratio_vs_{raw_server}"
             if raw_rows.empty:
                 fields.update({f"{name}_median": math.nan, f"{name}_ci_low": math.nan,

@@ -23,6 +23,7 @@ TEXT = WSMsgType.TEXT
 BINARY = WSMsgType.BINARY
 _PING = sio.EIO_PING.encode()
 _PONG = sio.EIO_PONG.encode()
+_NOOP = sio.EIO_NOOP.encode()
 MAX_ERROR_SAMPLES = 20
 
 
@@ -84,9 +85,12 @@ class Accounting:
 
 
 class EchoConnection(WSListener, Accounting):
-    """One client connection. Raw WebSocket, or Socket.IO over the WebSocket transport."""
+    """One client connection. Raw WebSocket, or Socket.IO over the WebSocket transport, either
+    opened on it or (``upgrade``) upgrading a session opened over long-polling."""
 
-    def __init__(self, exchange: Exchange, tally: Tally, closed_loop: bool) -> None:
+    def __init__(
+        self, exchange: Exchange, tally: Tally, closed_loop: bool, upgrade: bool = False
+    ) -> None:
         WSListener.__init__(self)
         Accounting.__init__(self, tally, closed_loop)
         self.transport: WSTransport | None = None
@@ -99,7 +103,10 @@ class EchoConnection(WSListener, Accounting):
         self.has_reply_preamble = exchange.expected_reply_preamble(0) is not None
         self.reply_preamble: bytes | None = None
         self.socketio = exchange.protocol == "socketio"
-        self.handshake_step = 0 if self.socketio else 2
+        # Socket.IO: -1 awaits the upgrade probe's reply, 0 the open packet, 1 the namespace
+        # connect reply; 2 is ready.
+        self.upgrade = upgrade and self.socketio
+        self.handshake_step = (-1 if self.upgrade else 0) if self.socketio else 2
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # WebSocket frames received, for the wire counters (bench.metrics.wire); the frames
         # sent follow from the messages sent (``frames_sent``), so the send path counts none.
@@ -111,6 +118,8 @@ class EchoConnection(WSListener, Accounting):
         self.transport = transport
         if not self.socketio:
             self.ready.set_result(None)
+        elif self.upgrade:
+            transport.send(TEXT, sio.EIO_PROBE.encode())
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         now = monotonic_ns()
@@ -159,6 +168,8 @@ class EchoConnection(WSListener, Accounting):
             if data == _PING:  # Engine.IO heartbeat: answer, it is not a message.
                 self.transport.send(TEXT, _PONG)  # type: ignore[union-attr]
                 return
+            if data == _NOOP:  # flushed to an upgraded session in place of a pending poll
+                return
             if self.handshake_step < 2:
                 self._handshake(data)
                 return
@@ -185,7 +196,13 @@ class EchoConnection(WSListener, Accounting):
     def _handshake(self, data: bytes) -> None:
         try:
             text = data.decode()
-            if self.handshake_step == 0:
+            if self.handshake_step == -1:
+                if text != sio.EIO_PROBE_REPLY:
+                    raise sio.ProtocolError(f"expected the probe's reply, got {text!r:.40}")
+                self.handshake_step = 1
+                self.transport.send(TEXT, sio.EIO_UPGRADE.encode())  # type: ignore[union-attr]
+                self.transport.send(TEXT, sio.encode_connect().encode())  # type: ignore[union-attr]
+            elif self.handshake_step == 0:
                 sio.decode_open(text)
                 self.handshake_step = 1
                 self.transport.send(TEXT, sio.encode_connect().encode())  # type: ignore[union-attr]
@@ -232,15 +249,18 @@ async def connect(
     timeout_s: float,
     max_frame_bytes: int,
     local_addr: tuple[str, int] | None = None,
+    upgrade: bool = False,
 ) -> EchoConnection:
-    """Open one connection and finish its handshake (Socket.IO: open packet, namespace)."""
+    """Open one connection and finish its handshake (Socket.IO: open packet, namespace; or,
+    with ``upgrade``, the probe that moves a long-polling session, named in ``url``, to this
+    WebSocket, then the namespace)."""
     kwargs: dict[str, Any] = {}
     if local_addr is not None:
         kwargs["local_addr"] = local_addr
 
     async def establish() -> EchoConnection:
         _, listener = await ws_connect(
-            lambda: EchoConnection(exchange, tally, closed_loop),
+            lambda: EchoConnection(exchange, tally, closed_loop, upgrade),
             url,
             websocket_handshake_timeout=timeout_s,
             enable_auto_ping=False,

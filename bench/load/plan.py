@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from bench.load.slices import SliceSchedule
 
-Mode = Literal["closed", "open"]
+Mode = Literal["closed", "open", "connect"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,11 @@ class WorkerPlan:
     slots: int = 1
     slice_s: float = 0.0
     slice_seed: int = 0
+    # Connect storms (bench.load.connect_worker): connections opened per second by all
+    # workers together (0: full speed), and the path (websocket, or Socket.IO's
+    # polling-upgrade). ``duration_s`` bounds the storm.
+    rate_conns_s: float = 0.0
+    transport: str = "websocket"
 
     def slices(self) -> SliceSchedule | None:
         if self.slots <= 1:
@@ -95,10 +100,12 @@ class WorkerReport:
     wire_frames_down: int | None = None
     # Long-polling: HTTP requests over the same span (None for WebSocket stacks).
     http_requests: int | None = None
+    # Connect storms: attempts that failed or did not finish within the storm's time limit.
+    connect_failures: int = 0
 
     @property
     def errors(self) -> int:
-        return self.missing + self.unexpected
+        return self.missing + self.unexpected + self.connect_failures
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -76,6 +76,9 @@ class ProcessSampler:
     def usage(self, role: str, start_ns: int, end_ns: int) -> WindowUsage:
         return window_usage(self.samples.get(role, []), start_ns, end_ns)
 
+    def cpu_seconds_spanning(self, role: str, start_ns: int, end_ns: int) -> float:
+        return cpu_seconds_spanning(self.samples.get(role, []), start_ns, end_ns)
+
     def steal_pct(self, cpus: tuple[int, ...], start_ns: int, end_ns: int) -> float:
         return window_steal_pct(self.steal, cpus, start_ns, end_ns)
 
@@ -105,3 +108,14 @@ def window_usage(samples: list[Sample], start_ns: int, end_ns: int) -> WindowUsa
     elapsed_s = (inside[-1].t_ns - inside[0].t_ns) / 1e9
     cpu_pct = 100.0 * (inside[-1].cpu_s - inside[0].cpu_s) / elapsed_s
     return WindowUsage(cpu_pct, rss_max, len(inside))
+
+
+def cpu_seconds_spanning(samples: list[Sample], start_ns: int, end_ns: int) -> float:
+    """CPU seconds between the last sample at or before ``start_ns`` and the first at or
+    after ``end_ns``: all the work of a burst shorter than the sampling interval (a connect
+    storm), plus whatever the process did around it. NaN without such samples."""
+    before = [s for s in samples if s.t_ns <= start_ns]
+    after = [s for s in samples if s.t_ns >= end_ns]
+    if not before or not after:
+        return float("nan")
+    return after[0].cpu_s - before[-1].cpu_s

@@ -3,7 +3,7 @@
 The generator speaks this wire protocol itself instead of using python-socketio's client, which
 is too slow to load a Socket.IO server (see README, "Why the generator speaks the protocols").
 Only what a WebSocket-transport client needs is here: the open packet, namespace connect,
-events and acknowledgements (with binary attachments), ping/pong and close.
+events and acknowledgements (with binary attachments), ping/pong, the upgrade probe and close.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ EIO_PONG = "3"
 EIO_MESSAGE = "4"
 EIO_UPGRADE = "5"
 EIO_NOOP = "6"
+# Upgrading a long-polling session to WebSocket: the client probes the new socket with a ping
+# carrying "probe", the server answers with a pong carrying it, and the client confirms.
+EIO_PROBE = EIO_PING + "probe"
+EIO_PROBE_REPLY = EIO_PONG + "probe"
 
 # Socket.IO packet types: the digit after Engine.IO's MESSAGE "4".
 SIO_CONNECT = 0

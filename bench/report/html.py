@@ -17,17 +17,23 @@ import pandas as pd
 from bench.analyze.tidy import load_meta, load_runs
 
 TABLE_COLUMNS = [
-    "run_id", "scenario", "server", "loop", "mode", "connections", "payload_bytes",
-    "payload_kind", "target_rate", "repeat", "sent", "received", "errors", "throughput_msgs_s",
-    "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "server_cpu_pct", "server_rss_bytes",
-    "client_cpu_pct", "client_bound", "status",
+    "run_id", "scenario", "server", "transport", "loop", "mode", "connections",
+    "payload_bytes", "payload_kind", "ack", "target_rate", "repeat", "sent", "received",
+    "errors", "throughput_msgs_s", "p50_us", "p90_us", "p99_us", "p999_us", "max_us",
+    "server_cpu_pct", "msgs_per_cpu_s", "wire_bytes_up_per_msg", "wire_bytes_down_per_msg",
+    "wire_frames_up_per_msg", "wire_frames_down_per_msg", "http_requests_per_msg",
+    "target_conns_s", "connects_per_s", "connect_p50_us", "connect_p99_us",
+    "server_cpu_us_per_conn", "server_rss_bytes", "client_cpu_pct", "client_bound", "status",
 ]  # fmt: skip
 
 SUMMARY_COLUMNS = [
-    "scenario", "server", "loop", "mode", "connections", "payload_bytes", "payload_kind",
-    "target_rate", "repeats", "throughput_median", "throughput_ci_low", "throughput_ci_high",
-    "throughput_cv", "unstable", "p99_median", "p99_ci_low", "p99_ci_high",
-    "throughput_ratio_vs_websockets_median", "throughput_ratio_vs_aiohttp_median",
+    "scenario", "server", "transport", "loop", "mode", "connections", "payload_bytes",
+    "payload_kind", "ack", "target_rate", "target_conns_s", "repeats", "throughput_median",
+    "throughput_ci_low", "throughput_ci_high", "throughput_cv", "unstable", "p99_median",
+    "p99_ci_low", "p99_ci_high", "throughput_ratio_vs_websockets_median",
+    "throughput_ratio_vs_aiohttp_median", "connects_median", "connects_ci_low",
+    "connects_ci_high", "connect_p99_median", "connect_p99_ci_low", "connect_p99_ci_high",
+    "connects_ratio_vs_websockets_median", "connects_ratio_vs_aiohttp_median",
     "client_bound_runs", "errors",
 ]  # fmt: skip
 

@@ -16,7 +16,7 @@ from typing import Any
 from bench.catalog import LOOPS, SERVERS
 from bench.errors import UsageError
 from bench.protocol.exchange import MIN_PAYLOAD_BYTES
-from bench.spec import RunSpec
+from bench.spec import POLLING_UPGRADE, RunSpec
 from servers.common import FAIRNESS
 
 SUITES = ("quick", "default", "full")
@@ -48,8 +48,10 @@ _ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
     "duration_s": (int, float),
     "slice_s": (int, float),
     "transport": str,
+    "rate_conns_s": (int, float, list),
 }
-TRANSPORTS = ("websocket", "polling")
+TRANSPORTS = ("websocket", "polling", POLLING_UPGRADE)
+MODES = ("closed", "open", "connect")
 _REQUIRED = ("scenario", "servers", "mode", "duration_s")
 _SUITE_KEYS = {"name", "description", "repeat", "run"}
 
@@ -97,10 +99,18 @@ def check_slice(name: str, slice_s: float, mode: str) -> None:
 
 
 def check_transport(
-    where: str, transport: str, protocols: list[str], kinds: list[str], ack: bool
-) -> None:
+    where: str, transport: str, protocols: list[str], kinds: list[str], ack: bool,
+    mode: str = "closed",
+) -> None:  # fmt: skip
     if transport not in TRANSPORTS:
         raise UsageError(f"{where}: transport must be one of {', '.join(TRANSPORTS)}")
+    if transport == POLLING_UPGRADE and (
+        mode != "connect" or any(p != "socketio" for p in protocols)
+    ):
+        raise UsageError(
+            f"{where}: {POLLING_UPGRADE} (Socket.IO's default path) applies to connect mode "
+            "on Socket.IO servers only"
+        )
     if transport == "polling":
         if any(p != "socketio" for p in protocols):
             raise UsageError(f"{where}: long-polling is a Socket.IO transport; raw servers lack it")
@@ -123,12 +133,19 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
     for loop in entry.get("loops", ["uvloop"]):
         if loop not in LOOPS:
             raise UsageError(f"{where}: unknown loop {loop!r} (known: {', '.join(LOOPS)})")
-    if entry["mode"] not in ("closed", "open"):
-        raise UsageError(f"{where}: mode must be 'closed' or 'open', got {entry['mode']!r}")
-    if entry["mode"] == "open" and "rate_msgs_s" not in entry:
+    mode = entry["mode"]
+    if mode not in MODES:
+        raise UsageError(f"{where}: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "open" and "rate_msgs_s" not in entry:
         raise UsageError(f"{where}: open mode needs rate_msgs_s")
-    if entry["mode"] == "closed" and "rate_msgs_s" in entry:
+    if mode != "open" and "rate_msgs_s" in entry:
         raise UsageError(f"{where}: rate_msgs_s applies to open mode only")
+    if mode != "connect" and "rate_conns_s" in entry:
+        raise UsageError(f"{where}: rate_conns_s applies to connect mode only")
+    if mode == "connect" and ("inflight" in entry or entry.get("ack")):
+        raise UsageError(f"{where}: connect mode sends one message per connection, no inflight/ack")
+    for rate in _as_list(entry.get("rate_conns_s", 0)):
+        check_positive(f"{where}: rate_conns_s", rate, allow_zero=True)
     for kind in _as_list(entry.get("payload_kind", "text")):
         if kind not in ("text", "binary"):
             raise UsageError(f"{where}: payload_kind must be 'text' or 'binary', got {kind!r}")
@@ -144,6 +161,7 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
         [SERVERS[s].protocol for s in entry["servers"]],
         _as_list(entry.get("payload_kind", "text")),
         entry.get("ack", False),
+        mode,
     )
     for size in _as_list(entry.get("payload_bytes", 32)):
         check_positive(f"{where}: payload_bytes", size)
@@ -196,10 +214,11 @@ def expand(
             _as_list(entry.get("payload_kind", "text")),
             _as_list(entry.get("connections", 10)),
             _as_list(entry.get("rate_msgs_s", 0.0)),
+            _as_list(entry.get("rate_conns_s", 0.0)),
             entry.get("loops", ["uvloop"]),
             entry["servers"],
         )
-        for payload_bytes, payload_kind, connections, rate, loop, server in axes:
+        for payload_bytes, payload_kind, connections, rate, conns_rate, loop, server in axes:
             cells.append(
                 RunSpec(
                     scenario=entry["scenario"],
@@ -213,6 +232,7 @@ def expand(
                     warmup_s=float(entry.get("warmup_s", 2.0)),
                     duration_s=float(entry["duration_s"]),
                     rate_msgs_s=float(rate),
+                    rate_conns_s=float(conns_rate),
                     inflight=entry.get("inflight", 1),
                     ack=entry.get("ack", False),
                     workers=entry.get("workers", 1),

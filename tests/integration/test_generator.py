@@ -287,3 +287,44 @@ def test_calibrate_and_overhead_commands(tmp_path: Path) -> None:
     assert all(float(r["msgs_s"]) > 0 for r in rows)
     verdict = json.loads((tmp_path / "ovh" / "overhead.json").read_text())
     assert verdict["throughput_ratio_median"] > 0
+
+
+@pytest.mark.parametrize("rate", [None, "150"])
+def test_connect_storm_sets_up_and_checks_every_connection(
+    tmp_path: Path, rate: str | None
+) -> None:
+    out = tmp_path / "out"
+    pace = ["--connect-rate", rate] if rate else []
+    code = main(["run", "--mode", "connect", "--connections", "40", *pace, "--out", str(out)])
+    rows = read_rows(out)
+    assert code == 0, [r["failure"] for r in rows]
+    assert {r["server"] for r in rows} == {
+        "websockets", "aiohttp", "socketio-aiohttp", "socketio-asgi",
+    }  # fmt: skip
+    for row in rows:
+        assert (row["scenario"], row["transport"]) == ("connect", "websocket")
+        assert int(row["errors"]) == 0 and int(row["connect_failures"]) == 0
+        # Every connection was set up, sent its one message, and got it back.
+        assert int(row["sent"]) == int(row["received"]) == 40
+        connects_per_s = float(row["connects_per_s"])
+        if rate:
+            # 40 attempts 1/150 s apart: the storm lasts at least the 39 intervals.
+            assert float(row["target_conns_s"]) == 150.0
+            assert 0 < connects_per_s <= 40 / (39 / 150)
+        else:
+            assert float(row["target_conns_s"]) == 0.0 and connects_per_s > 0
+        assert 0 < float(row["connect_p50_us"]) <= float(row["connect_p99_us"])
+        assert float(row["server_cpu_us_per_conn"]) > 0
+
+
+def test_socketio_default_path_opens_over_polling_then_upgrades(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--mode", "connect", "--connections", "30", "--connect-rate", "100",
+                 "--servers", "socketio-aiohttp,socketio-asgi", "--transport", "polling-upgrade",
+                 "--out", str(out)])  # fmt: skip
+    rows = read_rows(out)
+    assert code == 0, [r["failure"] for r in rows]
+    assert {r["server"] for r in rows} == {"socketio-aiohttp", "socketio-asgi"}
+    for row in rows:
+        assert row["transport"] == "polling-upgrade"
+        assert int(row["errors"]) == 0 and int(row["sent"]) == int(row["received"]) == 30

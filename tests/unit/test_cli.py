@@ -55,6 +55,12 @@ from bench.cli import build_parser, main, resolve_cells
             ["run", "--target", "ws://127.0.0.1:9/", "--protocol", "raw", "--slice", "1"],
             "leave out",
         ),
+        (["run", "--connect-rate", "100"], "--connect-rate applies to --mode connect only"),
+        (["run", "--mode", "connect", "--connect-rate", "0"], "--connect-rate must be positive"),
+        (["run", "--mode", "connect", "--ack"], "one message per connection"),
+        (["run", "--mode", "connect", "--client", "library"], "fast client only"),
+        (["run", "--transport", "polling-upgrade", "--servers", "socketio-asgi"], "connect mode"),
+        (["run", "--mode", "connect", "--transport", "polling-upgrade"], "Socket.IO servers only"),
         (["frobnicate"], "invalid choice"),
         ([], "required"),
     ],
@@ -100,7 +106,7 @@ def test_adhoc_matrix_interleaves_repeats() -> None:
 def test_suite_cells_can_be_narrowed_and_shortened() -> None:
     cells = cells_for(["run", "--suite", "default", "--servers", "aiohttp", "--duration", "1"])
     assert cells and all(c.server == "aiohttp" and c.duration_s == 1 for c in cells)
-    assert {c.mode for c in cells} == {"closed", "open"}
+    assert {c.mode for c in cells} == {"closed", "open", "connect"}
 
 
 def test_scenario_runs_as_in_the_default_suite() -> None:
@@ -118,9 +124,24 @@ def test_slice_option_changes_closed_loop_cells_only() -> None:
     cells = cells_for(["run", "--suite", "default", "--slice", "0"])
     assert {c.slice_s for c in cells} == {0.0}
     cells = cells_for(["run", "--suite", "default", "--slice", "1.5"])
-    assert {(c.mode, c.slice_s) for c in cells} == {("closed", 1.5), ("open", 0.0)}
+    assert {(c.mode, c.slice_s) for c in cells} == {
+        ("closed", 1.5), ("open", 0.0), ("connect", 0.0),
+    }  # fmt: skip
     (cell,) = cells_for(["run", "--servers", "aiohttp", "--slice", "0.3"])
     assert cell.slice_s == 0.3
+
+
+def test_connect_mode_cells_carry_the_storm() -> None:
+    cells = cells_for(["run", "--mode", "connect", "--connections", "50", "--connect-rate",
+                       "100", "--servers", "socketio-asgi", "--transport", "polling-upgrade"])  # fmt: skip
+    (cell,) = cells
+    assert (cell.scenario, cell.mode, cell.connections) == ("connect", "connect", 50)
+    assert (cell.rate_conns_s, cell.transport, cell.warmup_s) == (100.0, "polling-upgrade", 0.0)
+    (full_speed,) = cells_for(["run", "--mode", "connect", "--servers", "aiohttp"])
+    assert full_speed.rate_conns_s == 0.0
+    (target,) = cells_for(["run", "--mode", "connect", "--target", "ws://127.0.0.1:9/",
+                           "--protocol", "raw", "--connect-rate", "5"])  # fmt: skip
+    assert (target.scenario, target.rate_conns_s, target.warmup_s) == ("connect", 5.0, 0.0)
 
 
 def test_target_cell_is_labelled_by_protocol() -> None:

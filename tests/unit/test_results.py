@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import math
 
-from bench.results import messages_per_cpu_second
+from bench.load.plan import WorkerReport
+from bench.metrics import histogram as hist
+from bench.results import messages_per_cpu_second, row
+from bench.runner import RunResult
+from bench.spec import RunSpec
 
 
 def test_messages_per_cpu_second_is_throughput_over_the_cpu_used() -> None:
@@ -10,3 +14,43 @@ def test_messages_per_cpu_second_is_throughput_over_the_cpu_used() -> None:
     assert messages_per_cpu_second(30_000, 100.0) == 30_000
     assert math.isnan(messages_per_cpu_second(4_000, math.nan))  # not sampled
     assert math.isnan(messages_per_cpu_second(4_000, 0.0))
+
+
+def connect_result(opened: int, failures: int, storm_s: float, server_cpu_s: float) -> RunResult:
+    setup = hist.new_histogram()
+    for set_up_ms in range(1, opened + 1):
+        setup.record_value(set_up_ms * 1000)  # the histograms hold µs
+    empty = hist.encode(hist.new_histogram())
+    report = WorkerReport(
+        worker_index=0, connections=opened, sent=opened, received=opened - 1, missing=1,
+        unexpected=0, disconnects=0, latency_hist=empty, send_lag_hist=empty,
+        connect_hist=hist.encode(setup), connect_s=storm_s, connect_failures=failures,
+    )  # fmt: skip
+    spec = RunSpec(
+        scenario="connect", server="aiohttp", protocol="raw", loop="uvloop", mode="connect",
+        connections=opened + failures, payload_bytes=32, payload_kind="text", warmup_s=0.0,
+        duration_s=10.0, rate_conns_s=200.0,
+    )  # fmt: skip
+    result = RunResult(spec, "r", "t", reports=[report], connect_s=storm_s)
+    result.server_storm_cpu_s = server_cpu_s
+    return result
+
+
+def test_a_connect_row_counts_connections_not_messages() -> None:
+    record = row(connect_result(opened=100, failures=3, storm_s=0.5, server_cpu_s=0.05))
+    assert record["connects_per_s"] == 200.0  # 100 set up in 0.5 s
+    assert record["connect_failures"] == 3
+    assert record["errors"] == 3 + 1  # failed attempts and the one missing first echo
+    assert record["target_conns_s"] == 200.0
+    assert record["server_cpu_us_per_conn"] == 500.0  # 50 ms of CPU over 100 connections
+    assert math.isnan(record["throughput_msgs_s"])  # one message per connection: no rate
+    assert 49_000 <= record["connect_p50_us"] <= 51_000  # set-ups of 1..100 ms
+    assert record["mode"] == "connect" and math.isnan(record["msgs_per_cpu_s"])
+
+
+def test_message_rows_have_no_connect_figures() -> None:
+    result = connect_result(opened=10, failures=0, storm_s=1.0, server_cpu_s=0.01)
+    result.spec = RunSpec(**{**result.spec.as_dict(), "mode": "closed", "rate_conns_s": 0.0})
+    record = row(result)
+    assert math.isnan(record["connects_per_s"]) and math.isnan(record["target_conns_s"])
+    assert record["throughput_msgs_s"] == 0.9  # 9 echoes over the 10-s window

@@ -43,13 +43,20 @@ def test_quick_suite_fits_its_budget() -> None:
 # servers took its span plus about 3 s (start, probe, spawn, stop), and each calibration 5 s.
 SETUP_S = 3.0
 CALIBRATION_S = 6.0
+# Connect storms (wsbench run --scenario connect): a cell took its storm plus about 1 s, and
+# the slowest server set up about 700 connections a second at full speed.
+CONNECT_SETUP_S = 1.5
+FULL_SPEED_CONNS_S = 700.0
 
 
 def wall_time_s(cells: list[RunSpec]) -> float:
     total = CALIBRATION_S * len({(c.payload_bytes, c.payload_kind) for c in cells})
     for group in run_groups(cells):
         first = group[0]
-        if len(group) > 1:
+        if first.mode == "connect":
+            rate = first.rate_conns_s or FULL_SPEED_CONNS_S
+            total += first.connections / rate + CONNECT_SETUP_S
+        elif len(group) > 1:
             schedule = SliceSchedule.plan(
                 0, len(group), first.slice_s, first.warmup_s, first.duration_s
             )
@@ -114,8 +121,39 @@ def test_product_expansion() -> None:
         (("duration_s = 1", 'duration_s = 1\ntransport = "carrier-pigeon"'), "transport must be"),
         (("duration_s = 1", 'duration_s = 1\ntransport = "polling"'), "raw servers lack it"),
         (('mode = "closed"', 'mode = "open"\nrate_msgs_s = 9\nslice_s = 0.5'), "closed mode only"),
+        (('mode = "closed"', 'mode = "closed"\nrate_conns_s = 9'), "connect mode only"),
+        (('mode = "closed"', 'mode = "connect"\nrate_conns_s = -1'), "zero or more"),
+        (('mode = "closed"', 'mode = "connect"\ninflight = 2'), "one message per connection"),
+        (('mode = "closed"', 'mode = "connect"\nrate_msgs_s = 9'), "open mode only"),
+        (('mode = "closed"', 'mode = "connect"\ntransport = "polling-upgrade"'), "Socket.IO"),
+        (("duration_s = 1", 'duration_s = 1\ntransport = "polling-upgrade"'), "connect mode"),
+        (('mode = "closed"', 'mode = "teleport"'), "mode must be one of"),
     ],
 )
 def test_bad_suites_are_refused(change: tuple[str, str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         parse_suite(VALID.replace(*change), "t")
+
+
+def test_connect_scenario_covers_both_paces_and_socketios_two_paths() -> None:
+    suite = load_suite("default")
+    cells = [c for c in expand(suite.entries, 1) if c.scenario == "connect"]
+    assert {c.mode for c in cells} == {"connect"}
+    paths = {(c.server, c.transport) for c in cells}
+    assert paths == {
+        ("websockets", "websocket"), ("aiohttp", "websocket"),
+        ("socketio-aiohttp", "websocket"), ("socketio-asgi", "websocket"),
+        ("socketio-aiohttp", "polling-upgrade"), ("socketio-asgi", "polling-upgrade"),
+    }  # fmt: skip
+    for path in paths:
+        paces = {c.rate_conns_s > 0 for c in cells if (c.server, c.transport) == path}
+        assert paces == {True, False}  # a fixed rate and full speed
+    # Connect cells never share a time-sliced run.
+    assert all(len(group) == 1 for group in run_groups(cells))
+
+
+def test_connect_entries_expand_their_rates() -> None:
+    text = VALID.replace('mode = "closed"', 'mode = "connect"\nrate_conns_s = [0, 50]')
+    cells = expand(parse_suite(text, "t").entries, repeat=1)
+    assert sorted({c.rate_conns_s for c in cells}) == [0.0, 50.0]
+    assert {c.slice_s for c in cells} == {0.0}

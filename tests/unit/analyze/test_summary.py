@@ -59,3 +59,26 @@ def test_cells_differing_in_loop_are_not_paired() -> None:
     )  # fmt: skip
     sio = summarize(runs).set_index("server").loc["socketio-aiohttp"]
     assert math.isnan(sio["throughput_ratio_vs_aiohttp_median"])
+
+
+def test_connect_cells_summarise_connections_per_second_and_set_up_latency() -> None:
+    def storm(server: str, protocol: str, repeat: int, conns_s: float, p99_us: float) -> dict:
+        return run(
+            server, protocol, repeat, math.nan, 100.0, mode="connect", scenario="connect",
+            target_conns_s=0.0, connects_per_s=conns_s, connect_p50_us=p99_us / 2,
+            connect_p99_us=p99_us,
+        )  # fmt: skip
+
+    runs = pd.DataFrame(
+        [storm("websockets", "raw", r, 2000.0 * r, 1000.0) for r in (1, 2, 3)]
+        + [storm("socketio-asgi", "socketio", r, 500.0 * r, 4000.0) for r in (1, 2, 3)]
+    )
+    summary = summarize(runs).set_index("server")
+    raw = summary.loc["websockets"]
+    assert raw["connects_median"] == 4000.0
+    assert (raw["connects_ci_low"], raw["connects_ci_high"]) == (2000.0, 6000.0)
+    assert raw["connect_p99_median"] == 1000.0
+    assert raw["throughput_cv"] == pytest.approx(0.5)  # of connections per second
+    sio = summary.loc["socketio-asgi"]
+    assert sio["connects_ratio_vs_websockets_median"] == pytest.approx(0.25)
+    assert sio["connect_p99_ratio_vs_websockets_median"] == pytest.approx(4.0)

@@ -3,7 +3,13 @@ from __future__ import annotations
 import math
 import os
 
-from bench.metrics.sampling import ProcessSampler, Sample, window_steal_pct, window_usage
+from bench.metrics.sampling import (
+    ProcessSampler,
+    Sample,
+    cpu_seconds_spanning,
+    window_steal_pct,
+    window_usage,
+)
 
 
 def test_window_usage_uses_samples_inside_the_window() -> None:
@@ -43,3 +49,12 @@ def test_steal_is_the_share_of_the_window_the_hypervisor_took_from_the_cpus() ->
     assert math.isclose(window_steal_pct(samples, (0, 1), 0, 1_000_000_000), 10.0)
     assert math.isnan(window_steal_pct(samples, (), 0, 1_000_000_000))  # unpinned
     assert math.isnan(window_steal_pct(samples[:1], (0,), 0, 1_000_000_000))
+
+
+def test_cpu_seconds_spanning_a_burst_shorter_than_the_sampling_interval() -> None:
+    samples = [Sample(0, 1.0, 1), Sample(100, 1.5, 1), Sample(200, 1.75, 1)]
+    # A burst from 120 to 150 ns has no sample inside; the samples around it hold its work.
+    assert cpu_seconds_spanning(samples, 120, 150) == 0.25
+    assert cpu_seconds_spanning(samples, 100, 200) == 0.25
+    assert cpu_seconds_spanning(samples, 50, 150) == 0.75
+    assert math.isnan(cpu_seconds_spanning(samples, 150, 250))  # nothing after the end

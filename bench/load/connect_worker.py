@@ -1,0 +1,239 @@
+"""Connection set-up storms: ``python -m bench.load.connect_worker``.
+
+After the start signal the worker opens its share of the storm's connections, at a fixed rate
+(each attempt at its intended time, however long earlier ones take, so a slow server cannot
+slow the storm down and hide its own delay) or at full speed (as fast as set-ups complete,
+with at most ``plan.connect_concurrency`` under way). Each attempt is timed from the start of
+its TCP connect until the connection can carry a message:
+
+- raw WebSocket: the HTTP upgrade answered;
+- Socket.IO, WebSocket only: the Engine.IO open packet and the namespace connect reply;
+- Socket.IO, default path (``polling-upgrade``): the Engine.IO open packet over an HTTP
+  long-polling GET, then a WebSocket to the same session, the upgrade probe, and the
+  namespace connect over it, as python-socketio's client does by default.
+
+Then each connection sends one message and verifies its echo (its latency is the row's), so a
+set-up counts only if the connection works. Attempts that fail, or have not finished when the
+storm's time limit (``duration_s``) runs out, are counted and described. Connections stay open
+until the storm is over, as a crowd of clients arriving would, and are then closed.
+
+The WebSocket side is the fast worker's picows client; the one polling GET of the default path
+goes through aiohttp's HTTP client (a new TCP connection each, as a new client would open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from time import monotonic_ns
+
+import aiohttp
+
+from bench.load.alarm import Alarm
+from bench.load.client import EchoConnection, Tally, connect
+from bench.load.engine import (
+    FRAME_SLACK_BYTES,
+    WorkerFailed,
+    build_report,
+    close_all,
+    drain,
+    emit,
+    read_start_signal,
+    worker_main,
+)
+from bench.load.plan import WorkerPlan, WorkerReport
+from bench.load.polling_worker import HEADERS, polling_url, split_payload
+from bench.load.recorder import LatencyRecorder
+from bench.load.schedule import NS_PER_S
+from bench.protocol import socketio as sio
+from bench.protocol.exchange import Exchange
+from bench.spec import POLLING_UPGRADE
+
+Opener = Callable[[int], Awaitable[EchoConnection]]
+
+
+def attempt_indices(worker_index: int, worker_count: int, count: int) -> range:
+    """This worker's attempts among the storm's, interleaved as open-loop messages are."""
+    return range(worker_index, worker_index + worker_count * count, worker_count)
+
+
+def intended_start_ns(start_ns: int, rate_conns_s: float, attempt: int) -> int:
+    """When attempt ``attempt`` of a fixed-rate storm is due."""
+    return start_ns + int(attempt * NS_PER_S / rate_conns_s)
+
+
+async def open_session(session: aiohttp.ClientSession, url: str, timeout_s: float) -> str:
+    """Engine.IO's open over long-polling: one GET; returns the session id."""
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with session.get(url, headers=HEADERS, timeout=timeout) as response:
+        body = await response.text()
+        status = response.status
+    packets = split_payload(body)
+    if status != 200 or not packets:
+        raise ConnectionError(f"Engine.IO open over polling answered {status}")
+    opened = sio.decode_open(packets[0])
+    if "websocket" not in opened.upgrades:
+        raise ConnectionError("the server offers no upgrade to WebSocket")
+    return opened.sid
+
+
+class Storm:
+    """One worker's share of a storm: attempts, their set-up times, what failed."""
+
+    def __init__(self, plan: WorkerPlan, tally: Tally, opener: Opener) -> None:
+        self.plan = plan
+        self.tally = tally
+        self.opener = opener
+        self.setup = LatencyRecorder()
+        self.opened: list[EchoConnection] = []
+        self.refused = 0  # attempts that failed on their own (refused, timed out, rejected)
+        self.failures = 0
+        self.last_done_ns = 0
+
+    async def attempt(self, index: int) -> None:
+        started = monotonic_ns()
+        try:
+            connection = await asyncio.wait_for(self.opener(index), self.plan.connect_timeout_s)
+        except Exception as exc:  # refused, timed out, handshake or namespace rejected
+            self.refused += 1
+            self.tally.note_error(f"connection attempt {index} failed: {exc!r:.120}")
+            return
+        finally:
+            self.last_done_ns = max(self.last_done_ns, monotonic_ns())
+        self.setup.append(monotonic_ns() - started)
+        self.opened.append(connection)
+        connection.send(monotonic_ns())  # the first message: its echo proves the set-up
+
+    async def run(self, start_ns: int) -> None:
+        """All attempts, paced or at full speed, within the storm's time limit. Afterwards
+        ``failures`` is every attempt that did not give a connection: refused, timed out,
+        cut off by the limit, or never made because the limit came first."""
+        plan = self.plan
+        indices = attempt_indices(plan.worker_index, plan.worker_count, plan.connections)
+        tasks: list[asyncio.Future[None]] = []
+        limit_ns = start_ns + int(plan.duration_s * NS_PER_S)
+        launcher = asyncio.ensure_future(self._launch(indices, start_ns, tasks))
+        try:
+            await asyncio.wait_for(asyncio.shield(launcher), _seconds_until(limit_ns))
+            if tasks:
+                await asyncio.wait(tasks, timeout=_seconds_until(limit_ns))
+        except TimeoutError:
+            pass
+        finally:
+            launcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await launcher
+            unfinished = [task for task in tasks if not task.done()]
+            for task in unfinished:
+                task.cancel()
+            if unfinished:
+                await asyncio.wait(unfinished)
+        # Counted from what was opened, once every attempt is over: an attempt cut off just as
+        # it succeeded is an opened connection, never also a failure.
+        self.failures = len(indices) - len(self.opened)
+        cut_off = self.failures - self.refused
+        if cut_off:
+            self.tally.note_error(
+                f"{cut_off} connection attempts unfinished or not started within the storm's "
+                f"limit of {plan.duration_s} s"
+            )
+
+    async def _launch(
+        self, indices: range, start_ns: int, tasks: list[asyncio.Future[None]]
+    ) -> None:
+        rate = self.plan.rate_conns_s
+        if rate > 0:
+            alarm = Alarm()
+            try:
+                for index in indices:
+                    due = intended_start_ns(start_ns, rate, index)
+                    await alarm.sleep_until(due)
+                    self.tally.send_lag.append(monotonic_ns() - due)
+                    tasks.append(asyncio.ensure_future(self.attempt(index)))
+            finally:
+                alarm.close()
+            return
+        await asyncio.sleep(max(0.0, (start_ns - monotonic_ns()) / NS_PER_S))
+        gate = asyncio.Semaphore(self.plan.connect_concurrency)
+
+        async def gated(index: int) -> None:
+            try:
+                await self.attempt(index)
+            finally:
+                gate.release()
+
+        for index in indices:
+            await gate.acquire()
+            tasks.append(asyncio.ensure_future(gated(index)))
+
+
+def _seconds_until(t_ns: int) -> float:
+    return max(0.0, (t_ns - monotonic_ns()) / NS_PER_S)
+
+
+def make_opener(
+    plan: WorkerPlan, exchange: Exchange, tally: Tally, session: aiohttp.ClientSession | None
+) -> Opener:
+    max_frame_bytes = plan.payload_bytes + FRAME_SLACK_BYTES
+    sources = plan.source_addresses
+
+    def local_addr(index: int) -> tuple[str, int] | None:
+        return (sources[index % len(sources)], 0) if sources else None
+
+    async def websocket_only(index: int) -> EchoConnection:
+        return await connect(
+            plan.url, exchange, tally, False, plan.connect_timeout_s, max_frame_bytes,
+            local_addr(index),
+        )  # fmt: skip
+
+    async def polling_then_upgrade(index: int) -> EchoConnection:
+        assert session is not None
+        sid = await open_session(session, polling_url(plan.url), plan.connect_timeout_s)
+        return await connect(
+            f"{plan.url}&sid={sid}", exchange, tally, False, plan.connect_timeout_s,
+            max_frame_bytes, local_addr(index), upgrade=True,
+        )  # fmt: skip
+
+    return polling_then_upgrade if plan.transport == POLLING_UPGRADE else websocket_only
+
+
+async def run(plan: WorkerPlan) -> WorkerReport:
+    if plan.mode != "connect":
+        raise WorkerFailed("the connect worker runs connect storms only")
+    if plan.transport == POLLING_UPGRADE and plan.protocol != "socketio":
+        raise WorkerFailed("the polling-upgrade path is Socket.IO's")
+    tally = Tally()
+    exchange = Exchange(plan.protocol, plan.payload_kind, plan.payload_bytes)
+    session: aiohttp.ClientSession | None = None
+    if plan.transport == POLLING_UPGRADE:
+        # A new TCP connection per GET (force_close), as each arriving client opens its own.
+        connector = aiohttp.TCPConnector(force_close=True, limit=0)
+        session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    storm = Storm(plan, tally, make_opener(plan, exchange, tally, session))
+    try:
+        emit("connected", connections=0, connect_s=0.0)
+        start_ns = await read_start_signal()
+        # Every first message is measured; sends are never cut off by a window.
+        tally.window_start_ns, tally.window_end_ns = start_ns, 2**62
+        await storm.run(start_ns)
+        storm_s = max(0.0, (storm.last_done_ns - start_ns) / NS_PER_S)
+        await drain(storm.opened, plan.drain_timeout_s)
+    finally:
+        unclosed = await close_all(storm.opened)
+        if session is not None:
+            await session.close()
+    if unclosed:
+        tally.note_error(f"{unclosed} connections did not close in time")
+    storm.setup.flush()
+    report = build_report(plan, storm.opened, tally, storm.setup, storm_s, {})
+    return replace(report, connect_failures=storm.failures)
+
+
+def main() -> int:
+    return worker_main(run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
