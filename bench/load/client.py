@@ -16,6 +16,7 @@ from typing import Any
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from bench.load.recorder import LatencyRecorder
+from bench.metrics.wire import WireBytes
 from bench.protocol import socketio as sio
 from bench.protocol.exchange import HEADER_BYTES, Exchange, FrameBuilder, parse_header
 
@@ -111,6 +112,10 @@ class EchoConnection(WSListener, Accounting):
         # WebSocket frames received, for the wire counters (bench.metrics.wire); the frames
         # sent follow from the messages sent (``frames_sent``), so the send path counts none.
         self.frames_received = 0
+        # Connect storms: bytes of the connection's set-up that went over another socket (the
+        # default path's polling GET; None when unreadable), and its HTTP requests.
+        self.earlier_wire: WireBytes | None = WireBytes(0, 0)
+        self.http_requests: int | None = None
 
     # --- picows callbacks ------------------------------------------------------------------
 

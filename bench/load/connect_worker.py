@@ -18,7 +18,8 @@ storm's time limit (``duration_s``) runs out, are counted and described. Connect
 until the storm is over, as a crowd of clients arriving would, and are then closed.
 
 The WebSocket side is the fast worker's picows client; the one polling GET of the default path
-goes through aiohttp's HTTP client (a new TCP connection each, as a new client would open).
+goes over a new TCP connection each, as a new client would open. Bytes on the wire are each
+connection's from its TCP connect through its first echo (``storm_wire_counts``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from time import monotonic_ns
+from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
+import httptools
 
 from bench.load.alarm import Alarm
 from bench.load.client import EchoConnection, Tally, connect
@@ -44,9 +47,11 @@ from bench.load.engine import (
     worker_main,
 )
 from bench.load.plan import WorkerPlan, WorkerReport
-from bench.load.polling_worker import HEADERS, polling_url, split_payload
+from bench.load.polling_worker import polling_url, split_payload
 from bench.load.recorder import LatencyRecorder
 from bench.load.schedule import NS_PER_S
+from bench.metrics import wire
+from bench.metrics.wire import WireBytes
 from bench.protocol import socketio as sio
 from bench.protocol.exchange import Exchange
 from bench.spec import POLLING_UPGRADE
@@ -64,19 +69,60 @@ def intended_start_ns(start_ns: int, rate_conns_s: float, attempt: int) -> int:
     return start_ns + int(attempt * NS_PER_S / rate_conns_s)
 
 
-async def open_session(session: aiohttp.ClientSession, url: str, timeout_s: float) -> str:
-    """Engine.IO's open over long-polling: one GET; returns the session id."""
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with session.get(url, headers=HEADERS, timeout=timeout) as response:
-        body = await response.text()
-        status = response.status
+async def http_get(
+    url: str, local_addr: tuple[str, int] | None
+) -> tuple[int, str, WireBytes | None]:
+    """One HTTP/1.1 GET on a new TCP connection, closed afterwards: status, body, and the
+    bytes the socket carried. Written by hand (with httptools' parser, uvicorn's) because the
+    socket's kernel counters must be read before it closes, which aiohttp's client, closing
+    it inside the request, does not allow."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    reader, writer = await asyncio.open_connection(host, port, local_addr=local_addr)
+    try:
+        writer.write(
+            f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            "Accept-Encoding: identity\r\nConnection: close\r\n\r\n".encode()
+        )
+        response = _Response()
+        parser = httptools.HttpResponseParser(response)
+        while not response.complete:
+            data = await reader.read(65536)
+            if not data:
+                raise ConnectionError("the server closed the connection mid-response")
+            parser.feed_data(data)
+        counted = wire.read(writer.get_extra_info("socket"))
+        return parser.get_status_code(), b"".join(response.body).decode(), counted
+    finally:
+        writer.close()
+
+
+class _Response:
+    """httptools' callbacks for one response."""
+
+    def __init__(self) -> None:
+        self.body: list[bytes] = []
+        self.complete = False
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+async def open_session(
+    url: str, local_addr: tuple[str, int] | None
+) -> tuple[str, WireBytes | None]:
+    """Engine.IO's open over long-polling: one GET; the session id, and the GET's bytes."""
+    status, body, counted = await http_get(url, local_addr)
     packets = split_payload(body)
     if status != 200 or not packets:
         raise ConnectionError(f"Engine.IO open over polling answered {status}")
     opened = sio.decode_open(packets[0])
     if "websocket" not in opened.upgrades:
         raise ConnectionError("the server offers no upgrade to WebSocket")
-    return opened.sid
+    return opened.sid, counted
 
 
 class Storm:
@@ -173,9 +219,7 @@ def _seconds_until(t_ns: int) -> float:
     return max(0.0, (t_ns - monotonic_ns()) / NS_PER_S)
 
 
-def make_opener(
-    plan: WorkerPlan, exchange: Exchange, tally: Tally, session: aiohttp.ClientSession | None
-) -> Opener:
+def make_opener(plan: WorkerPlan, exchange: Exchange, tally: Tally) -> Opener:
     max_frame_bytes = plan.payload_bytes + FRAME_SLACK_BYTES
     sources = plan.source_addresses
 
@@ -189,12 +233,14 @@ def make_opener(
         )  # fmt: skip
 
     async def polling_then_upgrade(index: int) -> EchoConnection:
-        assert session is not None
-        sid = await open_session(session, polling_url(plan.url), plan.connect_timeout_s)
-        return await connect(
+        sid, get_bytes = await open_session(polling_url(plan.url), local_addr(index))
+        connection = await connect(
             f"{plan.url}&sid={sid}", exchange, tally, False, plan.connect_timeout_s,
             max_frame_bytes, local_addr(index), upgrade=True,
         )  # fmt: skip
+        connection.http_requests = 1
+        connection.earlier_wire = get_bytes
+        return connection
 
     return polling_then_upgrade if plan.transport == POLLING_UPGRADE else websocket_only
 
@@ -206,12 +252,8 @@ async def run(plan: WorkerPlan) -> WorkerReport:
         raise WorkerFailed("the polling-upgrade path is Socket.IO's")
     tally = Tally()
     exchange = Exchange(plan.protocol, plan.payload_kind, plan.payload_bytes)
-    session: aiohttp.ClientSession | None = None
-    if plan.transport == POLLING_UPGRADE:
-        # A new TCP connection per GET (force_close), as each arriving client opens its own.
-        connector = aiohttp.TCPConnector(force_close=True, limit=0)
-        session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-    storm = Storm(plan, tally, make_opener(plan, exchange, tally, session))
+    storm = Storm(plan, tally, make_opener(plan, exchange, tally))
+    wire_counts: dict[str, Any] = {}
     try:
         emit("connected", connections=0, connect_s=0.0)
         start_ns = await read_start_signal()
@@ -220,15 +262,34 @@ async def run(plan: WorkerPlan) -> WorkerReport:
         await storm.run(start_ns)
         storm_s = max(0.0, (storm.last_done_ns - start_ns) / NS_PER_S)
         await drain(storm.opened, plan.drain_timeout_s)
+        wire_counts = storm_wire_counts(storm.opened)
     finally:
         unclosed = await close_all(storm.opened)
-        if session is not None:
-            await session.close()
     if unclosed:
         tally.note_error(f"{unclosed} connections did not close in time")
     storm.setup.flush()
-    report = build_report(plan, storm.opened, tally, storm.setup, storm_s, {})
+    report = build_report(plan, storm.opened, tally, storm.setup, storm_s, wire_counts)
     return replace(report, connect_failures=storm.failures)
+
+
+def storm_wire_counts(connections: list[EchoConnection]) -> dict[str, Any]:
+    """Bytes each connection carried from its TCP connect through its first echo (set-up and
+    one message; the default path's polling GET included), read before the close; frames are
+    not counted (the handshake's frames are not messages'). None when any socket is unreadable."""
+    counted = wire.total(s for c in connections for s in c.tcp_sockets())
+    earlier = [c.earlier_wire for c in connections]
+    if counted is None or any(e is None for e in earlier):
+        up = down = None
+    else:
+        up = counted.up + sum(e.up for e in earlier if e is not None)
+        down = counted.down + sum(e.down for e in earlier if e is not None)
+    requests = [c.http_requests for c in connections]
+    return {
+        "wire_messages": sum(c.next_seq for c in connections),
+        "wire_bytes_up": up,
+        "wire_bytes_down": down,
+        "http_requests": sum(requests) if all(r is not None for r in requests) else None,
+    }
 
 
 def main() -> int:

@@ -315,6 +315,12 @@ def test_connect_storm_sets_up_and_checks_every_connection(
             assert float(row["target_conns_s"]) == 0.0 and connects_per_s > 0
         assert 0 < float(row["connect_p50_us"]) <= float(row["connect_p99_us"])
         assert float(row["server_cpu_us_per_conn"]) > 0
+        # Per connection, its set-up and one echo: at least the echo's 32-byte payload each
+        # way, plus the HTTP upgrade (Socket.IO: and the handshake packets).
+        assert (
+            float(row["wire_bytes_up_per_msg"]) > 100
+            and float(row["wire_bytes_down_per_msg"]) > 100
+        )
 
 
 def test_socketio_default_path_opens_over_polling_then_upgrades(tmp_path: Path) -> None:
@@ -328,3 +334,6 @@ def test_socketio_default_path_opens_over_polling_then_upgrades(tmp_path: Path) 
     for row in rows:
         assert row["transport"] == "polling-upgrade"
         assert int(row["errors"]) == 0 and int(row["sent"]) == int(row["received"]) == 30
+        # One polling GET per connection, its bytes counted with the WebSocket's.
+        assert float(row["http_requests_per_msg"]) == 1.0
+        assert float(row["wire_bytes_up_per_msg"]) > 300

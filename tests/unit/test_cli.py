@@ -132,8 +132,8 @@ def test_slice_option_changes_closed_loop_cells_only() -> None:
 
 
 def test_connect_mode_cells_carry_the_storm() -> None:
-    cells = cells_for(["run", "--mode", "connect", "--connections", "50", "--connect-rate",
-                       "100", "--servers", "socketio-asgi", "--transport", "polling-upgrade"])  # fmt: skip
+    cells = cells_for(["run", "--mode", "connect", "--connections", "50", "--connect-rate", "100",
+                       "--servers", "socketio-asgi", "--transport", "polling-upgrade"])  # fmt: skip
     (cell,) = cells
     assert (cell.scenario, cell.mode, cell.connections) == ("connect", "connect", 50)
     assert (cell.rate_conns_s, cell.transport, cell.warmup_s) == (100.0, "polling-upgrade", 0.0)
