@@ -28,6 +28,7 @@ from bench.load.client import Tally
 from bench.load.engine import WorkerFailed, run_worker, worker_main
 from bench.load.library_worker import EVENT, LibraryConnection, Message, drive
 from bench.load.plan import WorkerPlan, WorkerReport
+from bench.metrics import wire
 from bench.protocol import socketio as sio
 
 RECORD_SEPARATOR = "\x1e"
@@ -59,6 +60,43 @@ def split_payload(body: str) -> list[str]:
     return body.split(RECORD_SEPARATOR) if body else []
 
 
+class CountedSocket(socket.socket):
+    """A client socket whose TCP_INFO stays readable after its connection closed.
+
+    When the server ends a keep-alive connection, aiohttp closes the transport, and uvloop
+    detaches the socket object before closing its descriptor (asyncio's own loop closes
+    it); the kernel's counters are read just before either and answered from then on, so
+    the bytes the connection carried still count.
+    """
+
+    _final_tcp_info: bytes | None = None
+
+    def _keep_counters(self) -> None:
+        if self._final_tcp_info is None and self.fileno() >= 0:
+            with contextlib.suppress(OSError):
+                self._final_tcp_info = super().getsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_INFO, wire.TCP_INFO_BYTES
+                )
+
+    def detach(self) -> int:
+        self._keep_counters()
+        return super().detach()
+
+    def close(self) -> None:
+        self._keep_counters()
+        super().close()
+
+    def getsockopt(self, level: int, option: int, buflen: int = 0) -> Any:
+        final = self._final_tcp_info
+        if final is not None and (level, option) == (socket.IPPROTO_TCP, socket.TCP_INFO):
+            return final[:buflen] if buflen else final
+        return (
+            super().getsockopt(level, option, buflen)
+            if buflen
+            else super().getsockopt(level, option)
+        )
+
+
 class PollingConnection(LibraryConnection):
     def __init__(
         self,
@@ -84,8 +122,8 @@ class PollingConnection(LibraryConnection):
         self.writer = asyncio.ensure_future(self._post_pending())
 
     def tcp_sockets(self) -> list[socket.socket]:
-        # A socket the server closed can no longer be read, and the count becomes unknown
-        # rather than short (bench.metrics.wire.total).
+        # A socket whose connection closed answers with its last counters (CountedSocket);
+        # one that cannot be read makes the count unknown rather than short.
         return list(self.sockets)
 
     async def transmit(self, message: Message) -> None:
@@ -196,7 +234,7 @@ async def connect(
 
     def open_socket(addr_info: Any) -> socket.socket:
         family, kind, proto, _, _ = addr_info
-        sock = socket.socket(family=family, type=kind, proto=proto)
+        sock = CountedSocket(family=family, type=kind, proto=proto)
         sockets.append(sock)
         return sock
 

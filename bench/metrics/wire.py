@@ -19,7 +19,7 @@ from typing import Protocol
 # after tcpi_pacing_rate and tcpi_max_pacing_rate (Linux 4.1 and later).
 _BYTES_ACKED_OFFSET = 120
 _BYTES_RECEIVED_OFFSET = 128
-_TCP_INFO_BYTES = 256
+TCP_INFO_BYTES = 256
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class HasSocket(Protocol):
 
 def read(sock: HasSocket) -> WireBytes | None:
     try:
-        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
     except OSError:
         return None
     return parse_tcp_info(raw)
