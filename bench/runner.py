@@ -322,18 +322,21 @@ async def search_capacity(
     await measure(closed.spec, url, server_pid, pinning, log_dir / "closed", closed)
     closed_msgs_s = sum(r.received for r in closed.reports) / spec.duration_s
     search = CapacitySearch.from_closed_loop(spec.slo_p99_ms, closed_msgs_s, spec.capacity_steps)
-    best: RunResult | None = None
+    probes: dict[int, RunResult] = {}  # by id() of their outcome
     while not search.done:
         rate = round(search.next_rate(), 1)
         probe = RunResult(replace(spec, mode="open", rate_msgs_s=rate), result.run_id, "")
-        await measure(probe.spec, url, server_pid, pinning, log_dir / f"rate-{rate:.0f}", probe)
+        number = len(search.history) + 1
+        await measure(
+            probe.spec, url, server_pid, pinning, log_dir / f"probe-{number}-{rate:.0f}", probe
+        )
         outcome = _outcome(probe, rate)
         search.record(outcome)
+        probes[id(outcome)] = probe
         result.capacity_probes.append(
             {**asdict(outcome), "passed": outcome.passes(spec.slo_p99_ms)}
         )
-        if search.best is outcome:
-            best = probe
+    best = probes[id(search.best)] if search.best is not None else None
     if best is None:
         raise RunFailed(
             f"no rate met p99 <= {spec.slo_p99_ms} ms with zero errors "

@@ -16,6 +16,9 @@ UPPER_BOUND_FACTOR = 1.1
 # While the upper bound has never failed, passes at this share of it double it.
 GROW_WHEN = 0.9
 DEFAULT_STEPS = 7
+# Probes per rate at most; a majority of them decides it.
+VOTES = 3
+MAJORITY = VOTES // 2 + 1
 
 
 @dataclass(frozen=True)
@@ -37,15 +40,17 @@ class ProbeOutcome:
 class CapacitySearch:
     """Bisection state: ``next_rate()`` to probe, ``record(outcome)`` what happened.
 
-    Two guards against a noisy machine, where one probe can fail for reasons that have
-    nothing to do with the rate (a collector pause, the host taking the core for a moment):
-    - a failure lowers the upper bound only once a second probe at the same rate fails too;
-      otherwise one stall early in the search would send every later probe far too low;
+    Guards against a noisy machine, where one probe can pass or fail for reasons that have
+    nothing to do with the rate (a collector pause, the host taking the core for a moment,
+    or a moment when the shared core runs fast):
+    - every rate is decided by a majority of up to ``VOTES`` probes (two agreeing of three),
+      so neither one stall nor one lucky fast moment moves the bounds; on this machine a
+      pinned core's speed drifts by tens of percent within seconds, and a search that
+      believed single probes found rates 13-35% apart from one repeat to the next;
     - the first upper bound comes from the closed loop, which an open loop can beat (its
       messages queue and the server reads them in batches): while nothing has failed there
       and the passes come near it, it doubles.
-    ``steps`` counts decisions (a pass, or a failure seen twice), so a search makes at most
-    ``2 * steps`` probes.
+    ``steps`` counts decisions, so a search makes at most ``VOTES * steps`` probes.
     """
 
     slo_p99_ms: float
@@ -56,7 +61,8 @@ class CapacitySearch:
     history: list[ProbeOutcome] = field(default_factory=list)
     decisions: int = 0
     upper_failed: bool = False
-    retry_rate_msgs_s: float | None = None
+    # Probes of the rate being decided.
+    votes: list[ProbeOutcome] = field(default_factory=list)
 
     @classmethod
     def from_closed_loop(
@@ -66,28 +72,37 @@ class CapacitySearch:
 
     @property
     def done(self) -> bool:
-        return self.decisions >= self.steps and self.retry_rate_msgs_s is None
+        return self.decisions >= self.steps and not self.votes
 
     def next_rate(self) -> float:
-        if self.retry_rate_msgs_s is not None:
-            return self.retry_rate_msgs_s
+        if self.votes:
+            return self.votes[0].rate_msgs_s
         return (self.lower_msgs_s + self.upper_msgs_s) / 2
 
     def record(self, outcome: ProbeOutcome) -> None:
         self.history.append(outcome)
+        self.votes.append(outcome)
+        passed = [o for o in self.votes if o.passes(self.slo_p99_ms)]
+        failed = len(self.votes) - len(passed)
+        if len(passed) >= MAJORITY:
+            self._passed(max(passed, key=lambda o: o.p99_us))
+        elif failed >= MAJORITY:
+            self._failed(outcome.rate_msgs_s)
+
+    def _passed(self, outcome: ProbeOutcome) -> None:
+        """The rate passed; ``outcome`` is its passing probe with the higher p99 (the row
+        reports the less flattering of the two)."""
+        self.votes = []
+        self.decisions += 1
         rate = outcome.rate_msgs_s
-        if outcome.passes(self.slo_p99_ms):
-            self.retry_rate_msgs_s = None
-            self.decisions += 1
-            self.lower_msgs_s = max(self.lower_msgs_s, rate)
-            if self.best is None or rate > self.best.rate_msgs_s:
-                self.best = outcome
-            if not self.upper_failed and self.lower_msgs_s >= GROW_WHEN * self.upper_msgs_s:
-                self.upper_msgs_s *= 2
-        elif self.retry_rate_msgs_s is None:
-            self.retry_rate_msgs_s = rate  # see it fail twice before believing it
-        else:
-            self.retry_rate_msgs_s = None
-            self.decisions += 1
-            self.upper_msgs_s = rate
-            self.upper_failed = True
+        self.lower_msgs_s = max(self.lower_msgs_s, rate)
+        if self.best is None or rate > self.best.rate_msgs_s:
+            self.best = outcome
+        if not self.upper_failed and self.lower_msgs_s >= GROW_WHEN * self.upper_msgs_s:
+            self.upper_msgs_s *= 2
+
+    def _failed(self, rate: float) -> None:
+        self.votes = []
+        self.decisions += 1
+        self.upper_msgs_s = rate
+        self.upper_failed = True
