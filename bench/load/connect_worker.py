@@ -18,8 +18,9 @@ storm's time limit (``duration_s``) runs out, are counted and described. Connect
 until the storm is over, as a crowd of clients arriving would, and are then closed.
 
 The WebSocket side is the fast worker's picows client; the one polling GET of the default path
-goes over a new TCP connection each, as a new client would open. Bytes on the wire are each
-connection's from its TCP connect through its first echo (``storm_wire_counts``).
+goes over a new TCP connection each (``bench.load.http1``), as a new client would open. Bytes
+on the wire are each connection's from its TCP connect through its first echo
+(``storm_wire_counts``).
 """
 
 from __future__ import annotations
@@ -30,9 +31,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from time import monotonic_ns
 from typing import Any
-from urllib.parse import urlsplit
-
-import httptools
 
 from bench.load.alarm import Alarm
 from bench.load.client import EchoConnection, Tally, connect
@@ -47,7 +45,7 @@ from bench.load.engine import (
     worker_main,
 )
 from bench.load.plan import WorkerPlan, WorkerReport
-from bench.load.polling_worker import polling_url, split_payload
+from bench.load.polling_worker import http_clients, polling_url, request_target, split_payload
 from bench.load.recorder import LatencyRecorder
 from bench.load.schedule import NS_PER_S
 from bench.metrics import wire
@@ -69,54 +67,18 @@ def intended_start_ns(start_ns: int, rate_conns_s: float, attempt: int) -> int:
     return start_ns + int(attempt * NS_PER_S / rate_conns_s)
 
 
-async def http_get(
-    url: str, local_addr: tuple[str, int] | None
-) -> tuple[int, str, WireBytes | None]:
-    """One HTTP/1.1 GET on a new TCP connection, closed afterwards: status, body, and the
-    bytes the socket carried. Written by hand (with httptools' parser, uvicorn's) because the
-    socket's kernel counters must be read before it closes, which aiohttp's client, closing
-    it inside the request, does not allow."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    reader, writer = await asyncio.open_connection(host, port, local_addr=local_addr)
-    try:
-        writer.write(
-            f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            "Accept-Encoding: identity\r\nConnection: close\r\n\r\n".encode()
-        )
-        response = _Response()
-        parser = httptools.HttpResponseParser(response)
-        while not response.complete:
-            data = await reader.read(65536)
-            if not data:
-                raise ConnectionError("the server closed the connection mid-response")
-            parser.feed_data(data)
-        counted = wire.read(writer.get_extra_info("socket"))
-        return parser.get_status_code(), b"".join(response.body).decode(), counted
-    finally:
-        writer.close()
-
-
-class _Response:
-    """httptools' callbacks for one response."""
-
-    def __init__(self) -> None:
-        self.body: list[bytes] = []
-        self.complete = False
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-
-
 async def open_session(
-    url: str, local_addr: tuple[str, int] | None
+    url: str, local_addr: tuple[str, int] | None, timeout_s: float
 ) -> tuple[str, WireBytes | None]:
-    """Engine.IO's open over long-polling: one GET; the session id, and the GET's bytes."""
-    status, body, counted = await http_get(url, local_addr)
-    packets = split_payload(body)
+    """Engine.IO's open over long-polling: one GET on a new TCP connection, closed after it
+    (the socket's counters are read first); the session id, and the GET's bytes."""
+    client, _ = http_clients(url, local_addr)
+    try:
+        status, body = await client.request("GET", request_target(url), timeout_s)
+    finally:
+        client.close()
+    counted = wire.total(client.sockets)
+    packets = split_payload(body.decode())
     if status != 200 or not packets:
         raise ConnectionError(f"Engine.IO open over polling answered {status}")
     opened = sio.decode_open(packets[0])
@@ -233,7 +195,9 @@ def make_opener(plan: WorkerPlan, exchange: Exchange, tally: Tally) -> Opener:
         )  # fmt: skip
 
     async def polling_then_upgrade(index: int) -> EchoConnection:
-        sid, get_bytes = await open_session(polling_url(plan.url), local_addr(index))
+        sid, get_bytes = await open_session(
+            polling_url(plan.url), local_addr(index), plan.connect_timeout_s
+        )
         connection = await connect(
             f"{plan.url}&sid={sid}", exchange, tally, False, plan.connect_timeout_s,
             max_frame_bytes, local_addr(index), upgrade=True,

@@ -1,12 +1,13 @@
 """Socket.IO over HTTP long-polling: ``python -m bench.load.polling_worker``.
 
 What users get when a proxy blocks WebSockets. Each connection is an Engine.IO v4 polling
-session spoken by hand over aiohttp's HTTP client (python-socketio's AsyncClient would add its
-own cost and cannot be told to stay on polling without also probing for an upgrade): one
-long-poll GET always pending for what the server sends, and POSTs carrying what the client
-sends, packets joined by the record separator (0x1e) as Engine.IO does. Each connection has
-its own pair of keep-alive HTTP connections, so bytes on the wire (headers included) come from
-the kernel's counters of those sockets, and every HTTP request is counted.
+session spoken by hand over the generator's own HTTP/1.1 client (``bench.load.http1``;
+python-socketio's AsyncClient would add its own cost and cannot be told to stay on polling
+without also probing for an upgrade): one long-poll GET always pending for what the server
+sends, and POSTs carrying what the client sends, packets joined by the record separator (0x1e)
+as Engine.IO does. Each connection has its own pair of keep-alive HTTP connections, as a
+browser uses, so bytes on the wire (headers included) come from the kernel's counters of those
+sockets, and every HTTP request is counted.
 
 Text payloads only: binary over polling travels base64-encoded, a cost of its own.
 The accounting (window, verification, latency from the intended send time) and the closed
@@ -19,16 +20,13 @@ import asyncio
 import contextlib
 import json
 import socket
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-
-import aiohttp
 
 from bench.load.client import Tally
 from bench.load.engine import WorkerFailed, run_worker, worker_main
+from bench.load.http1 import HttpClient
 from bench.load.library_worker import EVENT, LibraryConnection, Message, drive
 from bench.load.plan import WorkerPlan, WorkerReport
-from bench.metrics import wire
 from bench.protocol import socketio as sio
 
 RECORD_SEPARATOR = "\x1e"
@@ -37,9 +35,6 @@ RECORD_SEPARATOR = "\x1e"
 POLL_TIMEOUT_S = 3600.0
 # An HTTP answer to anything but a long poll should come at once.
 REQUEST_TIMEOUT_S = 10.0
-# No gzip: Engine.IO compresses polling responses for clients that accept it; the contract
-# has compression off everywhere.
-HEADERS = {"Accept-Encoding": "identity", "Content-Type": "text/plain;charset=UTF-8"}
 _EVENT_PREFIX = '42["' + EVENT + '",'
 
 
@@ -60,62 +55,23 @@ def split_payload(body: str) -> list[str]:
     return body.split(RECORD_SEPARATOR) if body else []
 
 
-class CountedSocket(socket.socket):
-    """A client socket whose TCP_INFO stays readable after its connection closed.
-
-    When the server ends a keep-alive connection, aiohttp closes the transport, and uvloop
-    detaches the socket object before closing its descriptor (asyncio's own loop closes
-    it); the kernel's counters are read just before either and answered from then on, so
-    the bytes the connection carried still count.
-    """
-
-    _final_tcp_info: bytes | None = None
-
-    def _keep_counters(self) -> None:
-        if self._final_tcp_info is None and self.fileno() >= 0:
-            with contextlib.suppress(OSError):
-                self._final_tcp_info = super().getsockopt(
-                    socket.IPPROTO_TCP, socket.TCP_INFO, wire.TCP_INFO_BYTES
-                )
-
-    def detach(self) -> int:
-        self._keep_counters()
-        return super().detach()
-
-    def close(self) -> None:
-        self._keep_counters()
-        super().close()
-
-    def getsockopt(self, level: int, option: int, buflen: int = 0) -> Any:
-        final = self._final_tcp_info
-        if final is not None and (level, option) == (socket.IPPROTO_TCP, socket.TCP_INFO):
-            return final[:buflen] if buflen else final
-        return (
-            super().getsockopt(level, option, buflen)
-            if buflen
-            else super().getsockopt(level, option)
-        )
-
-
 class PollingConnection(LibraryConnection):
     def __init__(
-        self,
-        plan: WorkerPlan,
-        tally: Tally,
-        session: aiohttp.ClientSession,
-        url: str,
-        sockets: list[socket.socket],
+        self, plan: WorkerPlan, tally: Tally, poller: HttpClient, poster: HttpClient, target: str
     ) -> None:
         super().__init__(plan, tally)
-        self.session = session
-        self.url = url
-        # Every socket the session's connector opened (see ``connect``), for the wire counts.
-        self.sockets = sockets
+        # Two keep-alive connections, as a browser uses: the pending poll, and the POSTs.
+        self.poller = poller
+        self.poster = poster
+        self.target = target  # the session's path and query
         self.pending: list[str] = []
         self.wake_writer = asyncio.Event()
-        self.http_requests = 0
         self.reader: asyncio.Future[None] | None = None
         self.writer: asyncio.Future[None] | None = None
+
+    @property
+    def http_requests(self) -> int:
+        return self.poller.requests + self.poster.requests
 
     def start(self) -> None:
         self.reader = asyncio.ensure_future(self._poll())
@@ -124,7 +80,7 @@ class PollingConnection(LibraryConnection):
     def tcp_sockets(self) -> list[socket.socket]:
         # A socket whose connection closed answers with its last counters (CountedSocket);
         # one that cannot be read makes the count unknown rather than short.
-        return list(self.sockets)
+        return [*self.poller.sockets, *self.poster.sockets]
 
     async def transmit(self, message: Message) -> None:
         assert isinstance(message, str)
@@ -139,32 +95,26 @@ class PollingConnection(LibraryConnection):
                 self.wake_writer.clear()
                 body, self.pending = RECORD_SEPARATOR.join(self.pending), []
                 await self._post(body)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (ConnectionError, OSError, TimeoutError) as exc:
             self._lost(exc)
 
     async def _post(self, body: str) -> None:
-        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-        async with self.session.post(
-            self.url, data=body, headers=HEADERS, timeout=timeout
-        ) as response:
-            self.http_requests += 1
-            answer = await response.text()
-            # Engine.IO says "ok"; python-engineio answers "OK".
-            if response.status != 200 or answer.lower() != "ok":
-                raise aiohttp.ClientError(f"POST answered {response.status} {answer!r:.60}")
+        status, answer = await self.poster.request(
+            "POST", self.target, REQUEST_TIMEOUT_S, body.encode()
+        )
+        # Engine.IO says "ok"; python-engineio answers "OK".
+        if status != 200 or answer.lower() != b"ok":
+            raise ConnectionError(f"POST answered {status} {answer!r:.60}")
 
     async def _poll(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=POLL_TIMEOUT_S)
         try:
             while True:
-                async with self.session.get(self.url, headers=HEADERS, timeout=timeout) as response:
-                    self.http_requests += 1
-                    body = await response.text()
-                    if response.status != 200:
-                        raise aiohttp.ClientError(f"poll answered {response.status}")
-                for packet in split_payload(body):
+                status, body = await self.poller.request("GET", self.target, POLL_TIMEOUT_S)
+                if status != 200:
+                    raise ConnectionError(f"poll answered {status}")
+                for packet in split_payload(body.decode()):
                     await self._handle(packet)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (ConnectionError, OSError, TimeoutError, UnicodeDecodeError) as exc:
             self._lost(exc)
 
     async def _handle(self, packet: str) -> None:
@@ -194,60 +144,61 @@ class PollingConnection(LibraryConnection):
 
     async def close(self, timeout_s: float) -> None:
         self.closing = True
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
             # Engine.IO's close packet ends the session on the server, and its pending poll.
-            await asyncio.wait_for(self._post("1"), timeout_s)
+            await self._post("1")
         for task in (self.reader, self.writer):
             if task is not None:
                 task.cancel()
-        await self.session.close()
+        self.poller.close()
+        self.poster.close()
 
 
-async def handshake(session: aiohttp.ClientSession, url: str, timeout_s: float) -> str:
-    """Open an Engine.IO session and connect the default namespace; returns the session URL."""
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with session.get(url, headers=HEADERS, timeout=timeout) as response:
-        body = await response.text()
-    packets = split_payload(body)
-    if response.status != 200 or not packets:
-        raise WorkerFailed(f"Engine.IO open over polling answered {response.status}")
+async def handshake(poller: HttpClient, poster: HttpClient, target: str, timeout_s: float) -> str:
+    """Open an Engine.IO session and connect the default namespace; returns the session's
+    path and query."""
+    status, body = await poller.request("GET", target, timeout_s)
+    packets = split_payload(body.decode())
+    if status != 200 or not packets:
+        raise WorkerFailed(f"Engine.IO open over polling answered {status}")
     sid = sio.decode_open(packets[0]).sid
-    session_url = f"{url}&sid={sid}"
-    async with session.post(
-        session_url, data=sio.encode_connect(), headers=HEADERS, timeout=timeout
-    ) as response:
-        if response.status != 200:
-            raise WorkerFailed(f"namespace connect POST answered {response.status}")
-    async with session.get(session_url, headers=HEADERS, timeout=timeout) as response:
-        body = await response.text()
-    replies = split_payload(body)
+    session_target = f"{target}&sid={sid}"
+    status, _ = await poster.request(
+        "POST", session_target, timeout_s, sio.encode_connect().encode()
+    )
+    if status != 200:
+        raise WorkerFailed(f"namespace connect POST answered {status}")
+    status, body = await poller.request("GET", session_target, timeout_s)
+    replies = split_payload(body.decode())
     if not replies:
         raise WorkerFailed("no namespace connect reply over polling")
     sio.decode_connect_reply(replies[0])
-    return session_url
+    return session_target
+
+
+def http_clients(url: str, local_addr: tuple[str, int] | None) -> tuple[HttpClient, HttpClient]:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    return HttpClient(host, port, local_addr), HttpClient(host, port, local_addr)
+
+
+def request_target(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
 
 
 async def connect(
     plan: WorkerPlan, tally: Tally, local_addr: tuple[str, int] | None
 ) -> LibraryConnection:
-    sockets: list[socket.socket] = []
-
-    def open_socket(addr_info: Any) -> socket.socket:
-        family, kind, proto, _, _ = addr_info
-        sock = CountedSocket(family=family, type=kind, proto=proto)
-        sockets.append(sock)
-        return sock
-
-    # Two keep-alive connections per Engine.IO session, as a browser uses: the pending poll
-    # and the POSTs.
-    connector = aiohttp.TCPConnector(limit=2, local_addr=local_addr, socket_factory=open_socket)
-    session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    url = polling_url(plan.url)
+    poller, poster = http_clients(url, local_addr)
     try:
-        session_url = await handshake(session, polling_url(plan.url), plan.connect_timeout_s)
+        target = await handshake(poller, poster, request_target(url), plan.connect_timeout_s)
     except BaseException:
-        await session.close()
+        poller.close()
+        poster.close()
         raise
-    connection = PollingConnection(plan, tally, session, session_url, sockets)
+    connection = PollingConnection(plan, tally, poller, poster, target)
     connection.start()
     return connection
 
