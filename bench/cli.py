@@ -71,9 +71,10 @@ def build_parser() -> _Parser:
     what.add_argument("--servers", type=_csv_list, help=f"comma list of: {', '.join(SERVERS)}")
     what.add_argument("--loops", type=_csv_list, help="comma list of: asyncio, uvloop")
     what.add_argument(
-        "--mode", choices=("closed", "open", "capacity", "connect"),
+        "--mode", choices=("closed", "open", "capacity", "connect", "fanout"),
         help="closed loop, open loop, capacity (highest open-loop rate meeting --slo-p99-ms), "
-        "or connect (a storm of --connections set-ups, each timed, then one echo each)",
+        "connect (a storm of --connections set-ups, each timed, then one echo each), or fanout "
+        "(one publisher at --rate msgs/s broadcast to --connections receivers)",
     )  # fmt: skip
     what.add_argument(
         "--connect-rate", type=_number(float),
@@ -274,10 +275,21 @@ def _check_names(args: argparse.Namespace) -> None:
 
 def _check_mode_and_rate(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     """Check the options that depend on the mode; returns the RunSpec fields they set."""
-    if mode == "open" and args.rate is None:
-        raise UsageError("--mode open needs --rate (total messages per second)")
-    if mode != "open" and args.rate is not None:
-        raise UsageError("--rate applies to --mode open only")
+    if mode in ("open", "fanout") and args.rate is None:
+        raise UsageError(f"--mode {mode} needs --rate (messages per second)")
+    if mode not in ("open", "fanout") and args.rate is not None:
+        raise UsageError("--rate applies to --mode open and fanout only")
+    if mode == "fanout" and (
+        args.ack
+        or args.inflight is not None
+        or args.workers not in (None, 1)
+        or args.payload_kind == "binary"
+        or args.transport == "polling"
+    ):
+        raise UsageError(
+            "--mode fanout publishes text over WebSocket from one worker "
+            "(no --ack, --inflight, --workers, binary or polling)"
+        )
     if args.connect_rate is not None:
         if mode != "connect":
             raise UsageError("--connect-rate applies to --mode connect only")
@@ -311,7 +323,7 @@ def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
     if args.servers is not None and not args.servers:
         raise UsageError("--servers is empty")
     entry = {
-        "scenario": "connect" if mode == "connect" else "echo",
+        "scenario": {"connect": "connect", "fanout": "fanout"}.get(mode, "echo"),
         "servers": args.servers or list(SERVERS),
         "loops": args.loops or ["uvloop"],
         "mode": mode,
@@ -371,7 +383,7 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
     mode = _adhoc_option(args, "mode")
     mode_fields = _check_mode_and_rate(args, mode)
     cell = RunSpec(
-        scenario="connect" if mode == "connect" else "echo",
+        scenario={"connect": "connect", "fanout": "fanout"}.get(mode, "echo"),
         server=args.label or args.protocol,
         protocol=args.protocol,
         loop="external",

@@ -36,7 +36,9 @@ COLUMNS = [
     "server_loop_lag_p99_ms", "server_loop_lag_max_ms", "server_cpus_steal_pct",
     "generator_cpus_steal_pct", "send_lag_p99_us", "slo_p99_ms",
     "capacity_msgs_s", "connect_s", "connect_p50_us", "connect_p99_us", "target_conns_s",
-    "connects_per_s", "connect_failures", "server_cpu_us_per_conn",
+    "connects_per_s", "connect_failures", "server_cpu_us_per_conn", "recipients",
+    "fanout_p50_us", "fanout_p99_us", "fanout_first_p99_us", "fanout_median_p99_us",
+    "fanout_last_p99_us", "delivered", "duplicated", "out_of_order",
     "extensions_negotiated", "server_exit_status", "started_utc", "schema_version",
 ]  # fmt: skip
 
@@ -69,6 +71,31 @@ def server_cpu_us_per_connection(result: RunResult) -> float:
     if opened == 0:
         return math.nan
     return result.server_storm_cpu_s / opened * 1e6
+
+
+def fanout_fields(result: RunResult, deliveries: hist.LatencySummary | None) -> dict[str, Any]:
+    """Fan-out rows: receivers, delivery latency (every delivery, and per message its first,
+    median and last receiver's), and the exact delivery counts; NaN for other rows."""
+    names = ("recipients", "fanout_p50_us", "fanout_p99_us", "fanout_first_p99_us",
+             "fanout_median_p99_us", "fanout_last_p99_us", "delivered", "duplicated",
+             "out_of_order")  # fmt: skip
+    if result.spec.mode != "fanout" or not result.reports or deliveries is None:
+        return dict.fromkeys(names, math.nan)
+
+    def p99(attribute: str) -> float:
+        return hist.summarize(result.merged(attribute)).p99_us
+
+    return {
+        "recipients": sum(r.recipients for r in result.reports),
+        "fanout_p50_us": deliveries.p50_us,
+        "fanout_p99_us": deliveries.p99_us,
+        "fanout_first_p99_us": p99("fanout_first_hist"),
+        "fanout_median_p99_us": p99("fanout_median_hist"),
+        "fanout_last_p99_us": p99("fanout_last_hist"),
+        "delivered": sum(r.received for r in result.reports),
+        "duplicated": sum(r.duplicated for r in result.reports),
+        "out_of_order": sum(r.out_of_order for r in result.reports),
+    }
 
 
 def per_message(reports: list[WorkerReport], counter: str) -> float:
@@ -118,9 +145,11 @@ def row(result: RunResult) -> dict[str, Any]:
         "connections": spec.connections,
         "payload_bytes": spec.payload_bytes,
         "payload_kind": spec.payload_kind,
-        "target_rate": {"open": spec.rate_msgs_s, "capacity": result.capacity_msgs_s}.get(
-            spec.mode, nan
-        ),
+        "target_rate": {
+            "open": spec.rate_msgs_s,
+            "fanout": spec.rate_msgs_s,
+            "capacity": result.capacity_msgs_s,
+        }.get(spec.mode, nan),
         "repeat": spec.repeat,
         "warmup_s": spec.warmup_s,
         "duration_s": spec.duration_s,
@@ -167,6 +196,7 @@ def row(result: RunResult) -> dict[str, Any]:
         "connects_per_s": _round(connects_per_second(result)) if connect_mode else nan,
         "connect_failures": sum(r.connect_failures for r in result.reports),
         "server_cpu_us_per_conn": _round(server_cpu_us_per_connection(result)),
+        **fanout_fields(result, latency),
         "extensions_negotiated": result.probe.extensions_negotiated if result.probe else "",
         "server_exit_status": result.server_exit_status,
         "started_utc": result.started_utc,
@@ -202,6 +232,15 @@ class ResultsWriter:
                         "latency_hist": [r.latency_hist for r in result.reports],
                         "send_lag_hist": [r.send_lag_hist for r in result.reports],
                         "connect_hist": [r.connect_hist for r in result.reports],
+                        **{
+                            name: [getattr(r, name) for r in result.reports]
+                            for name in (
+                                "fanout_first_hist",
+                                "fanout_median_hist",
+                                "fanout_last_hist",
+                            )
+                            if result.spec.mode == "fanout"
+                        },
                         "error_samples": [s for r in result.reports for s in r.error_samples],
                         "capacity_probes": result.capacity_probes,
                     }

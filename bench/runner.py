@@ -40,6 +40,8 @@ WORKER_MODULES = {"fast": "bench.load.worker", "library": "bench.load.library_wo
 POLLING_WORKER_MODULE = "bench.load.polling_worker"
 # Connection set-up storms, on the fast client (with one HTTP GET for the polling-upgrade path).
 CONNECT_WORKER_MODULE = "bench.load.connect_worker"
+# Broadcast fan-out: receivers and a publisher in one process, on the fast client.
+FANOUT_WORKER_MODULE = "bench.load.fanout_worker"
 LOOPBACK = "127.0.0.1"
 # A generator process at or above this share of its core may be what limits the run.
 CLIENT_BOUND_CPU_PCT = 90.0
@@ -51,6 +53,8 @@ CLIENT_BOUND_SEND_LAG_US = 5000.0
 def worker_module(spec: RunSpec) -> str:
     if spec.mode == "connect":
         return CONNECT_WORKER_MODULE
+    if spec.mode == "fanout":
+        return FANOUT_WORKER_MODULE
     return POLLING_WORKER_MODULE if spec.transport == "polling" else WORKER_MODULES[spec.client]
 
 

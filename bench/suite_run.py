@@ -69,6 +69,12 @@ def _progress_line(index: int, total: int, record: dict[str, Any]) -> str:
             f"{record['connect_p50_us']:>7,.0f} µs  p99 {record['connect_p99_us']:>7,.0f} µs  "
             f"({record['transport']}, {pace})"
         )
+    elif record["mode"] == "fanout":
+        figures = (
+            f"{record['throughput_msgs_s']:>9,.0f} deliveries/s to {record['recipients']:,.0f}  "
+            f"p50 {record['fanout_p50_us']:>7,.0f} µs  p99 {record['fanout_p99_us']:>7,.0f} µs  "
+            f"last receiver p99 {record['fanout_last_p99_us']:>7,.0f} µs"
+        )
     else:
         figures = (
             f"{record['throughput_msgs_s']:>9,.0f} msgs/s  p50 {record['p50_us']:>7,.0f} µs  "

@@ -46,6 +46,17 @@ class FairnessContract:
     # Socket.IO event that the servers echo, and the namespace.
     socketio_event: str = "echo"
     socketio_namespace: str = "/"
+    # Fan-out (broadcast). Raw servers: a connection to fanout_path receives every message
+    # published on a connection to publish_path. Socket.IO: a client joins fanout_room with
+    # the join event (acknowledged once it is in), publishes with the publish event, and
+    # receivers get the fanout event. Each library's own broadcast path is used (websockets'
+    # broadcast(), python-socketio's emit to a room; aiohttp has none: it loops).
+    fanout_path: str = "/fanout"
+    publish_path: str = "/publish"
+    fanout_room: str = "fanout"
+    socketio_join_event: str = "join"
+    socketio_publish_event: str = "publish"
+    socketio_fanout_event: str = "fanout"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

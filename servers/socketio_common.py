@@ -51,10 +51,11 @@ class _AckAwareServer(socketio.AsyncServer):  # type: ignore[misc]
 def create_socketio_server(
     async_mode: str, transports: tuple[str, ...] = FAIRNESS.socketio_transports
 ) -> socketio.AsyncServer:
-    """A Socket.IO server with the contract's settings that echoes ``FAIRNESS.socketio_event``.
+    """A Socket.IO server with the contract's settings that echoes ``FAIRNESS.socketio_event``
+    and broadcasts ``FAIRNESS.socketio_publish_event`` to the fan-out room.
 
-    Each message gets exactly one reply: the acknowledgement when the client asked for one,
-    otherwise an ``echo`` event emitted back to the sender only.
+    Each echoed message gets exactly one reply: the acknowledgement when the client asked for
+    one, otherwise an ``echo`` event emitted back to the sender only.
     """
     sio = _AckAwareServer(
         async_mode=async_mode,
@@ -80,7 +81,22 @@ def create_socketio_server(
         await sio.emit(FAIRNESS.socketio_event, data, to=sid, namespace=FAIRNESS.socketio_namespace)
         return None
 
-    sio.on(FAIRNESS.socketio_event, echo, namespace=FAIRNESS.socketio_namespace)
+    async def join(sid: str, data: Any) -> bool:
+        """A receiver of fan-out: into the room; the ack tells the client it is in."""
+        await sio.enter_room(sid, FAIRNESS.fanout_room, namespace=FAIRNESS.socketio_namespace)
+        return True
+
+    async def publish(sid: str, data: Any) -> None:
+        """One emit to the room: python-socketio encodes it once and queues it per client."""
+        await sio.emit(
+            FAIRNESS.socketio_fanout_event, data, to=FAIRNESS.fanout_room,
+            namespace=FAIRNESS.socketio_namespace,
+        )  # fmt: skip
+
+    namespace = FAIRNESS.socketio_namespace
+    sio.on(FAIRNESS.socketio_event, echo, namespace=namespace)
+    sio.on(FAIRNESS.socketio_join_event, join, namespace=namespace)
+    sio.on(FAIRNESS.socketio_publish_event, publish, namespace=namespace)
     return sio
 
 

@@ -1,10 +1,12 @@
-"""Plain WebSocket echo server on websockets' asyncio implementation, with the fairness contract."""
+"""Plain WebSocket echo and fan-out server on websockets' asyncio implementation, with the
+fairness contract."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosedError
 
 from servers.common import FAIRNESS, run_server
@@ -19,20 +21,50 @@ PING_INTERVAL_S = FAIRNESS.websocket_ping_interval_s
 MAX_MESSAGE_BYTES = FAIRNESS.max_message_bytes
 
 
-# --- Handler ---------------------------------------------------------------------------------
+# --- Handlers --------------------------------------------------------------------------------
+
+RECEIVERS: set[ServerConnection] = set()
 
 
-async def echo(connection: ServerConnection) -> None:
-    """Send every message back unchanged: text as text, binary as binary."""
-    # websockets does no routing: every path is served; the harness connects to "/".
+async def route(connection: ServerConnection) -> None:
+    # websockets does no routing of its own: the fan-out paths are picked here, and every other
+    # path gets the echo (the harness connects to "/").
+    assert connection.request is not None
+    path = urlsplit(connection.request.path).path
     try:
-        async for message in connection:
-            await connection.send(message)
+        if path == FAIRNESS.fanout_path:
+            await receive_broadcasts(connection)
+        elif path == FAIRNESS.publish_path:
+            await publish(connection)
+        else:
+            await echo(connection)
     except ConnectionClosedError:
         # A client that leaves without a closing handshake (or sends too much) is routine under
         # load; aiohttp ends its handler quietly then, and so does this one, instead of logging
         # a traceback per connection to stderr.
         pass
+
+
+async def echo(connection: ServerConnection) -> None:
+    """Send every message back unchanged: text as text, binary as binary."""
+    async for message in connection:
+        await connection.send(message)
+
+
+async def receive_broadcasts(connection: ServerConnection) -> None:
+    """A receiver: gets every published message until it leaves."""
+    RECEIVERS.add(connection)
+    try:
+        await connection.wait_closed()
+    finally:
+        RECEIVERS.discard(connection)
+
+
+async def publish(connection: ServerConnection) -> None:
+    """Send every message to every receiver with websockets' broadcast(), which writes to each
+    connection without waiting for it (a slow receiver does not hold up the others)."""
+    async for message in connection:
+        broadcast(RECEIVERS, message)
 
 
 # --- Start -----------------------------------------------------------------------------------
@@ -51,7 +83,7 @@ class RunningWebsockets:
 
 async def start(host: str, port: int) -> RunningWebsockets:
     server = await serve(
-        echo,
+        route,
         host,
         port,
         compression=COMPRESSION,
@@ -65,7 +97,9 @@ async def start(host: str, port: int) -> RunningWebsockets:
 
 
 def main() -> int:
-    return run_server(start, "Plain WebSocket echo server (websockets, asyncio implementation).")
+    return run_server(
+        start, "Plain WebSocket echo and fan-out server (websockets, asyncio implementation)."
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from bench.load.slices import SliceSchedule
 
-Mode = Literal["closed", "open", "connect"]
+Mode = Literal["closed", "open", "connect", "fanout"]
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,18 @@ class WorkerReport:
     http_requests: int | None = None
     # Connect storms: attempts that failed or did not finish within the storm's time limit.
     connect_failures: int = 0
+    # Fan-out (bench.load.fanout): receivers, deliveries made twice or after a later message,
+    # and per published message the latency of its first, median and last receiver.
+    recipients: int = 0
+    duplicated: int = 0
+    out_of_order: int = 0
+    fanout_first_hist: str = ""
+    fanout_median_hist: str = ""
+    fanout_last_hist: str = ""
 
     @property
     def errors(self) -> int:
-        return self.missing + self.unexpected + self.connect_failures
+        return self.missing + self.unexpected + self.connect_failures + self.duplicated
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

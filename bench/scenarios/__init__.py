@@ -51,7 +51,9 @@ _ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
     "rate_conns_s": (int, float, list),
 }
 TRANSPORTS = ("websocket", "polling", POLLING_UPGRADE)
-MODES = ("closed", "open", "connect")
+MODES = ("closed", "open", "connect", "fanout")
+# Modes that send on a fixed schedule of rate_msgs_s (fan-out: the publish rate).
+PACED_MODES = ("open", "fanout")
 _REQUIRED = ("scenario", "servers", "mode", "duration_s")
 _SUITE_KEYS = {"name", "description", "repeat", "run"}
 
@@ -118,6 +120,16 @@ def check_transport(
             raise UsageError(f"{where}: long-polling runs text echoes without acks only")
 
 
+def check_fanout(where: str, entry: dict[str, Any]) -> None:
+    """Fan-out: one generator process (receivers and publisher), text, no acks or slices."""
+    if entry.get("workers", 1) != 1 or entry.get("transport", "websocket") != "websocket":
+        raise UsageError(f"{where}: fanout mode runs one worker over WebSocket")
+    if "inflight" in entry or entry.get("ack") or entry.get("slice_s"):
+        raise UsageError(f"{where}: fanout mode publishes on a schedule (no inflight/ack/slice)")
+    if any(kind != "text" for kind in _as_list(entry.get("payload_kind", "text"))):
+        raise UsageError(f"{where}: fanout mode publishes text messages")
+
+
 def validate_entry(entry: dict[str, Any], where: str) -> None:
     for key, value in entry.items():
         if key not in _ENTRY_KEYS:
@@ -136,10 +148,12 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
     mode = entry["mode"]
     if mode not in MODES:
         raise UsageError(f"{where}: mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "open" and "rate_msgs_s" not in entry:
-        raise UsageError(f"{where}: open mode needs rate_msgs_s")
-    if mode != "open" and "rate_msgs_s" in entry:
-        raise UsageError(f"{where}: rate_msgs_s applies to open mode only")
+    if mode in PACED_MODES and "rate_msgs_s" not in entry:
+        raise UsageError(f"{where}: {mode} mode needs rate_msgs_s")
+    if mode not in PACED_MODES and "rate_msgs_s" in entry:
+        raise UsageError(f"{where}: rate_msgs_s applies to open and fanout modes only")
+    if mode == "fanout":
+        check_fanout(where, entry)
     if mode != "connect" and "rate_conns_s" in entry:
         raise UsageError(f"{where}: rate_conns_s applies to connect mode only")
     if mode == "connect" and ("inflight" in entry or entry.get("ack")):

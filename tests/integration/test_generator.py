@@ -74,6 +74,49 @@ def test_every_wrong_missing_or_duplicated_echo_is_an_error(
     assert int(row["errors"]) == missing + unexpected
 
 
+@pytest.mark.parametrize(
+    ("faulty_server", "missing", "duplicated", "unexpected"),
+    [("drop", 50, 0, 0), ("duplicate", 0, 50, 0), ("corrupt", 50, 0, 50)],
+    indirect=["faulty_server"],
+)
+def test_fanout_accounts_for_every_delivery_to_every_receiver(
+    faulty_server: int, missing: int, duplicated: int, unexpected: int, tmp_path: Path
+) -> None:
+    # 100 messages (seq 0..99, 10 victims) broadcast to 5 receivers: 500 deliveries expected.
+    out = tmp_path / "out"
+    code = main(["run", "--target", f"ws://127.0.0.1:{faulty_server}/", "--protocol", "raw",
+                 "--mode", "fanout", "--rate", "100", "--connections", "5", "--duration", "1",
+                 "--warmup", "0", "--out", str(out)])  # fmt: skip
+    (row,) = read_rows(out)
+    assert code == 3
+    assert (int(row["sent"]), int(row["recipients"])) == (100, 5)
+    assert int(row["delivered"]) == int(row["received"]) == 500 - missing
+    assert int(row["missing"]) == missing
+    assert int(row["duplicated"]) == duplicated
+    assert int(row["unexpected"]) == unexpected
+    assert int(row["errors"]) == missing + duplicated + unexpected
+
+
+def test_fanout_on_every_server(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--mode", "fanout", "--rate", "40", "--connections", "25",
+                 "--duration", "1", "--warmup", "0.3", "--out", str(out)])  # fmt: skip
+    rows = read_rows(out)
+    assert code == 0, [r["failure"] for r in rows]
+    assert {r["server"] for r in rows} == {
+        "websockets", "aiohttp", "socketio-aiohttp", "socketio-asgi",
+    }  # fmt: skip
+    for row in rows:
+        assert (row["scenario"], row["mode"]) == ("fanout", "fanout")
+        assert int(row["recipients"]) == 25 and int(row["sent"]) == 40
+        # Every published message reached every receiver exactly once.
+        assert int(row["delivered"]) == 40 * 25 and int(row["errors"]) == 0
+        assert int(row["duplicated"]) == 0 and int(row["missing"]) == 0
+        first, last = float(row["fanout_first_p99_us"]), float(row["fanout_last_p99_us"])
+        assert 0 < first <= last
+        assert 0 < float(row["fanout_p50_us"]) <= float(row["fanout_p99_us"])
+
+
 def test_every_server_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "out"
     code = main(["run", "--duration", "1", "--warmup", "0.5", "--loops", "uvloop,asyncio",

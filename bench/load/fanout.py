@@ -1,0 +1,120 @@
+"""Broadcast fan-out accounting: which receiver got which published message, when (pure).
+
+The publisher registers each message (its sequence number, intended publish time and the exact
+frame every receiver must get); each delivery is checked byte for byte against that frame and
+counted per receiver. From that come the exact figures: deliveries expected, made, missing,
+duplicated and out of order, and latencies from the *intended* publish time (open loop: a
+stalled server shows in them) per delivery and per message (first, median and last receiver).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.protocol.exchange import SEQ_DIGITS
+
+
+@dataclass(frozen=True)
+class FanoutCounts:
+    published: int  # messages in the measured window
+    recipients: int
+    delivered: int  # distinct (receiver, message) pairs received
+    missing: int
+    duplicated: int
+    out_of_order: int
+    unexpected: int  # frames that are no published message's
+
+    @property
+    def expected(self) -> int:
+        return self.published * self.recipients
+
+
+class FanoutBook:
+    """Published messages and their deliveries to ``recipients`` receivers.
+
+    ``seq_offset`` is where a frame's sequence number starts (after Socket.IO's event prefix).
+    Only messages numbered from ``first_measured`` on count (earlier ones are the warm-up).
+    """
+
+    def __init__(self, recipients: int, seq_offset: int) -> None:
+        self.recipients = recipients
+        self.seq_offset = seq_offset
+        self.first_measured = 0
+        self.frames: list[bytes] = []
+        self.intended_ns: list[int] = []
+        # Per receiver, per message: how many times it arrived (capped at 255).
+        self.counts = [bytearray() for _ in range(recipients)]
+        self.highest = [-1] * recipients
+        self.out_of_order = 0
+        self.unexpected = 0
+        # Per message: latency of each first delivery, in arrival order (ns).
+        self.latencies_ns: list[list[int]] = []
+
+    def publish(self, seq: int, intended_ns: int, frame: bytes) -> None:
+        if seq != len(self.frames):
+            raise ValueError(f"messages must be published in order (got {seq})")
+        self.frames.append(frame)
+        self.intended_ns.append(intended_ns)
+        self.latencies_ns.append([])
+        for counts in self.counts:
+            counts.append(0)
+
+    def deliver(self, receiver: int, data: bytes, now_ns: int) -> None:
+        """One frame that reached ``receiver`` at ``now_ns``."""
+        start = self.seq_offset
+        try:
+            seq = int(data[start : start + SEQ_DIGITS], 16)
+        except ValueError:
+            self.unexpected += 1
+            return
+        if seq >= len(self.frames) or data != self.frames[seq]:
+            self.unexpected += 1
+            return
+        counts = self.counts[receiver]
+        seen = counts[seq]
+        if seen < 255:
+            counts[seq] = seen + 1
+        if seen:
+            return  # a duplicate: counted in counts, not timed again
+        if seq < self.highest[receiver]:
+            self.out_of_order += 1
+        else:
+            self.highest[receiver] = seq
+        self.latencies_ns[seq].append(now_ns - self.intended_ns[seq])
+
+    def counts_summary(self) -> FanoutCounts:
+        measured = range(self.first_measured, len(self.frames))
+        delivered = duplicated = 0
+        for counts in self.counts:
+            window = counts[self.first_measured :]
+            delivered += len(window) - window.count(0)
+            duplicated += sum(c - 1 for c in window if c > 1)
+        return FanoutCounts(
+            published=len(measured),
+            recipients=self.recipients,
+            delivered=delivered,
+            missing=len(measured) * self.recipients - delivered,
+            duplicated=duplicated,
+            out_of_order=self.out_of_order,
+            unexpected=self.unexpected,
+        )
+
+    def delivery_latencies_ns(self) -> list[int]:
+        """Every first delivery of a measured message."""
+        return [t for seq in range(self.first_measured, len(self.frames))
+                for t in self.latencies_ns[seq]]  # fmt: skip
+
+    def per_message_ns(self) -> tuple[list[int], list[int], list[int]]:
+        """Per measured message that reached anyone: its first, median and last receiver's
+        latency (the median of an even count is the lower middle one: a latency that was
+        measured, not an average of two)."""
+        first: list[int] = []
+        median: list[int] = []
+        last: list[int] = []
+        for seq in range(self.first_measured, len(self.frames)):
+            times = sorted(self.latencies_ns[seq])
+            if times:
+                first.append(times[0])
+                median.append(times[(len(times) - 1) // 2])
+                last.append(times[-1])
+        return first, median, last

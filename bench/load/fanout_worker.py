@@ -1,0 +1,226 @@
+"""Broadcast fan-out: ``python -m bench.load.fanout_worker``.
+
+The worker opens ``plan.connections`` receivers (raw: WebSockets to the servers' fan-out path;
+Socket.IO: clients that join the fan-out room and wait for the join's acknowledgement) and one
+publisher (raw: the publish path; Socket.IO: a client emitting the publish event). After the
+start signal the publisher sends timestamped messages at ``plan.rate_msgs_s`` on an open-loop
+schedule; the server broadcasts each to every receiver. Every delivery is checked byte for
+byte and counted per receiver (``bench.load.fanout``), and timed from the message's intended
+publish time. After the schedule the worker waits, within the drain timeout, for deliveries
+still on their way.
+
+The connections are the fast worker's picows client; all run in one process (one core), so
+``plan.workers`` must be 1 and rows flag the generator as client_bound when it lagged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import monotonic_ns
+from typing import Any
+
+from picows import WSFrame, WSTransport
+
+from bench.load.alarm import Alarm
+from bench.load.client import BINARY, TEXT, EchoConnection, Tally, connect
+from bench.load.engine import (
+    FRAME_SLACK_BYTES,
+    WorkerFailed,
+    close_all,
+    emit,
+    open_connections,
+    read_start_signal,
+    worker_main,
+)
+from bench.load.fanout import FanoutBook
+from bench.load.plan import WorkerPlan, WorkerReport
+from bench.load.recorder import LatencyRecorder
+from bench.load.schedule import NS_PER_S, constant_rate
+from bench.metrics import histogram as hist
+from bench.protocol import socketio as sio
+from bench.protocol.exchange import Exchange, FrameBuilder
+from servers.common import FAIRNESS
+
+# Socket.IO: the join event with ack id 1, and the acknowledgement that confirms it.
+JOIN_FRAME = f'421["{FAIRNESS.socketio_join_event}",null]'.encode()
+JOIN_ACK = b"431[true]"
+DRAIN_POLL_S = 0.01
+PING = sio.EIO_PING.encode()
+
+
+def fanout_urls(url: str, protocol: str) -> tuple[str, str]:
+    """The receivers' and the publisher's URLs, from the echo URL the harness gives."""
+    if protocol == "socketio":
+        return url, url
+    base = url.rstrip("/")
+    return base + FAIRNESS.fanout_path, base + FAIRNESS.publish_path
+
+
+class Receiver(EchoConnection):
+    """A connection that only receives broadcasts: every frame after the join goes to the
+    book, under this receiver's number."""
+
+    book: FanoutBook
+    number = 0
+
+    def __init__(
+        self, exchange: Exchange, tally: Tally, closed_loop: bool, upgrade: bool = False
+    ) -> None:
+        super().__init__(exchange, tally, closed_loop, upgrade)
+        self.joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self.socketio:
+            self.joined.set_result(None)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        now = monotonic_ns()
+        data = frame.get_payload_as_bytes()
+        if self.joined.done():
+            kind = frame.msg_type
+            if kind is TEXT and not (self.socketio and data == PING):
+                self.book.deliver(self.number, data, now)
+            elif kind is TEXT or kind is BINARY:  # a heartbeat, or a message in the wrong kind
+                self._not_an_echo(kind, data)
+            return  # control frames: picows answers pings; a close ends the connection
+        self.frames_received += 1
+        if self.handshake_step >= 2 and data == JOIN_ACK:
+            self.joined.set_result(None)
+        else:
+            self._not_an_echo(frame.msg_type, data)
+
+    def join(self) -> None:
+        if self.socketio:
+            self.transport.send(TEXT, JOIN_FRAME)  # type: ignore[union-attr]
+
+
+async def run(plan: WorkerPlan) -> WorkerReport:
+    if plan.worker_count != 1 or plan.payload_kind != "text" or plan.mode != "fanout":
+        raise WorkerFailed("fan-out runs one worker, text payloads, at a fixed publish rate")
+    receiver_url, publisher_url = fanout_urls(plan.url, plan.protocol)
+    receive = Exchange(
+        plan.protocol, "text", plan.payload_bytes, event=FAIRNESS.socketio_fanout_event
+    )
+    publish = Exchange(
+        plan.protocol, "text", plan.payload_bytes, event=FAIRNESS.socketio_publish_event
+    )
+    prefix = b'42["' + FAIRNESS.socketio_fanout_event.encode() + b'","'
+    book = FanoutBook(
+        plan.connections, seq_offset=len(prefix) if plan.protocol == "socketio" else 0
+    )
+    tally = Tally()
+    max_frame_bytes = plan.payload_bytes + FRAME_SLACK_BYTES
+    numbers = iter(range(plan.connections))
+
+    async def open_receiver(
+        plan: WorkerPlan, tally: Tally, local_addr: tuple[str, int] | None
+    ) -> Receiver:
+        receiver = await connect(
+            receiver_url, receive, tally, False, plan.connect_timeout_s, max_frame_bytes,
+            local_addr, listener=Receiver,
+        )  # fmt: skip
+        assert isinstance(receiver, Receiver)
+        receiver.book, receiver.number = book, next(numbers)
+        receiver.join()
+        await asyncio.wait_for(receiver.joined, plan.connect_timeout_s)
+        return receiver
+
+    receivers, connect_times, connect_s = await open_connections(plan, tally, open_receiver)
+    publisher: EchoConnection | None = None
+    try:
+        publisher = await connect(
+            publisher_url, publish, tally, False, plan.connect_timeout_s, max_frame_bytes
+        )
+        emit("connected", connections=len(receivers), connect_s=connect_s)
+        start_ns = await read_start_signal()
+        await publish_all(plan, publisher, book, tally, start_ns, receive)
+        await drain(book, plan.drain_timeout_s)
+    finally:
+        await close_all([*receivers, *([publisher] if publisher else [])])
+    connections: list[EchoConnection] = [*receivers, *([publisher] if publisher else [])]
+    disconnects = sum(c.disconnected for c in connections)
+    # Frames the connections refused themselves (wrong kind, anything sent to the publisher).
+    refused = sum(c.unexpected for c in connections)
+    return fanout_report(plan, book, tally, connect_times, connect_s, disconnects, refused)
+
+
+async def publish_all(
+    plan: WorkerPlan, publisher: EchoConnection, book: FanoutBook, tally: Tally, start_ns: int,
+    receive: Exchange,
+) -> None:  # fmt: skip
+    """Publish on the open-loop schedule; each message registered in the book before it
+    leaves (with the frame receivers must get)."""
+    schedule = constant_rate(start_ns, plan.rate_msgs_s, plan.warmup_s + plan.duration_s)
+    window_start = start_ns + int(plan.warmup_s * NS_PER_S)
+    book.first_measured = schedule.count
+    build_sent = FrameBuilder(publisher.exchange).body_and_reply
+    build_expected = FrameBuilder(receive).body_and_reply
+    transport = publisher.transport
+    assert transport is not None
+    alarm = Alarm()
+    try:
+        for seq in range(schedule.count):
+            intended = schedule.intended_ns(seq)
+            await alarm.sleep_until(intended)
+            if intended >= window_start:
+                book.first_measured = min(book.first_measured, seq)
+                tally.send_lag.append(monotonic_ns() - intended)
+            sent, _ = build_sent(seq, intended)
+            book.publish(seq, intended, build_expected(seq, intended)[0])
+            transport.send(TEXT, sent)
+            publisher.next_seq = seq + 1
+    finally:
+        alarm.close()
+
+
+async def drain(book: FanoutBook, timeout_s: float) -> None:
+    """Wait until every receiver has every message, or ``timeout_s`` has passed."""
+    deadline = monotonic_ns() + int(timeout_s * NS_PER_S)
+    while monotonic_ns() < deadline and book.counts_summary().missing:
+        await asyncio.sleep(DRAIN_POLL_S)
+
+
+def _histogram(values_ns: list[int]) -> str:
+    recorder = LatencyRecorder()
+    for value in values_ns:
+        recorder.append(value)
+    recorder.flush()
+    return hist.encode(recorder.histogram)
+
+
+def fanout_report(
+    plan: WorkerPlan, book: FanoutBook, tally: Tally, connect_times: LatencyRecorder,
+    connect_s: float, disconnects: int, refused: int,
+) -> WorkerReport:  # fmt: skip
+    counts = book.counts_summary()
+    tally.send_lag.flush()
+    first, median, last = book.per_message_ns()
+    if counts.unexpected:
+        tally.note_error(f"{counts.unexpected} frames matched no published message")
+    fields: dict[str, Any] = {
+        "worker_index": plan.worker_index,
+        "connections": plan.connections,
+        "sent": counts.published,
+        "received": counts.delivered,
+        "missing": counts.missing,
+        "unexpected": counts.unexpected + refused,
+        "disconnects": disconnects,
+        "latency_hist": _histogram(book.delivery_latencies_ns()),
+        "send_lag_hist": hist.encode(tally.send_lag.histogram),
+        "connect_hist": hist.encode(connect_times.histogram),
+        "connect_s": connect_s,
+        "error_samples": tally.error_samples,
+        "recipients": counts.recipients,
+        "duplicated": counts.duplicated,
+        "out_of_order": counts.out_of_order,
+        "fanout_first_hist": _histogram(first),
+        "fanout_median_hist": _histogram(median),
+        "fanout_last_hist": _histogram(last),
+    }
+    return WorkerReport(**fields)
+
+
+def main() -> int:
+    return worker_main(run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
