@@ -22,6 +22,7 @@ from bench.runner import connection_budget
 from bench.scenarios import (
     SUITES,
     TRANSPORTS,
+    check_memory_steps,
     check_payload,
     check_positive,
     check_slice,
@@ -34,6 +35,9 @@ from bench.spec import RunSpec
 from bench.target import websocket_url
 
 EXIT_INTERRUPTED = 130
+# The scenario an ad-hoc run of a mode is written under.
+ADHOC_SCENARIOS = {"connect": "connect", "fanout": "fanout", "memory": "memory"}
+DEFAULT_MEMORY_STEPS = ["0", "1000", "2000", "5000"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,10 +75,16 @@ def build_parser() -> _Parser:
     what.add_argument("--servers", type=_csv_list, help=f"comma list of: {', '.join(SERVERS)}")
     what.add_argument("--loops", type=_csv_list, help="comma list of: asyncio, uvloop")
     what.add_argument(
-        "--mode", choices=("closed", "open", "capacity", "connect", "fanout"),
+        "--mode", choices=("closed", "open", "capacity", "connect", "fanout", "memory"),
         help="closed loop, open loop, capacity (highest open-loop rate meeting --slo-p99-ms), "
         "connect (a storm of --connections set-ups, each timed, then one echo each), or fanout "
-        "(one publisher at --rate msgs/s broadcast to --connections receivers)",
+        "(one publisher at --rate msgs/s broadcast to --connections receivers), or memory "
+        "(idle connections held at each of --memory-steps, the server's memory fitted)",
+    )  # fmt: skip
+    what.add_argument(
+        "--memory-steps", type=_csv_list,
+        help="memory: comma list of increasing connection counts (default 0,1000,2000,5000); "
+        "--warmup is the settling time and --duration the sampling time at each",
     )  # fmt: skip
     what.add_argument(
         "--connect-rate", type=_number(float),
@@ -290,6 +300,20 @@ def _check_mode_and_rate(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             "--mode fanout publishes text over WebSocket from one worker "
             "(no --ack, --inflight, --workers, binary or polling)"
         )
+    if args.memory_steps is not None and mode != "memory":
+        raise UsageError("--memory-steps applies to --mode memory only")
+    if mode == "memory":
+        if args.connections is not None or args.rate is not None or args.workers not in (None, 1):
+            raise UsageError(
+                "--mode memory's connections are its --memory-steps (no --connections, "
+                "--rate, --workers)"
+            )
+        try:
+            steps = [int(n) for n in args.memory_steps or DEFAULT_MEMORY_STEPS]
+        except ValueError:
+            raise UsageError("--memory-steps: comma list of whole numbers") from None
+        check_memory_steps("--memory-steps", steps)
+        return {"memory_steps": tuple(steps), "connections": max(steps)}
     if args.connect_rate is not None:
         if mode != "connect":
             raise UsageError("--connect-rate applies to --mode connect only")
@@ -323,7 +347,7 @@ def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
     if args.servers is not None and not args.servers:
         raise UsageError("--servers is empty")
     entry = {
-        "scenario": {"connect": "connect", "fanout": "fanout"}.get(mode, "echo"),
+        "scenario": ADHOC_SCENARIOS.get(mode, "echo"),
         "servers": args.servers or list(SERVERS),
         "loops": args.loops or ["uvloop"],
         "mode": mode,
@@ -348,8 +372,8 @@ def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
             "--transport", args.transport, [SERVERS[s].protocol for s in entry["servers"]],
             [entry["payload_kind"]], args.ack, mode,
         )  # fmt: skip
-    if mode == "connect" and args.warmup is None:
-        entry["warmup_s"] = 0.0  # a storm has no warm-up: its first set-up is measured too
+    entry["warmup_s"] = _mode_warmup(args, mode)
+    entry["duration_s"] = _mode_duration(args, mode)
     if mode == "capacity":
         entry["mode"] = "closed"  # expanded as closed, then turned into capacity cells
     cells = expand([entry], args.repeat or 1)
@@ -383,7 +407,7 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
     mode = _adhoc_option(args, "mode")
     mode_fields = _check_mode_and_rate(args, mode)
     cell = RunSpec(
-        scenario={"connect": "connect", "fanout": "fanout"}.get(mode, "echo"),
+        scenario=ADHOC_SCENARIOS.get(mode, "echo"),
         server=args.label or args.protocol,
         protocol=args.protocol,
         loop="external",
@@ -391,10 +415,8 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
         connections=_adhoc_option(args, "connections"),
         payload_bytes=_adhoc_option(args, "payload"),
         payload_kind=_adhoc_option(args, "payload_kind"),
-        warmup_s=0.0
-        if mode == "connect" and args.warmup is None
-        else float(_adhoc_option(args, "warmup")),
-        duration_s=float(_adhoc_option(args, "duration")),
+        warmup_s=_mode_warmup(args, mode),
+        duration_s=_mode_duration(args, mode),
         rate_msgs_s=float(args.rate or 0.0),
         inflight=_adhoc_option(args, "inflight"),
         workers=_adhoc_option(args, "workers"),
@@ -403,9 +425,27 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
         client=args.client or "fast",
         target_url=args.target,
         server_pid=args.server_pid,
-        **mode_fields,
     )
-    return [RunSpec(**{**cell.as_dict(), "repeat": r}) for r in range(1, (args.repeat or 1) + 1)]
+    fields = {**cell.as_dict(), **mode_fields}
+    return [RunSpec(**{**fields, "repeat": r}) for r in range(1, (args.repeat or 1) + 1)]
+
+
+# Defaults that differ by mode: a connect storm has no warm-up (its first set-up is measured
+# too); a memory step settles for a second, then is sampled for a second.
+_MODE_WARMUP_S = {"connect": 0.0, "memory": 1.0}
+_MODE_DURATION_S = {"memory": 1.0}
+
+
+def _mode_warmup(args: argparse.Namespace, mode: str) -> float:
+    if args.warmup is None and mode in _MODE_WARMUP_S:
+        return _MODE_WARMUP_S[mode]
+    return float(_adhoc_option(args, "warmup"))
+
+
+def _mode_duration(args: argparse.Namespace, mode: str) -> float:
+    if args.duration is None and mode in _MODE_DURATION_S:
+        return _MODE_DURATION_S[mode]
+    return float(_adhoc_option(args, "duration"))
 
 
 def output_folder(out: Path | None, force: bool) -> Path:

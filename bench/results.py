@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.analyze.stats import fit_line
 from bench.calibration import MIN_HEADROOM, headroom
 from bench.load.plan import WorkerReport
 from bench.metrics import histogram as hist
@@ -38,7 +39,9 @@ COLUMNS = [
     "capacity_msgs_s", "connect_s", "connect_p50_us", "connect_p99_us", "target_conns_s",
     "connects_per_s", "connect_failures", "server_cpu_us_per_conn", "recipients",
     "fanout_p50_us", "fanout_p99_us", "fanout_first_p99_us", "fanout_median_p99_us",
-    "fanout_last_p99_us", "delivered", "duplicated", "out_of_order",
+    "fanout_last_p99_us", "delivered", "duplicated", "out_of_order", "mem_kib_per_conn",
+    "mem_kib_per_conn_ci_low", "mem_kib_per_conn_ci_high", "mem_r2", "mem_intercept_mib",
+    "mem_uss_kib_per_conn", "mem_points",
     "extensions_negotiated", "server_exit_status", "started_utc", "schema_version",
 ]  # fmt: skip
 
@@ -71,6 +74,29 @@ def server_cpu_us_per_connection(result: RunResult) -> float:
     if opened == 0:
         return math.nan
     return result.server_storm_cpu_s / opened * 1e6
+
+
+def memory_fields(result: RunResult) -> dict[str, Any]:
+    """Memory rows: the slope of the server's RSS (and USS) over connections held, in KiB per
+    connection, with its 95% interval, R², the intercept, and the points themselves."""
+    points = result.memory_points
+    if result.spec.mode != "memory" or not points:
+        names = ("mem_kib_per_conn", "mem_kib_per_conn_ci_low", "mem_kib_per_conn_ci_high",
+                 "mem_r2", "mem_intercept_mib", "mem_uss_kib_per_conn")  # fmt: skip
+        return {**dict.fromkeys(names, math.nan), "mem_points": ""}
+    connections = [p[0] for p in points]
+    rss = fit_line(connections, [p[1] / 1024 for p in points])
+    uss = fit_line(connections, [p[2] / 1024 for p in points])
+    return {
+        "mem_kib_per_conn": _round(rss.slope, 3),
+        "mem_kib_per_conn_ci_low": _round(rss.slope_ci_low, 3),
+        "mem_kib_per_conn_ci_high": _round(rss.slope_ci_high, 3),
+        "mem_r2": _round(rss.r2, 4),
+        "mem_intercept_mib": _round(rss.intercept / 1024, 2),
+        "mem_uss_kib_per_conn": _round(uss.slope, 3),
+        # connections, RSS bytes, USS bytes per step
+        "mem_points": json.dumps([[c, r, u] for c, r, u in points]),
+    }
 
 
 def fanout_fields(result: RunResult, deliveries: hist.LatencySummary | None) -> dict[str, Any]:
@@ -120,8 +146,9 @@ def row(result: RunResult) -> dict[str, Any]:
     client_cpu = max((u.cpu_pct for u in result.client_usage), default=math.nan)
     send_lag_p99 = send_lag.p99_us if send_lag else math.nan
     connect_mode = spec.mode == "connect"
-    # A connect storm's messages are one per connection, not a throughput.
-    throughput = received / spec.duration_s if result.reports and not connect_mode else nan
+    # A connect storm's messages are one per connection, not a throughput; memory rows send none.
+    messages = result.reports and spec.mode not in ("connect", "memory")
+    throughput = received / spec.duration_s if messages else nan
     server_cpu = result.server_usage.cpu_pct if result.server_usage else nan
     generator_headroom = (
         headroom(result.generator_ceiling_msgs_s, throughput, result.generator_processes)
@@ -197,6 +224,7 @@ def row(result: RunResult) -> dict[str, Any]:
         "connect_failures": sum(r.connect_failures for r in result.reports),
         "server_cpu_us_per_conn": _round(server_cpu_us_per_connection(result)),
         **fanout_fields(result, latency),
+        **memory_fields(result),
         "extensions_negotiated": result.probe.extensions_negotiated if result.probe else "",
         "server_exit_status": result.server_exit_status,
         "started_utc": result.started_utc,

@@ -42,6 +42,8 @@ POLLING_WORKER_MODULE = "bench.load.polling_worker"
 CONNECT_WORKER_MODULE = "bench.load.connect_worker"
 # Broadcast fan-out: receivers and a publisher in one process, on the fast client.
 FANOUT_WORKER_MODULE = "bench.load.fanout_worker"
+# Memory per connection: idle connections in steps.
+MEMORY_WORKER_MODULE = "bench.load.memory_worker"
 LOOPBACK = "127.0.0.1"
 # A generator process at or above this share of its core may be what limits the run.
 CLIENT_BOUND_CPU_PCT = 90.0
@@ -55,6 +57,8 @@ def worker_module(spec: RunSpec) -> str:
         return CONNECT_WORKER_MODULE
     if spec.mode == "fanout":
         return FANOUT_WORKER_MODULE
+    if spec.mode == "memory":
+        return MEMORY_WORKER_MODULE
     return POLLING_WORKER_MODULE if spec.transport == "polling" else WORKER_MODULES[spec.client]
 
 
@@ -100,6 +104,8 @@ class RunResult:
     # was set up, echoed and closed (bursts are shorter than the sampling interval, so a CPU
     # share would mostly measure idle time around them).
     server_storm_cpu_s: float = math.nan
+    # Memory cells: per step, (connections, the server's median RSS, median USS) in bytes.
+    memory_points: list[tuple[int, float, float]] = field(default_factory=list)
     capacity_probes: list[dict[str, Any]] = field(default_factory=list)
 
     def merged(self, attribute: str) -> Any:
@@ -210,6 +216,7 @@ def worker_plans(spec: RunSpec, url: str) -> list[WorkerPlan]:
             ack=spec.ack,
             rate_conns_s=spec.rate_conns_s,
             transport=spec.transport,
+            memory_steps=spec.memory_steps,
             worker_index=index,
             worker_count=spec.workers,
             source_addresses=budget.source_addresses,
@@ -238,7 +245,9 @@ async def measure(
         roles = {f"worker-{i}": pid for i, pid in enumerate(pool.pids)}
         if server_pid is not None:
             roles["server"] = server_pid
-        sampler = ProcessSampler(roles)
+        sampler = ProcessSampler(
+            roles, uss_roles=frozenset({"server"}) if spec.mode == "memory" else frozenset()
+        )
         sampler.start()
         start_ns = await pool.go()
         window_start = start_ns + int(spec.warmup_s * 1e9)
@@ -249,8 +258,12 @@ async def measure(
             # The storm lasts until its slowest worker's last attempt finished.
             result.connect_s = max(r.connect_s for r in result.reports)
             window_start, window_end = start_ns, start_ns + int(result.connect_s * 1e9)
+        if spec.mode == "memory":
+            window_start, window_end = start_ns, reported_ns
         result.window_s = (window_start, window_end)
         await sampler.stop()
+        if spec.mode == "memory" and server_pid is not None:
+            result.memory_points = memory_points(spec, result.reports, sampler)
         record_steal(result, sampler, pinning, window_start, window_end)
         if server_pid is not None:
             result.server_usage = sampler.usage("server", window_start, window_end)
@@ -267,6 +280,19 @@ async def measure(
             with contextlib.suppress(Exception):
                 await sampler.stop()
         await pool.close()
+
+
+def memory_points(
+    spec: RunSpec, reports: list[WorkerReport], sampler: ProcessSampler
+) -> list[tuple[int, float, float]]:
+    """Per step: connections, and the server's median RSS and USS over the step's sampling
+    window (after ``warmup_s`` of settling, ``duration_s`` long)."""
+    points = []
+    for connections, reached_ns in reports[0].memory_steps_ns:
+        start = reached_ns + int(spec.warmup_s * 1e9)
+        rss, uss = sampler.memory("server", start, start + int(spec.duration_s * 1e9))
+        points.append((connections, rss, uss))
+    return points
 
 
 def record_steal(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-Mode = Literal["closed", "open", "capacity", "connect", "fanout"]
+Mode = Literal["closed", "open", "capacity", "connect", "fanout", "memory"]
 # Socket.IO's default path, measured by connect cells: Engine.IO opens over HTTP long-polling,
 # then upgrades to WebSocket (what python-socketio's and the JavaScript clients do by default).
 POLLING_UPGRADE = "polling-upgrade"
@@ -34,6 +34,9 @@ class RunSpec:
     # Connect cells: connections opened per second (0: as fast as the server accepts them,
     # with at most WorkerPlan.connect_concurrency, 64, set-ups under way).
     rate_conns_s: float = 0.0
+    # Memory cells: idle connections held at each count in turn (warmup_s to settle, then
+    # duration_s of sampling the server's memory); ``connections`` is the largest.
+    memory_steps: tuple[int, ...] = ()
     client: str = "fast"
     slo_p99_ms: float | None = None  # capacity mode: the latency objective
     capacity_steps: int = 7  # capacity mode: bisection probes after the closed-loop bound

@@ -69,6 +69,12 @@ def _progress_line(index: int, total: int, record: dict[str, Any]) -> str:
             f"{record['connect_p50_us']:>7,.0f} µs  p99 {record['connect_p99_us']:>7,.0f} µs  "
             f"({record['transport']}, {pace})"
         )
+    elif record["mode"] == "memory":
+        figures = (
+            f"{record['mem_kib_per_conn']:>7,.1f} KiB per connection "
+            f"[{record['mem_kib_per_conn_ci_low']:,.1f}, {record['mem_kib_per_conn_ci_high']:,.1f}]"
+            f"  R² {record['mem_r2']:.3f}  up to {record['connections']:,} connections"
+        )
     elif record["mode"] == "fanout":
         figures = (
             f"{record['throughput_msgs_s']:>9,.0f} deliveries/s to {record['recipients']:,.0f}  "

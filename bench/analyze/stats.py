@@ -70,3 +70,39 @@ def paired_ratios(numerators: Sequence[float], denominators: Sequence[float]) ->
         for n, d in zip(numerators, denominators, strict=False)
         if not (math.isnan(n) or math.isnan(d)) and d != 0
     ]
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """Least-squares line ``y = intercept + slope * x`` with the slope's confidence interval
+    (Student's t on n - 2 degrees of freedom) and R²; NaN where the points do not allow it."""
+
+    slope: float
+    intercept: float
+    slope_ci_low: float
+    slope_ci_high: float
+    r2: float
+    n: int
+
+
+def fit_line(xs: Sequence[float], ys: Sequence[float], confidence: float = CONFIDENCE) -> LineFit:
+    """Fit a line through the points (scipy's linregress); with two points the line is exact
+    and its interval unknown (NaN); with fewer, or all x equal, nothing is fitted."""
+    from scipy import stats as scipy_stats  # imported here: only memory rows need it
+
+    x = np.asarray(xs, dtype=float)
+    y = np.asarray(ys, dtype=float)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    nan = math.nan
+    if x.size < 2 or np.all(x == x[0]):
+        return LineFit(nan, nan, nan, nan, nan, int(x.size))
+    result = scipy_stats.linregress(x, y)
+    slope, intercept = float(result.slope), float(result.intercept)
+    if x.size == 2:
+        return LineFit(slope, intercept, nan, nan, 1.0, 2)
+    t = float(scipy_stats.t.ppf((1 + confidence) / 2, x.size - 2))
+    half = t * float(result.stderr)
+    return LineFit(
+        slope, intercept, slope - half, slope + half, float(result.rvalue) ** 2, int(x.size)
+    )

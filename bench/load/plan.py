@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from bench.load.slices import SliceSchedule
 
-Mode = Literal["closed", "open", "connect", "fanout"]
+Mode = Literal["closed", "open", "connect", "fanout", "memory"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,9 @@ class WorkerPlan:
     # polling-upgrade). ``duration_s`` bounds the storm.
     rate_conns_s: float = 0.0
     transport: str = "websocket"
+    # Memory (bench.load.memory_worker): idle connections held at each of these counts in
+    # turn, for ``warmup_s`` to settle and then ``duration_s`` to be sampled.
+    memory_steps: tuple[int, ...] = ()
 
     def slices(self) -> SliceSchedule | None:
         if self.slots <= 1:
@@ -60,7 +63,13 @@ class WorkerPlan:
     def span_s(self) -> float:
         """Wall time from the start signal to the end of the last measured send."""
         schedule = self.slices()
-        return schedule.span_s if schedule else self.warmup_s + self.duration_s
+        if schedule is not None:
+            return schedule.span_s
+        if self.memory_steps:
+            # Each step's wait, and opening the connections (allowing 100 a second).
+            held_s = len(self.memory_steps) * (self.warmup_s + self.duration_s)
+            return held_s + max(self.memory_steps) / 100 + self.connect_timeout_s
+        return self.warmup_s + self.duration_s
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -69,6 +78,7 @@ class WorkerPlan:
     def from_json(cls, text: str) -> WorkerPlan:
         fields = json.loads(text)
         fields["source_addresses"] = tuple(fields.get("source_addresses", ()))
+        fields["memory_steps"] = tuple(fields.get("memory_steps", ()))
         return cls(**fields)
 
 
@@ -110,6 +120,8 @@ class WorkerReport:
     fanout_first_hist: str = ""
     fanout_median_hist: str = ""
     fanout_last_hist: str = ""
+    # Memory: [connections, CLOCK_MONOTONIC ns when they were all open] per step.
+    memory_steps_ns: list[list[int]] = field(default_factory=list)
 
     @property
     def errors(self) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import statistics
 from dataclasses import dataclass
 from time import monotonic_ns
 
@@ -21,6 +23,7 @@ class Sample:
     t_ns: int
     cpu_s: float  # user + system CPU time since the process started
     rss_bytes: int
+    uss_bytes: int = -1  # memory only this process holds; -1 when not sampled
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,11 @@ class WindowUsage:
 class ProcessSampler:
     """Samples a set of processes until stopped; ``usage(pid, start, end)`` summarises a window."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, pids: dict[str, int], uss_roles: frozenset[str] = frozenset()) -> None:
+        """``uss_roles``: processes whose USS is sampled too (it reads /proc/PID/smaps,
+        milliseconds for a big process, so only where memory is the measurement)."""
         self.processes = {role: psutil.Process(pid) for role, pid in pids.items()}
+        self.uss_roles = uss_roles
         self.samples: dict[str, list[Sample]] = {role: [] for role in pids}
         # Per CPU: seconds the hypervisor gave that CPU's time to someone else (steal).
         self.steal: list[tuple[int, list[float]]] = []
@@ -53,10 +59,14 @@ class ProcessSampler:
             try:
                 with process.oneshot():
                     times = process.cpu_times()
-                    rss = process.memory_info().rss
+                    if role in self.uss_roles:
+                        full = process.memory_full_info()
+                        rss, uss = full.rss, full.uss
+                    else:
+                        rss, uss = process.memory_info().rss, -1
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-            self.samples[role].append(Sample(now, times.user + times.system, rss))
+            self.samples[role].append(Sample(now, times.user + times.system, rss, uss))
 
     async def _run(self) -> None:
         while True:
@@ -75,6 +85,9 @@ class ProcessSampler:
 
     def usage(self, role: str, start_ns: int, end_ns: int) -> WindowUsage:
         return window_usage(self.samples.get(role, []), start_ns, end_ns)
+
+    def memory(self, role: str, start_ns: int, end_ns: int) -> tuple[float, float]:
+        return window_memory(self.samples.get(role, []), start_ns, end_ns)
 
     def cpu_seconds_spanning(self, role: str, start_ns: int, end_ns: int) -> float:
         return cpu_seconds_spanning(self.samples.get(role, []), start_ns, end_ns)
@@ -119,3 +132,15 @@ def cpu_seconds_spanning(samples: list[Sample], start_ns: int, end_ns: int) -> f
     if not before or not after:
         return float("nan")
     return after[0].cpu_s - before[-1].cpu_s
+
+
+def window_memory(samples: list[Sample], start_ns: int, end_ns: int) -> tuple[float, float]:
+    """Median RSS and USS (bytes) of the samples inside [start, end]; NaN where none (USS: or
+    not sampled)."""
+    inside = [s for s in samples if start_ns <= s.t_ns <= end_ns]
+    rss = [float(s.rss_bytes) for s in inside]
+    uss = [float(s.uss_bytes) for s in inside if s.uss_bytes >= 0]
+    return (
+        statistics.median(rss) if rss else math.nan,
+        statistics.median(uss) if uss else math.nan,
+    )

@@ -49,9 +49,10 @@ _ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
     "slice_s": (int, float),
     "transport": str,
     "rate_conns_s": (int, float, list),
+    "memory_steps": list,
 }
 TRANSPORTS = ("websocket", "polling", POLLING_UPGRADE)
-MODES = ("closed", "open", "connect", "fanout")
+MODES = ("closed", "open", "connect", "fanout", "memory")
 # Modes that send on a fixed schedule of rate_msgs_s (fan-out: the publish rate).
 PACED_MODES = ("open", "fanout")
 _REQUIRED = ("scenario", "servers", "mode", "duration_s")
@@ -120,6 +121,18 @@ def check_transport(
             raise UsageError(f"{where}: long-polling runs text echoes without acks only")
 
 
+def check_memory_steps(where: str, steps: list[Any]) -> None:
+    if (
+        len(steps) < 3
+        or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in steps)
+        or steps != sorted(set(steps))
+    ):
+        raise UsageError(
+            f"{where}: memory_steps must be at least three increasing connection counts "
+            f"(a line through two points has no interval), got {steps!r}"
+        )
+
+
 def check_fanout(where: str, entry: dict[str, Any]) -> None:
     """Fan-out: one generator process (receivers and publisher), text, no acks or slices."""
     if entry.get("workers", 1) != 1 or entry.get("transport", "websocket") != "websocket":
@@ -154,6 +167,14 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
         raise UsageError(f"{where}: rate_msgs_s applies to open and fanout modes only")
     if mode == "fanout":
         check_fanout(where, entry)
+    if (mode == "memory") != ("memory_steps" in entry):
+        raise UsageError(f"{where}: memory mode, and only memory mode, takes memory_steps")
+    if mode == "memory":
+        check_memory_steps(where, entry["memory_steps"])
+        if "connections" in entry or entry.get("workers", 1) != 1:
+            raise UsageError(
+                f"{where}: memory mode's connections are its memory_steps (one worker)"
+            )
     if mode != "connect" and "rate_conns_s" in entry:
         raise UsageError(f"{where}: rate_conns_s applies to connect mode only")
     if mode == "connect" and ("inflight" in entry or entry.get("ack")):
@@ -226,12 +247,13 @@ def expand(
         axes = itertools.product(
             _as_list(entry.get("payload_bytes", 32)),
             _as_list(entry.get("payload_kind", "text")),
-            _as_list(entry.get("connections", 10)),
+            _as_list(entry.get("connections", max(entry.get("memory_steps", [10])))),
             _as_list(entry.get("rate_msgs_s", 0.0)),
             _as_list(entry.get("rate_conns_s", 0.0)),
             entry.get("loops", ["uvloop"]),
             entry["servers"],
         )
+        steps = tuple(entry.get("memory_steps", ()))
         for payload_bytes, payload_kind, connections, rate, conns_rate, loop, server in axes:
             cells.append(
                 RunSpec(
@@ -247,6 +269,7 @@ def expand(
                     duration_s=float(entry["duration_s"]),
                     rate_msgs_s=float(rate),
                     rate_conns_s=float(conns_rate),
+                    memory_steps=steps,
                     inflight=entry.get("inflight", 1),
                     ack=entry.get("ack", False),
                     workers=entry.get("workers", 1),

@@ -378,3 +378,37 @@ def test_socketio_default_path_opens_over_polling_then_upgrades(tmp_path: Path) 
         # One polling GET per connection, its bytes counted with the WebSocket's.
         assert float(row["http_requests_per_msg"]) == 1.0
         assert float(row["wire_bytes_up_per_msg"]) > 300
+
+
+def test_memory_slope_on_every_server(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--mode", "memory", "--memory-steps", "0,100,200", "--warmup", "0.3",
+                 "--duration", "0.4", "--out", str(out)])  # fmt: skip
+    rows = read_rows(out)
+    assert code == 0, [r["failure"] for r in rows]
+    for row in rows:
+        assert (row["scenario"], row["mode"], row["connections"]) == ("memory", "memory", "200")
+        points = json.loads(row["mem_points"])
+        assert [p[0] for p in points] == [0, 100, 200]
+        assert all(rss > 0 and uss > 0 for _, rss, uss in points)
+        slope = float(row["mem_kib_per_conn"])
+        # Each open connection costs the server memory (kilobytes, not bytes or megabytes).
+        assert 1 < slope < 1000, row
+        assert (
+            float(row["mem_kib_per_conn_ci_low"]) <= slope <= float(row["mem_kib_per_conn_ci_high"])
+        )
+
+
+def test_memory_of_a_server_someone_else_started(
+    server_process: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = server_process("websockets", "uvloop")
+    out = tmp_path / "out"
+    code = main(["run", "--target", f"ws://127.0.0.1:{server.port}/", "--protocol", "raw",
+                 "--server-pid", str(server.process.pid), "--mode", "memory",
+                 "--memory-steps", "0,100,200", "--warmup", "0.3", "--duration", "0.4",
+                 "--out", str(out)])  # fmt: skip
+    (row,) = read_rows(out)
+    assert code == 0, row["failure"]
+    assert row["server"] == "raw" and 1 < float(row["mem_kib_per_conn"]) < 1000
+    assert len(json.loads(row["mem_points"])) == 3

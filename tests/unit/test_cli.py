@@ -62,6 +62,10 @@ from bench.cli import build_parser, main, resolve_cells
         (["run", "--mode", "connect", "--client", "library"], "fast client only"),
         (["run", "--transport", "polling-upgrade", "--servers", "socketio-asgi"], "connect mode"),
         (["run", "--mode", "connect", "--transport", "polling-upgrade"], "Socket.IO servers only"),
+        (["run", "--memory-steps", "0,1,2"], "--memory-steps applies to --mode memory only"),
+        (["run", "--mode", "memory", "--memory-steps", "0,a,2"], "whole numbers"),
+        (["run", "--mode", "memory", "--memory-steps", "5,1,2"], "increasing"),
+        (["run", "--mode", "memory", "--connections", "9"], "no --connections"),
         (["frobnicate"], "invalid choice"),
         ([], "required"),
     ],
@@ -143,6 +147,17 @@ def test_connect_mode_cells_carry_the_storm() -> None:
     (target,) = cells_for(["run", "--mode", "connect", "--target", "ws://127.0.0.1:9/",
                            "--protocol", "raw", "--connect-rate", "5"])  # fmt: skip
     assert (target.scenario, target.rate_conns_s, target.warmup_s) == ("connect", 5.0, 0.0)
+
+
+def test_memory_mode_cells_hold_steps_with_short_default_windows() -> None:
+    (cell,) = cells_for(["run", "--mode", "memory", "--servers", "aiohttp"])
+    assert (cell.scenario, cell.memory_steps, cell.connections) == (
+        "memory", (0, 1000, 2000, 5000), 5000,
+    )  # fmt: skip
+    assert (cell.warmup_s, cell.duration_s) == (1.0, 1.0)
+    (target,) = cells_for(["run", "--mode", "memory", "--target", "ws://127.0.0.1:9/",
+                           "--protocol", "raw", "--memory-steps", "0,10,20"])  # fmt: skip
+    assert (target.memory_steps, target.connections) == ((0, 10, 20), 20)
 
 
 def test_target_cell_is_labelled_by_protocol() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 
 from bench.load.plan import WorkerReport
@@ -54,3 +55,25 @@ def test_message_rows_have_no_connect_figures() -> None:
     record = row(result)
     assert math.isnan(record["connects_per_s"]) and math.isnan(record["target_conns_s"])
     assert record["throughput_msgs_s"] == 0.9  # 9 echoes over the 10-s window
+
+
+def test_a_memory_row_fits_the_servers_memory_over_the_connections_held() -> None:
+    result = connect_result(opened=10, failures=0, storm_s=1.0, server_cpu_s=0.01)
+    result.spec = RunSpec(
+        **{**result.spec.as_dict(), "mode": "memory", "memory_steps": (0, 1000, 2000)}
+    )
+    mib = 1024 * 1024
+    # 20 KiB per connection on top of 30 MiB (USS: 16 KiB on top of 10 MiB).
+    result.memory_points = [
+        (n, 30 * mib + n * 20 * 1024, 10 * mib + n * 16 * 1024) for n in (0, 1000, 2000)
+    ]
+    record = row(result)
+    assert record["mem_kib_per_conn"] == 20.0 and record["mem_uss_kib_per_conn"] == 16.0
+    assert record["mem_kib_per_conn_ci_low"] == 20.0 == record["mem_kib_per_conn_ci_high"]
+    assert record["mem_r2"] == 1.0 and record["mem_intercept_mib"] == 30.0
+    assert json.loads(record["mem_points"])[1] == [
+        1000,
+        30 * mib + 1000 * 20 * 1024,
+        10 * mib + 1000 * 16 * 1024,
+    ]
+    assert math.isnan(record["throughput_msgs_s"])

@@ -135,6 +135,14 @@ def test_product_expansion() -> None:
         (('mode = "closed"', 'mode = "connect"\ntransport = "polling-upgrade"'), "Socket.IO"),
         (("duration_s = 1", 'duration_s = 1\ntransport = "polling-upgrade"'), "connect mode"),
         (('mode = "closed"', 'mode = "teleport"'), "mode must be one of"),
+        (('mode = "closed"', 'mode = "memory"'), "memory mode, and only memory mode"),
+        (('mode = "closed"', 'mode = "closed"\nmemory_steps = [0, 1, 2]'), "only memory mode"),
+        (('mode = "closed"', 'mode = "memory"\nmemory_steps = [0, 1000]'), "at least three"),
+        (('mode = "closed"', 'mode = "memory"\nmemory_steps = [0, 9, 5]'), "increasing"),
+        (
+            ('mode = "closed"', 'mode = "memory"\nmemory_steps = [0, 1, 2]\nconnections = 4'),
+            "connections are its memory_steps",
+        ),
     ],
 )
 def test_bad_suites_are_refused(change: tuple[str, str], message: str) -> None:
@@ -164,3 +172,9 @@ def test_connect_entries_expand_their_rates() -> None:
     cells = expand(parse_suite(text, "t").entries, repeat=1)
     assert sorted({c.rate_conns_s for c in cells}) == [0.0, 50.0]
     assert {c.slice_s for c in cells} == {0.0}
+
+
+def test_memory_entries_hold_their_steps_and_the_largest_as_connections() -> None:
+    text = VALID.replace('mode = "closed"', 'mode = "memory"\nmemory_steps = [0, 10, 20]')
+    cells = expand(parse_suite(text, "t").entries, repeat=1)
+    assert {(c.memory_steps, c.connections) for c in cells} == {((0, 10, 20), 20)}

@@ -4,7 +4,12 @@ import math
 
 import pytest
 
-from bench.analyze.stats import coefficient_of_variation, median_interval, paired_ratios
+from bench.analyze.stats import (
+    coefficient_of_variation,
+    fit_line,
+    median_interval,
+    paired_ratios,
+)
 
 
 def test_interval_brackets_the_median_and_is_reproducible() -> None:
@@ -34,3 +39,36 @@ def test_coefficient_of_variation() -> None:
 
 def test_paired_ratios_skip_missing_and_zero() -> None:
     assert paired_ratios([10.0, 20.0, math.nan, 5.0], [5.0, 0.0, 1.0, 10.0]) == [2.0, 0.5]
+
+
+def test_a_line_through_exact_points_is_found_with_a_point_interval() -> None:
+    fit = fit_line([0, 1000, 2000, 5000], [50.0, 60.0, 70.0, 100.0])
+    assert fit.slope == pytest.approx(0.01) and fit.intercept == pytest.approx(50.0)
+    assert fit.r2 == pytest.approx(1.0)
+    assert fit.slope_ci_low == pytest.approx(0.01) and fit.slope_ci_high == pytest.approx(0.01)
+
+
+def test_the_slope_interval_matches_the_textbook_t_interval() -> None:
+    # x = 0..4, y about 2x: the interval is slope +- t(0.975, 3 df) * its standard error.
+    xs, ys = [0, 1, 2, 3, 4], [0.2, 1.9, 4.3, 6.1, 8.5]
+    fit = fit_line(xs, ys)
+    n = 5
+    mean_x = sum(xs) / n
+    slope = sum((x - mean_x) * y for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mean_x) ** 2 for x in xs
+    )
+    intercept = sum(ys) / n - slope * mean_x
+    residual = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys, strict=True))
+    se = math.sqrt(residual / (n - 2) / sum((x - mean_x) ** 2 for x in xs))
+    t_975_3df = 3.182446305284263
+    assert fit.slope == pytest.approx(slope)
+    assert fit.slope_ci_low == pytest.approx(slope - t_975_3df * se)
+    assert fit.slope_ci_high == pytest.approx(slope + t_975_3df * se)
+    assert 0.99 < fit.r2 < 1.0
+
+
+def test_too_few_points_fit_nothing() -> None:
+    assert math.isnan(fit_line([1000], [5.0]).slope)
+    assert math.isnan(fit_line([1000, 1000], [5.0, 6.0]).slope)
+    two = fit_line([0, 10], [1.0, 2.0])
+    assert two.slope == pytest.approx(0.1) and math.isnan(two.slope_ci_low)

@@ -7,6 +7,7 @@ from bench.metrics.sampling import (
     ProcessSampler,
     Sample,
     cpu_seconds_spanning,
+    window_memory,
     window_steal_pct,
     window_usage,
 )
@@ -58,3 +59,12 @@ def test_cpu_seconds_spanning_a_burst_shorter_than_the_sampling_interval() -> No
     assert cpu_seconds_spanning(samples, 100, 200) == 0.25
     assert cpu_seconds_spanning(samples, 50, 150) == 0.75
     assert math.isnan(cpu_seconds_spanning(samples, 150, 250))  # nothing after the end
+
+
+def test_window_memory_is_the_median_of_the_samples_inside() -> None:
+    samples = [Sample(t, 0.0, rss_bytes=1000 * t, uss_bytes=100 * t) for t in range(10)]
+    assert window_memory(samples, 2, 6) == (4000.0, 400.0)
+    rss_only = [Sample(t, 0.0, rss_bytes=5) for t in range(3)]
+    rss, uss = window_memory(rss_only, 0, 2)
+    assert rss == 5.0 and math.isnan(uss)
+    assert all(math.isnan(v) for v in window_memory(samples, 20, 30))
