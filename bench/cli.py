@@ -228,7 +228,8 @@ def _resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
         suite = load_suite(args.suite) if args.suite else None
         entries = list(suite.entries) if suite else entries_for_scenario(args.scenario)
         repeat = args.repeat or (suite.repeat if suite else 1)
-        cells = expand(entries, repeat)
+        # --repeat applies to every cell; otherwise an entry may set its own repeat.
+        cells = expand(entries, repeat, override_entries=args.repeat is not None)
         return _apply_overrides(cells, args)
     return _adhoc_cells(args)
 

@@ -33,6 +33,17 @@ CONNECT_METRICS = {
 }  # fmt: skip
 RATIO_METRICS = {"throughput": "throughput_msgs_s", "p99": "p99_us"}
 CONNECT_RATIO_METRICS = {"connects": "connects_per_s", "connect_p99": "connect_p99_us"}
+# Fan-out: deliveries per second and delivery latency, plus the last receiver's p99.
+FANOUT_METRICS = {**METRICS, "fanout_last_p99": "fanout_last_p99_us"}
+FANOUT_RATIO_METRICS = {**RATIO_METRICS, "fanout_last_p99": "fanout_last_p99_us"}
+# Memory: the fitted slope (its own interval is in runs.csv; this one is over repeats).
+MEMORY_METRICS = {"mem_kib_per_conn": "mem_kib_per_conn"}
+# (metrics, ratio metrics, the column whose CV flags a cell unstable) by mode
+BY_MODE = {
+    "connect": (CONNECT_METRICS, CONNECT_RATIO_METRICS, "connects_per_s"),
+    "fanout": (FANOUT_METRICS, FANOUT_RATIO_METRICS, "throughput_msgs_s"),
+    "memory": (MEMORY_METRICS, MEMORY_METRICS, "mem_kib_per_conn"),
+}
 
 
 def _key(frame: pd.DataFrame) -> pd.Series:
@@ -69,7 +80,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame()
     # Results written before a column existed lack it: it was not measured.
-    missing = [c for c in [*CELL_KEYS, *CONNECT_METRICS.values()] if c not in runs.columns]
+    optional = [*CONNECT_METRICS.values(), "fanout_last_p99_us", "mem_kib_per_conn"]
+    missing = [c for c in [*CELL_KEYS, *optional] if c not in runs.columns]
     runs = runs.assign(**{column: math.nan for column in missing})
     runs = runs.assign(_cell=_key(runs), _pair=_pair_key(runs))
     records: list[dict[str, Any]] = []
@@ -81,16 +93,22 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         record["failed_runs"] = int((group["status"] != "ok").sum())
         record["errors"] = int(group["errors"].sum())
         record["client_bound_runs"] = int(valid["client_bound"].astype(bool).sum())
-        connect = first["mode"] == "connect"
-        for prefix, column in (CONNECT_METRICS if connect else METRICS).items():
+        metrics, ratio_metrics, headline = BY_MODE.get(
+            first["mode"], (METRICS, RATIO_METRICS, "throughput_msgs_s")
+        )
+        for prefix, column in metrics.items():
             record.update(_interval_fields(prefix, valid[column].tolist()))
-        # A storm's headline is its connections per second, a message run's its throughput.
-        headline = "connects_per_s" if connect else "throughput_msgs_s"
+        if first["mode"] == "memory" and len(valid) == 1:
+            # One pass: the interval is the fit's own (runs.csv), not a degenerate one.
+            only = valid.iloc[0]
+            record["mem_kib_per_conn_ci_low"] = only.get("mem_kib_per_conn_ci_low", math.nan)
+            record["mem_kib_per_conn_ci_high"] = only.get("mem_kib_per_conn_ci_high", math.nan)
+        # The CV of the cell's headline figure: throughput for message runs, connections per
+        # second for storms, the slope for memory.
         record["throughput_cv"] = coefficient_of_variation(valid[headline].tolist())
         record["unstable"] = bool(record["throughput_cv"] > UNSTABLE_CV)
         if first["protocol"] == "socketio":
-            metrics = CONNECT_RATIO_METRICS if connect else RATIO_METRICS
-            record.update(_ratios(valid, runs, first["_pair"], metrics))
+            record.update(_ratios(valid, runs, first["_pair"], ratio_metrics))
         records.append(record)
     return pd.DataFrame.from_records(records)
 

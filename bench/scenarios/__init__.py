@@ -50,6 +50,7 @@ _ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
     "transport": str,
     "rate_conns_s": (int, float, list),
     "memory_steps": list,
+    "repeat": int,
 }
 TRANSPORTS = ("websocket", "polling", POLLING_UPGRADE)
 MODES = ("closed", "open", "connect", "fanout", "memory")
@@ -184,7 +185,7 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
     for kind in _as_list(entry.get("payload_kind", "text")):
         if kind not in ("text", "binary"):
             raise UsageError(f"{where}: payload_kind must be 'text' or 'binary', got {kind!r}")
-    for key in ("connections", "rate_msgs_s", "inflight", "workers", "duration_s"):
+    for key in ("connections", "rate_msgs_s", "inflight", "workers", "duration_s", "repeat"):
         for value in _as_list(entry.get(key, 1)):
             check_positive(f"{where}: {key}", value)
     check_positive(f"{where}: warmup_s", entry.get("warmup_s", 0), allow_zero=True)
@@ -239,11 +240,16 @@ def entries_for_scenario(scenario: str) -> list[dict[str, Any]]:
 
 
 def expand(
-    entries: list[dict[str, Any]] | tuple[dict[str, Any], ...], repeat: int
+    entries: list[dict[str, Any]] | tuple[dict[str, Any], ...],
+    repeat: int,
+    override_entries: bool = False,
 ) -> list[RunSpec]:
-    """All cells of the entries, repeated in interleaved passes."""
-    cells: list[RunSpec] = []
+    """All cells of the entries, repeated in interleaved passes: pass ``r`` holds every cell
+    whose entry repeats at least ``r`` times (an entry's own ``repeat``, else ``repeat``;
+    ``override_entries``: ``repeat`` for all, as ``--repeat`` asks)."""
+    cells: list[tuple[int, RunSpec]] = []
     for entry in entries:
+        times = repeat if override_entries else int(entry.get("repeat", repeat))
         axes = itertools.product(
             _as_list(entry.get("payload_bytes", 32)),
             _as_list(entry.get("payload_kind", "text")),
@@ -255,8 +261,7 @@ def expand(
         )
         steps = tuple(entry.get("memory_steps", ()))
         for payload_bytes, payload_kind, connections, rate, conns_rate, loop, server in axes:
-            cells.append(
-                RunSpec(
+            cells.append((times, RunSpec(
                     scenario=entry["scenario"],
                     server=server,
                     protocol=SERVERS[server].protocol,
@@ -277,8 +282,11 @@ def expand(
                     slice_s=float(
                         entry.get("slice_s", DEFAULT_SLICE_S if entry["mode"] == "closed" else 0)
                     ),
-                )
-            )
+                )))  # fmt: skip
+    passes = max((times for times, _ in cells), default=0)
     return [
-        RunSpec(**{**cell.as_dict(), "repeat": r}) for r in range(1, repeat + 1) for cell in cells
+        RunSpec(**{**cell.as_dict(), "repeat": r})
+        for r in range(1, passes + 1)
+        for times, cell in cells
+        if r <= times
     ]

@@ -47,6 +47,9 @@ CALIBRATION_S = 6.0
 # the slowest server set up about 700 connections a second at full speed.
 CONNECT_SETUP_S = 1.5
 FULL_SPEED_CONNS_S = 700.0
+# Fan-out and memory cells open their connections first, at about this many a second (the
+# slowest server, Socket.IO; wsbench run --scenario memory).
+OPEN_CONNS_S = 700.0
 
 
 def wall_time_s(cells: list[RunSpec]) -> float:
@@ -56,6 +59,12 @@ def wall_time_s(cells: list[RunSpec]) -> float:
         if first.mode == "connect":
             rate = first.rate_conns_s or FULL_SPEED_CONNS_S
             total += first.connections / rate + CONNECT_SETUP_S
+        elif first.mode == "fanout":
+            total += first.connections / OPEN_CONNS_S + first.warmup_s + first.duration_s
+            total += CONNECT_SETUP_S
+        elif first.mode == "memory":
+            held_s = len(first.memory_steps) * (first.warmup_s + first.duration_s)
+            total += first.connections / OPEN_CONNS_S + held_s + CONNECT_SETUP_S
         elif len(group) > 1:
             schedule = SliceSchedule.plan(
                 0, len(group), first.slice_s, first.warmup_s, first.duration_s
@@ -178,3 +187,15 @@ def test_memory_entries_hold_their_steps_and_the_largest_as_connections() -> Non
     text = VALID.replace('mode = "closed"', 'mode = "memory"\nmemory_steps = [0, 10, 20]')
     cells = expand(parse_suite(text, "t").entries, repeat=1)
     assert {(c.memory_steps, c.connections) for c in cells} == {((0, 10, 20), 20)}
+
+
+def test_an_entry_may_repeat_fewer_times_than_the_suite() -> None:
+    text = VALID + VALID.split('name = "t"', 1)[1].replace(
+        'mode = "closed"', 'mode = "closed"\nrepeat = 1'
+    )
+    entries = parse_suite(text, "t").entries
+    cells = expand(entries, repeat=3)
+    assert [c.repeat for c in cells].count(1) == 16 and [c.repeat for c in cells].count(3) == 8
+    # Passes stay interleaved: every pass-1 cell comes before any pass-2 cell.
+    assert [c.repeat for c in cells] == sorted(c.repeat for c in cells)
+    assert len(expand(entries, repeat=2, override_entries=True)) == 32

@@ -82,3 +82,20 @@ def test_connect_cells_summarise_connections_per_second_and_set_up_latency() -> 
     sio = summary.loc["socketio-asgi"]
     assert sio["connects_ratio_vs_websockets_median"] == pytest.approx(0.25)
     assert sio["connect_p99_ratio_vs_websockets_median"] == pytest.approx(4.0)
+
+
+def test_a_memory_cell_of_one_pass_keeps_its_fits_interval() -> None:
+    def memory(server: str, protocol: str, slope: float) -> dict:
+        return run(
+            server, protocol, 1, math.nan, math.nan, mode="memory", scenario="memory",
+            mem_kib_per_conn=slope, mem_kib_per_conn_ci_low=slope - 1,
+            mem_kib_per_conn_ci_high=slope + 1,
+        )  # fmt: skip
+
+    summary = summarize(
+        pd.DataFrame([memory("aiohttp", "raw", 10.0), memory("socketio-aiohttp", "socketio", 30.0)])
+    ).set_index("server")
+    raw = summary.loc["aiohttp"]
+    assert (raw["mem_kib_per_conn_median"], raw["mem_kib_per_conn_ci_low"]) == (10.0, 9.0)
+    assert raw["mem_kib_per_conn_ci_high"] == 11.0
+    assert summary.loc["socketio-aiohttp"]["mem_kib_per_conn_ratio_vs_aiohttp_median"] == 3.0
