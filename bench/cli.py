@@ -20,6 +20,7 @@ from bench.catalog import LOOPS, SERVERS
 from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, RunFailed, UsageError
 from bench.runner import connection_budget
 from bench.scenarios import (
+    PACED_MODES,
     SUITES,
     TRANSPORTS,
     check_memory_steps,
@@ -35,8 +36,11 @@ from bench.spec import RunSpec
 from bench.target import websocket_url
 
 EXIT_INTERRUPTED = 130
+RESULT_FILES = ("runs.csv", "histograms.jsonl", "summary.csv", "meta.json", "report.html")
 # The scenario an ad-hoc run of a mode is written under.
-ADHOC_SCENARIOS = {"connect": "connect", "fanout": "fanout", "memory": "memory"}
+ADHOC_SCENARIOS = {
+    "connect": "connect", "fanout": "fanout", "memory": "memory", "reconnect": "reconnect",
+}  # fmt: skip
 DEFAULT_MEMORY_STEPS = ["0", "1000", "2000", "5000"]
 
 
@@ -75,11 +79,14 @@ def build_parser() -> _Parser:
     what.add_argument("--servers", type=_csv_list, help=f"comma list of: {', '.join(SERVERS)}")
     what.add_argument("--loops", type=_csv_list, help="comma list of: asyncio, uvloop")
     what.add_argument(
-        "--mode", choices=("closed", "open", "capacity", "connect", "fanout", "memory"),
+        "--mode",
+        choices=("closed", "open", "capacity", "connect", "fanout", "memory", "reconnect"),
         help="closed loop, open loop, capacity (highest open-loop rate meeting --slo-p99-ms), "
         "connect (a storm of --connections set-ups, each timed, then one echo each), or fanout "
         "(one publisher at --rate msgs/s broadcast to --connections receivers), or memory "
-        "(idle connections held at each of --memory-steps, the server's memory fitted)",
+        "(idle connections held at each of --memory-steps, the server's memory fitted), or "
+        "reconnect (--connections clients sending --rate msgs/s in all; the server is killed "
+        "after --warmup and restarted; recovery is timed for --duration)",
     )  # fmt: skip
     what.add_argument(
         "--memory-steps", type=_csv_list,
@@ -286,10 +293,23 @@ def _check_names(args: argparse.Namespace) -> None:
 
 def _check_mode_and_rate(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     """Check the options that depend on the mode; returns the RunSpec fields they set."""
-    if mode in ("open", "fanout") and args.rate is None:
+    if mode in PACED_MODES and args.rate is None:
         raise UsageError(f"--mode {mode} needs --rate (messages per second)")
-    if mode not in ("open", "fanout") and args.rate is not None:
-        raise UsageError("--rate applies to --mode open and fanout only")
+    if mode not in PACED_MODES and args.rate is not None:
+        raise UsageError("--rate applies to --mode open, fanout and reconnect only")
+    if mode == "reconnect" and (
+        args.ack
+        or args.inflight is not None
+        or args.workers not in (None, 1)
+        or args.target
+        or args.payload_kind == "binary"
+        or args.transport == "polling"
+    ):
+        raise UsageError(
+            "--mode reconnect restarts a managed server and sends text over "
+            "WebSocket from one worker (no --target, --ack, --inflight, --workers, "
+            "binary or polling)"
+        )
     if mode == "fanout" and (
         args.ack
         or args.inflight is not None
@@ -459,6 +479,10 @@ def output_folder(out: Path | None, force: bool) -> Path:
         raise UsageError(f"--out {out} is not empty (use --force to write into it)")
     try:
         out.mkdir(parents=True, exist_ok=True)
+        # --force: this run's results replace an earlier run's (appending rows to a CSV of
+        # other columns would corrupt it); its logs stay beside them.
+        for name in RESULT_FILES:
+            (out / name).unlink(missing_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {out}: {exc.strerror}") from exc
     return out

@@ -16,6 +16,7 @@ from typing import Any
 from bench.analyze.stats import fit_line
 from bench.calibration import MIN_HEADROOM, headroom
 from bench.load.plan import WorkerReport
+from bench.load.reconnect import BACKOFF, Recovery, recovery
 from bench.metrics import histogram as hist
 from bench.runner import CLIENT_BOUND_CPU_PCT, CLIENT_BOUND_SEND_LAG_US, RunResult
 
@@ -41,7 +42,8 @@ COLUMNS = [
     "fanout_p50_us", "fanout_p99_us", "fanout_first_p99_us", "fanout_median_p99_us",
     "fanout_last_p99_us", "delivered", "duplicated", "out_of_order", "mem_kib_per_conn",
     "mem_kib_per_conn_ci_low", "mem_kib_per_conn_ci_high", "mem_r2", "mem_intercept_mib",
-    "mem_uss_kib_per_conn", "mem_points",
+    "mem_uss_kib_per_conn", "mem_points", "recovery_p50_s", "recovery_p99_s", "recovery_all_s",
+    "recovered_clients", "lost", "backoff",
     "extensions_negotiated", "server_exit_status", "started_utc", "schema_version",
 ]  # fmt: skip
 
@@ -74,6 +76,28 @@ def server_cpu_us_per_connection(result: RunResult) -> float:
     if opened == 0:
         return math.nan
     return result.server_storm_cpu_s / opened * 1e6
+
+
+def reconnect_recovery(result: RunResult) -> Recovery:
+    return recovery(result.killed_ns, [t for r in result.reports for t in r.recovered_ns])
+
+
+def reconnect_fields(result: RunResult) -> dict[str, Any]:
+    """Reconnect rows: seconds from the kill until half, 99% and all clients exchanged
+    messages again, how many did, the messages lost meanwhile, and the backoff in force."""
+    if result.spec.mode != "reconnect" or not result.reports:
+        names = ("recovery_p50_s", "recovery_p99_s", "recovery_all_s", "recovered_clients",
+                 "lost")  # fmt: skip
+        return {**dict.fromkeys(names, math.nan), "backoff": ""}
+    found = reconnect_recovery(result)
+    return {
+        "recovery_p50_s": _round(found.p50_s, 3),
+        "recovery_p99_s": _round(found.p99_s, 3),
+        "recovery_all_s": _round(found.all_s, 3),
+        "recovered_clients": found.recovered,
+        "lost": sum(r.lost for r in result.reports),
+        "backoff": BACKOFF.describe(),
+    }
 
 
 def memory_fields(result: RunResult) -> dict[str, Any]:
@@ -142,12 +166,17 @@ def row(result: RunResult) -> dict[str, Any]:
     sent = sum(r.sent for r in result.reports)
     received = sum(r.received for r in result.reports)
     errors = sum(r.errors for r in result.reports)
+    if spec.mode == "reconnect" and result.reports:
+        # A client that never exchanged messages again is an error; lost messages are the
+        # storm's figure (the server was down), not errors.
+        errors += reconnect_recovery(result).clients - reconnect_recovery(result).recovered
     nan = math.nan
     client_cpu = max((u.cpu_pct for u in result.client_usage), default=math.nan)
     send_lag_p99 = send_lag.p99_us if send_lag else math.nan
     connect_mode = spec.mode == "connect"
-    # A connect storm's messages are one per connection, not a throughput; memory rows send none.
-    messages = result.reports and spec.mode not in ("connect", "memory")
+    # A connect storm's messages are one per connection, not a throughput; memory rows send
+    # none; a reconnect storm's are a trickle to see who is connected.
+    messages = result.reports and spec.mode not in ("connect", "memory", "reconnect")
     throughput = received / spec.duration_s if messages else nan
     server_cpu = result.server_usage.cpu_pct if result.server_usage else nan
     generator_headroom = (
@@ -225,6 +254,7 @@ def row(result: RunResult) -> dict[str, Any]:
         "server_cpu_us_per_conn": _round(server_cpu_us_per_connection(result)),
         **fanout_fields(result, latency),
         **memory_fields(result),
+        **reconnect_fields(result),
         "extensions_negotiated": result.probe.extensions_negotiated if result.probe else "",
         "server_exit_status": result.server_exit_status,
         "started_utc": result.started_utc,

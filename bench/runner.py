@@ -44,6 +44,8 @@ CONNECT_WORKER_MODULE = "bench.load.connect_worker"
 FANOUT_WORKER_MODULE = "bench.load.fanout_worker"
 # Memory per connection: idle connections in steps.
 MEMORY_WORKER_MODULE = "bench.load.memory_worker"
+# Reconnect storms: the libraries' own reconnecting clients.
+RECONNECT_WORKER_MODULE = "bench.load.reconnect_worker"
 LOOPBACK = "127.0.0.1"
 # A generator process at or above this share of its core may be what limits the run.
 CLIENT_BOUND_CPU_PCT = 90.0
@@ -59,6 +61,8 @@ def worker_module(spec: RunSpec) -> str:
         return FANOUT_WORKER_MODULE
     if spec.mode == "memory":
         return MEMORY_WORKER_MODULE
+    if spec.mode == "reconnect":
+        return RECONNECT_WORKER_MODULE
     return POLLING_WORKER_MODULE if spec.transport == "polling" else WORKER_MODULES[spec.client]
 
 
@@ -104,6 +108,8 @@ class RunResult:
     # was set up, echoed and closed (bursts are shorter than the sampling interval, so a CPU
     # share would mostly measure idle time around them).
     server_storm_cpu_s: float = math.nan
+    # Reconnect storms: when the server was killed (CLOCK_MONOTONIC ns).
+    killed_ns: int = 0
     # Memory cells: per step, (connections, the server's median RSS, median USS) in bytes.
     memory_points: list[tuple[int, float, float]] = field(default_factory=list)
     capacity_probes: list[dict[str, Any]] = field(default_factory=list)
@@ -137,9 +143,12 @@ class ManagedServer:
         self.port = 0
         self.loop_lag_path = log_path.with_name("loop-lag.txt")
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
+        """Start the server on ``port`` (0: a free one, learned from its READY line)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = python_argv(self.module, "--host", LOOPBACK, "--port", "0", "--loop", self.loop)
+        argv = python_argv(
+            self.module, "--host", LOOPBACK, "--port", str(port), "--loop", self.loop
+        )
         if self.transports:
             argv += ["--transports", ",".join(self.transports)]
         self.process = await start_process(
@@ -156,16 +165,26 @@ class ManagedServer:
                 f"server {self.name} did not print READY within "
                 f"{SERVER_READY_TIMEOUT_S:.0f} s (log: {self.log_path})"
             ) from exc
-        word, _, port = line.decode(errors="replace").strip().partition(" ")
-        if word != "READY" or not port.isdigit():
+        word, _, ready_port = line.decode(errors="replace").strip().partition(" ")
+        if word != "READY" or not ready_port.isdigit():
             status = self.process.returncode
             raise RunFailed(
                 f"server {self.name} failed to start (status {status}, log: {self.log_path})"
             )
-        self.port = int(port)
+        self.port = int(ready_port)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None
+
+    async def kill_and_restart(self) -> int:
+        """SIGKILL the server (no goodbye to its clients), then start it again on the same
+        port; returns the CLOCK_MONOTONIC time of the kill."""
+        assert self.process is not None
+        killed_ns = monotonic_ns()
+        self.process.kill()
+        await stop_process(self.process)
+        await self.start(self.port)
+        return killed_ns
 
     async def stop(self) -> int | None:
         if self.process is None:
@@ -279,6 +298,27 @@ async def measure(
         if sampler is not None:
             with contextlib.suppress(Exception):
                 await sampler.stop()
+        await pool.close()
+
+
+async def measure_reconnect(
+    spec: RunSpec, url: str, server: ManagedServer, pinning: Pinning, log_dir: Path,
+    result: RunResult,
+) -> None:  # fmt: skip
+    """Clients exchange messages; ``warmup_s`` after the start the server is killed and
+    started again on the same port; the run goes on for ``duration_s`` after the kill."""
+    (plan,) = worker_plans(spec, url)
+    pool = WorkerPool(
+        [plan], frozenset(pinning.generator_cpus), log_dir, module=worker_module(spec)
+    )
+    try:
+        result.connect_s = await pool.spawn_and_connect()
+        start_ns = await pool.go()
+        await asyncio.sleep(max(0.0, (start_ns - monotonic_ns()) / 1e9 + spec.warmup_s))
+        result.killed_ns = await server.kill_and_restart()
+        result.reports = await pool.reports()
+        result.window_s = (start_ns, start_ns + int((spec.warmup_s + spec.duration_s) * 1e9))
+    finally:
         await pool.close()
 
 
@@ -456,6 +496,10 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
             raise
         if spec.mode == "capacity":
             await search_capacity(spec, url, server_pid, pinning, log_dir, result)
+        elif spec.mode == "reconnect":
+            if server is None:
+                raise RunFailed("a reconnect storm restarts the server: it must be a managed one")
+            await measure_reconnect(spec, url, server, pinning, log_dir, result)
         else:
             await measure(spec, url, server_pid, pinning, log_dir, result)
         if server is not None and not server.alive():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-Mode = Literal["closed", "open", "capacity", "connect", "fanout", "memory"]
+Mode = Literal["closed", "open", "capacity", "connect", "fanout", "memory", "reconnect"]
 # Socket.IO's default path, measured by connect cells: Engine.IO opens over HTTP long-polling,
 # then upgrades to WebSocket (what python-socketio's and the JavaScript clients do by default).
 POLLING_UPGRADE = "polling-upgrade"

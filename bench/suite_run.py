@@ -69,6 +69,13 @@ def _progress_line(index: int, total: int, record: dict[str, Any]) -> str:
             f"{record['connect_p50_us']:>7,.0f} µs  p99 {record['connect_p99_us']:>7,.0f} µs  "
             f"({record['transport']}, {pace})"
         )
+    elif record["mode"] == "reconnect":
+        figures = (
+            f"recovered: half {record['recovery_p50_s']:.2f} s, "
+            f"99% {record['recovery_p99_s']:.2f} s, all {record['recovery_all_s']:.2f} s "
+            f"({record['recovered_clients']:,} of "
+            f"{record['connections']:,})  lost {record['lost']:,} of {record['sent']:,} messages"
+        )
     elif record["mode"] == "memory":
         figures = (
             f"{record['mem_kib_per_conn']:>7,.1f} KiB per connection "

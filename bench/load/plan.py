@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from bench.load.slices import SliceSchedule
 
-Mode = Literal["closed", "open", "connect", "fanout", "memory"]
+Mode = Literal["closed", "open", "connect", "fanout", "memory", "reconnect"]
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,10 @@ class WorkerReport:
     fanout_last_hist: str = ""
     # Memory: [connections, CLOCK_MONOTONIC ns when they were all open] per step.
     memory_steps_ns: list[list[int]] = field(default_factory=list)
+    # Reconnect storms: messages whose reply never came (sent while the server was down or
+    # the client reconnecting), and per client when it exchanged messages again (-1: never).
+    lost: int = 0
+    recovered_ns: list[int] = field(default_factory=list)
 
     @property
     def errors(self) -> int:

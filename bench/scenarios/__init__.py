@@ -53,9 +53,10 @@ _ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
     "repeat": int,
 }
 TRANSPORTS = ("websocket", "polling", POLLING_UPGRADE)
-MODES = ("closed", "open", "connect", "fanout", "memory")
-# Modes that send on a fixed schedule of rate_msgs_s (fan-out: the publish rate).
-PACED_MODES = ("open", "fanout")
+MODES = ("closed", "open", "connect", "fanout", "memory", "reconnect")
+# Modes that send on a fixed schedule of rate_msgs_s (fan-out: the publish rate; reconnect:
+# all clients' requests together).
+PACED_MODES = ("open", "fanout", "reconnect")
 _REQUIRED = ("scenario", "servers", "mode", "duration_s")
 _SUITE_KEYS = {"name", "description", "repeat", "run"}
 
@@ -165,9 +166,15 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
     if mode in PACED_MODES and "rate_msgs_s" not in entry:
         raise UsageError(f"{where}: {mode} mode needs rate_msgs_s")
     if mode not in PACED_MODES and "rate_msgs_s" in entry:
-        raise UsageError(f"{where}: rate_msgs_s applies to open and fanout modes only")
+        raise UsageError(f"{where}: rate_msgs_s applies to open, fanout and reconnect modes only")
     if mode == "fanout":
         check_fanout(where, entry)
+    if mode == "reconnect" and (
+        entry.get("workers", 1) != 1 or "inflight" in entry or entry.get("ack")
+        or entry.get("transport", "websocket") != "websocket"
+        or any(k != "text" for k in _as_list(entry.get("payload_kind", "text")))
+    ):  # fmt: skip
+        raise UsageError(f"{where}: reconnect mode runs text requests over WebSocket, one worker")
     if (mode == "memory") != ("memory_steps" in entry):
         raise UsageError(f"{where}: memory mode, and only memory mode, takes memory_steps")
     if mode == "memory":

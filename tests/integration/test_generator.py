@@ -412,3 +412,23 @@ def test_memory_of_a_server_someone_else_started(
     assert code == 0, row["failure"]
     assert row["server"] == "raw" and 1 < float(row["mem_kib_per_conn"]) < 1000
     assert len(json.loads(row["mem_points"])) == 3
+
+
+def test_reconnect_storm_recovers_every_client(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--mode", "reconnect", "--connections", "30", "--rate", "60",
+                 "--warmup", "1", "--duration", "6", "--servers", "websockets,socketio-aiohttp",
+                 "--out", str(out)])  # fmt: skip
+    rows = read_rows(out)
+    assert code == 0, [r["failure"] for r in rows]
+    assert {r["server"] for r in rows} == {"websockets", "socketio-aiohttp"}
+    for row in rows:
+        assert row["scenario"] == "reconnect" and int(row["errors"]) == 0
+        assert int(row["recovered_clients"]) == 30
+        p50, all_s = float(row["recovery_p50_s"]), float(row["recovery_all_s"])
+        # The server was down: recovery takes its restart at least, and ends within the run.
+        assert 0 < p50 <= all_s < 6
+        # 2 messages a second per client over 7 s; those around the kill are lost.
+        assert int(row["sent"]) == 30 * 14
+        assert int(row["lost"]) == int(row["sent"]) - int(row["received"]) > 0
+        assert "doubling" in row["backoff"]

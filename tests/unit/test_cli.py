@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import build_parser, main, resolve_cells
+from bench.cli import build_parser, main, output_folder, resolve_cells
 
 
 @pytest.mark.parametrize(
@@ -19,7 +19,7 @@ from bench.cli import build_parser, main, resolve_cells
         (["run", "--connections", "0"], "--connections must be positive"),
         (["run", "--connections", "-3"], "--connections must be positive"),
         (["run", "--duration", "ten"], "not a number"),
-        (["run", "--rate", "100"], "--rate applies to --mode open and fanout only"),
+        (["run", "--rate", "100"], "--rate applies to --mode open, fanout and reconnect only"),
         (["run", "--mode", "fanout", "--rate", "5", "--ack"], "--mode fanout publishes text"),
         (["run", "--mode", "open"], "--mode open needs --rate"),
         (["run", "--payload", "8"], "payload of 8 bytes is outside"),
@@ -87,6 +87,13 @@ def test_non_empty_output_folder_needs_force(
     (tmp_path / "runs.csv").write_text("x")
     assert main(["run", "--servers", "aiohttp", "--out", str(tmp_path)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_force_replaces_an_earlier_runs_results(tmp_path: Path) -> None:
+    for name in ("runs.csv", "histograms.jsonl", "summary.csv", "meta.json", "notes.txt"):
+        (tmp_path / name).write_text("old")
+    assert output_folder(tmp_path, force=True) == tmp_path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # not a result file
 
 
 def test_report_needs_a_results_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

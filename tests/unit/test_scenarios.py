@@ -133,7 +133,10 @@ def test_product_expansion() -> None:
         (('mode = "closed"', 'mode = "closed"\nrate_conns_s = 9'), "connect mode only"),
         (('mode = "closed"', 'mode = "connect"\nrate_conns_s = -1'), "zero or more"),
         (('mode = "closed"', 'mode = "connect"\ninflight = 2'), "one message per connection"),
-        (('mode = "closed"', 'mode = "connect"\nrate_msgs_s = 9'), "open and fanout modes only"),
+        (
+            ('mode = "closed"', 'mode = "connect"\nrate_msgs_s = 9'),
+            "open, fanout and reconnect modes only",
+        ),
         (('mode = "closed"', 'mode = "fanout"'), "fanout mode needs rate_msgs_s"),
         (('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 9\nworkers = 2'), "one worker"),
         (('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 9\ninflight = 2'), "on a schedule"),
