@@ -138,6 +138,7 @@ def test_slice_option_changes_closed_loop_cells_only() -> None:
     cells = cells_for(["run", "--suite", "default", "--slice", "1.5"])
     assert {(c.mode, c.slice_s) for c in cells} == {
         ("closed", 1.5), ("open", 0.0), ("connect", 0.0), ("fanout", 0.0), ("memory", 0.0),
+        ("reconnect", 0.0),
     }  # fmt: skip
     (cell,) = cells_for(["run", "--servers", "aiohttp", "--slice", "0.3"])
     assert cell.slice_s == 0.3

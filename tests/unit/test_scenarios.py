@@ -50,6 +50,9 @@ FULL_SPEED_CONNS_S = 700.0
 # Fan-out and memory cells open their connections first, at about this many a second (the
 # slowest server, Socket.IO; wsbench run --scenario memory).
 OPEN_CONNS_S = 700.0
+# Reconnect cells: the library clients connect at about this many a second; the restart.
+LIBRARY_CONNS_S = 300.0
+RESTART_S = 1.0
 
 
 def wall_time_s(cells: list[RunSpec]) -> float:
@@ -62,6 +65,9 @@ def wall_time_s(cells: list[RunSpec]) -> float:
         elif first.mode == "fanout":
             total += first.connections / OPEN_CONNS_S + first.warmup_s + first.duration_s
             total += CONNECT_SETUP_S
+        elif first.mode == "reconnect":
+            total += first.connections / LIBRARY_CONNS_S + first.warmup_s + first.duration_s
+            total += CONNECT_SETUP_S + RESTART_S
         elif first.mode == "memory":
             held_s = len(first.memory_steps) * (first.warmup_s + first.duration_s)
             total += first.connections / OPEN_CONNS_S + held_s + CONNECT_SETUP_S
