@@ -255,19 +255,18 @@ async def connect(
     max_frame_bytes: int,
     local_addr: tuple[str, int] | None = None,
     upgrade: bool = False,
-    listener: type[EchoConnection] | None = None,
+    listener_class: type[EchoConnection] = EchoConnection,
 ) -> EchoConnection:
     """Open one connection and finish its handshake (Socket.IO: open packet, namespace; or,
     with ``upgrade``, the probe that moves a long-polling session, named in ``url``, to this
-    WebSocket, then the namespace). ``listener``: a subclass of ``EchoConnection`` to use."""
+    WebSocket, then the namespace). ``listener_class``: ``EchoConnection`` or a subclass."""
     kwargs: dict[str, Any] = {}
-    make = listener or EchoConnection
     if local_addr is not None:
         kwargs["local_addr"] = local_addr
 
     async def establish() -> EchoConnection:
         _, listener = await ws_connect(
-            lambda: make(exchange, tally, closed_loop, upgrade),
+            lambda: listener_class(exchange, tally, closed_loop, upgrade),
             url,
             websocket_handshake_timeout=timeout_s,
             enable_auto_ping=False,

@@ -115,7 +115,7 @@ async def run(plan: WorkerPlan) -> WorkerReport:
     ) -> Receiver:
         receiver = await connect(
             receiver_url, receive, tally, False, plan.connect_timeout_s, max_frame_bytes,
-            local_addr, listener=Receiver,
+            local_addr, listener_class=Receiver,
         )  # fmt: skip
         assert isinstance(receiver, Receiver)
         receiver.book, receiver.number = book, next(numbers)
