@@ -38,14 +38,16 @@ SERVER_READY_TIMEOUT_S = 30.0
 WORKER_MODULES = {"fast": "bench.load.worker", "library": "bench.load.library_worker"}
 # Socket.IO over HTTP long-polling has a stack of its own (the fast client speaks WebSocket).
 POLLING_WORKER_MODULE = "bench.load.polling_worker"
-# Connection set-up storms, on the fast client (with one HTTP GET for the polling-upgrade path).
-CONNECT_WORKER_MODULE = "bench.load.connect_worker"
-# Broadcast fan-out: receivers and a publisher in one process, on the fast client.
-FANOUT_WORKER_MODULE = "bench.load.fanout_worker"
-# Memory per connection: idle connections in steps.
-MEMORY_WORKER_MODULE = "bench.load.memory_worker"
-# Reconnect storms: the libraries' own reconnecting clients.
-RECONNECT_WORKER_MODULE = "bench.load.reconnect_worker"
+# Modes with a worker of their own: connection set-up storms (the fast client, plus one HTTP
+# GET on the polling-upgrade path), broadcast fan-out (receivers and a publisher in one process,
+# on the fast client), memory per connection (idle connections in steps), and reconnect storms
+# (the libraries' own reconnecting clients).
+MODE_WORKER_MODULES = {
+    "connect": "bench.load.connect_worker",
+    "fanout": "bench.load.fanout_worker",
+    "memory": "bench.load.memory_worker",
+    "reconnect": "bench.load.reconnect_worker",
+}
 LOOPBACK = "127.0.0.1"
 # A generator process at or above this share of its core may be what limits the run.
 CLIENT_BOUND_CPU_PCT = 90.0
@@ -55,14 +57,8 @@ CLIENT_BOUND_SEND_LAG_US = 5000.0
 
 
 def worker_module(spec: RunSpec) -> str:
-    if spec.mode == "connect":
-        return CONNECT_WORKER_MODULE
-    if spec.mode == "fanout":
-        return FANOUT_WORKER_MODULE
-    if spec.mode == "memory":
-        return MEMORY_WORKER_MODULE
-    if spec.mode == "reconnect":
-        return RECONNECT_WORKER_MODULE
+    if spec.mode in MODE_WORKER_MODULES:
+        return MODE_WORKER_MODULES[spec.mode]
     return POLLING_WORKER_MODULE if spec.transport == "polling" else WORKER_MODULES[spec.client]
 
 
