@@ -166,7 +166,6 @@ async def publish_all(
             sent, _ = build_sent(seq, intended)
             book.publish(seq, intended, build_expected(seq, intended)[0])
             transport.send(TEXT, sent)
-            publisher.next_seq = seq + 1
     finally:
         alarm.close()
 
