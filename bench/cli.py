@@ -27,6 +27,7 @@ from bench.scenarios import (
     check_payload,
     check_positive,
     check_slice,
+    check_slow_share,
     check_transport,
     entries_for_scenario,
     expand,
@@ -87,6 +88,10 @@ def build_parser() -> _Parser:
         "(idle connections held at each of --memory-steps, the server's memory fitted), or "
         "reconnect (--connections clients sending --rate msgs/s in all; the server is killed "
         "after --warmup and restarted; recovery is timed for --duration)",
+    )  # fmt: skip
+    what.add_argument(
+        "--slow-share", type=_number(float),
+        help="fanout: share of receivers that read slowly (slow consumers), e.g. 0.1",
     )  # fmt: skip
     what.add_argument(
         "--memory-steps", type=_csv_list,
@@ -245,7 +250,7 @@ def _apply_overrides(cells: list[RunSpec], args: argparse.Namespace) -> list[Run
     """Suite cells narrowed by --servers/--loops and shortened by --duration/--warmup."""
     adhoc_only = (args.mode, args.rate, args.payload, args.payload_kind, args.connections,
                   args.slo_p99_ms, args.capacity_steps, args.ack or None,
-                  args.transport, args.connect_rate)  # fmt: skip
+                  args.transport, args.connect_rate, args.slow_share)  # fmt: skip
     if any(value is not None for value in adhoc_only):
         raise UsageError(
             "--mode, --rate, --connect-rate, --payload, --payload-kind, --connections, --ack "
@@ -321,6 +326,12 @@ def _check_mode_and_rate(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             "--mode fanout publishes text over WebSocket from one worker "
             "(no --ack, --inflight, --workers, binary or polling)"
         )
+    if args.slow_share is not None:
+        if mode != "fanout":
+            raise UsageError("--slow-share applies to --mode fanout only")
+        check_slow_share("--slow-share", args.slow_share)
+    if mode == "fanout" and args.slow_share:
+        return {"slow_share": float(args.slow_share)}
     if args.memory_steps is not None and mode != "memory":
         raise UsageError("--memory-steps applies to --mode memory only")
     if mode == "memory":

@@ -40,7 +40,9 @@ COLUMNS = [
     "capacity_msgs_s", "connect_s", "connect_p50_us", "connect_p99_us", "target_conns_s",
     "connects_per_s", "connect_failures", "server_cpu_us_per_conn", "recipients",
     "fanout_p50_us", "fanout_p99_us", "fanout_first_p99_us", "fanout_median_p99_us",
-    "fanout_last_p99_us", "delivered", "duplicated", "out_of_order", "mem_kib_per_conn",
+    "fanout_last_p99_us", "delivered", "duplicated", "out_of_order", "slow_share",
+    "slow_receivers", "slow_delivered", "slow_missing", "slow_dropped",
+    "server_rss_growth_bytes", "mem_kib_per_conn",
     "mem_kib_per_conn_ci_low", "mem_kib_per_conn_ci_high", "mem_r2", "mem_intercept_mib",
     "mem_uss_kib_per_conn", "mem_points", "recovery_p50_s", "recovery_p99_s", "recovery_all_s",
     "recovered_clients", "lost", "backoff",
@@ -128,7 +130,8 @@ def fanout_fields(result: RunResult, deliveries: hist.LatencySummary | None) -> 
     median and last receiver's), and the exact delivery counts; NaN for other rows."""
     names = ("recipients", "fanout_p50_us", "fanout_p99_us", "fanout_first_p99_us",
              "fanout_median_p99_us", "fanout_last_p99_us", "delivered", "duplicated",
-             "out_of_order")  # fmt: skip
+             "out_of_order", "slow_share", "slow_receivers", "slow_delivered", "slow_missing",
+             "slow_dropped", "server_rss_growth_bytes")  # fmt: skip
     if result.spec.mode != "fanout" or not result.reports or deliveries is None:
         return dict.fromkeys(names, math.nan)
 
@@ -145,6 +148,13 @@ def fanout_fields(result: RunResult, deliveries: hist.LatencySummary | None) -> 
         "delivered": sum(r.received for r in result.reports),
         "duplicated": sum(r.duplicated for r in result.reports),
         "out_of_order": sum(r.out_of_order for r in result.reports),
+        # Slow consumers: the figures above are the fast receivers'; these, the slow ones'.
+        "slow_share": result.spec.slow_share,
+        "slow_receivers": sum(r.slow_receivers for r in result.reports),
+        "slow_delivered": sum(r.slow_delivered for r in result.reports),
+        "slow_missing": sum(r.slow_missing for r in result.reports),
+        "slow_dropped": sum(r.slow_dropped for r in result.reports),
+        "server_rss_growth_bytes": result.server_rss_growth_bytes,
     }
 
 

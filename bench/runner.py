@@ -104,6 +104,8 @@ class RunResult:
     # was set up, echoed and closed (bursts are shorter than the sampling interval, so a CPU
     # share would mostly measure idle time around them).
     server_storm_cpu_s: float = math.nan
+    # Fan-out: how far the server's RSS rose during the run (bytes).
+    server_rss_growth_bytes: float = math.nan
     # Reconnect storms: when the server was killed (CLOCK_MONOTONIC ns).
     killed_ns: int = 0
     # Memory cells: per step, (connections, the server's median RSS, median USS) in bytes.
@@ -232,6 +234,7 @@ def worker_plans(spec: RunSpec, url: str) -> list[WorkerPlan]:
             rate_conns_s=spec.rate_conns_s,
             transport=spec.transport,
             memory_steps=spec.memory_steps,
+            slow_share=spec.slow_share,
             worker_index=index,
             worker_count=spec.workers,
             source_addresses=budget.source_addresses,
@@ -282,6 +285,8 @@ async def measure(
         record_steal(result, sampler, pinning, window_start, window_end)
         if server_pid is not None:
             result.server_usage = sampler.usage("server", window_start, window_end)
+            if spec.mode == "fanout":
+                result.server_rss_growth_bytes = sampler.rss_growth("server", start_ns, reported_ns)
             if spec.mode == "connect":
                 # Until the workers reported: every connection set up, echoed and closed.
                 result.server_storm_cpu_s = sampler.cpu_seconds_spanning(

@@ -37,6 +37,8 @@ class RunSpec:
     # Memory cells: idle connections held at each count in turn (warmup_s to settle, then
     # duration_s of sampling the server's memory); ``connections`` is the largest.
     memory_steps: tuple[int, ...] = ()
+    # Fan-out cells: the share of receivers that read slowly (slow consumers).
+    slow_share: float = 0.0
     client: str = "fast"
     slo_p99_ms: float | None = None  # capacity mode: the latency objective
     capacity_steps: int = 7  # capacity mode: bisection probes after the closed-loop bound

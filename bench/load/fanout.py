@@ -34,10 +34,13 @@ class FanoutBook:
 
     ``seq_offset`` is where a frame's sequence number starts (after Socket.IO's event prefix).
     Only messages numbered from ``first_measured`` on count (earlier ones are the warm-up).
+    Receivers numbered below ``slow`` read slowly on purpose: the figures of the others (the
+    fast ones) and theirs are kept apart.
     """
 
-    def __init__(self, recipients: int, seq_offset: int) -> None:
+    def __init__(self, recipients: int, seq_offset: int, slow: int = 0) -> None:
         self.recipients = recipients
+        self.slow = slow
         self.seq_offset = seq_offset
         self.first_measured = 0
         self.frames: list[bytes] = []
@@ -47,7 +50,7 @@ class FanoutBook:
         self.highest = [-1] * recipients
         self.out_of_order = 0
         self.unexpected = 0
-        # Per message: latency of each first delivery, in arrival order (ns).
+        # Per message: latency of each first delivery to a fast receiver, in arrival order (ns).
         self.latencies_ns: list[list[int]] = []
 
     def publish(self, seq: int, intended_ns: int, frame: bytes) -> None:
@@ -80,33 +83,37 @@ class FanoutBook:
             self.out_of_order += 1
         else:
             self.highest[receiver] = seq
-        self.latencies_ns[seq].append(now_ns - self.intended_ns[seq])
+        if receiver >= self.slow:
+            self.latencies_ns[seq].append(now_ns - self.intended_ns[seq])
 
-    def counts_summary(self) -> FanoutCounts:
+    def counts_summary(self, slow: bool = False) -> FanoutCounts:
+        """The fast receivers' counts (``slow``: the slow ones'); unexpected frames and
+        out-of-order deliveries are everyone's."""
         measured = range(self.first_measured, len(self.frames))
+        chosen = self.counts[: self.slow] if slow else self.counts[self.slow :]
         delivered = duplicated = 0
-        for counts in self.counts:
+        for counts in chosen:
             window = counts[self.first_measured :]
             delivered += len(window) - window.count(0)
             duplicated += sum(c - 1 for c in window if c > 1)
         return FanoutCounts(
             published=len(measured),
-            recipients=self.recipients,
+            recipients=len(chosen),
             delivered=delivered,
-            missing=len(measured) * self.recipients - delivered,
+            missing=len(measured) * len(chosen) - delivered,
             duplicated=duplicated,
             out_of_order=self.out_of_order,
             unexpected=self.unexpected,
         )
 
     def delivery_latencies_ns(self) -> list[int]:
-        """Every first delivery of a measured message."""
+        """Every first delivery of a measured message to a fast receiver."""
         return [t for seq in range(self.first_measured, len(self.frames))
                 for t in self.latencies_ns[seq]]  # fmt: skip
 
     def per_message_ns(self) -> tuple[list[int], list[int], list[int]]:
-        """Per measured message that reached anyone: its first, median and last receiver's
-        latency (the median of an even count is the lower middle one: a latency that was
+        """Per measured message that reached a fast receiver: its first, median and last fast
+        receiver's latency (the median of an even count is the lower middle one: a latency that was
         measured, not an average of two)."""
         first: list[int] = []
         median: list[int] = []

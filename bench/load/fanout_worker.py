@@ -16,6 +16,9 @@ The connections are the fast worker's picows client; all run in one process (one
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
+from dataclasses import replace
 from time import monotonic_ns
 from typing import Any
 
@@ -45,6 +48,10 @@ from servers.common import FAIRNESS
 JOIN_FRAME = f'421["{FAIRNESS.socketio_join_event}",null]'.encode()
 JOIN_ACK = b"431[true]"
 DRAIN_POLL_S = 0.01
+# Slow receivers read for SLOW_READ_S every SLOW_PERIOD_S: a client on a poor link that
+# catches up in short bursts.
+SLOW_PERIOD_S = 0.5
+SLOW_READ_S = 0.01
 PING = sio.EIO_PING.encode()
 
 
@@ -103,9 +110,11 @@ async def run(plan: WorkerPlan) -> WorkerReport:
         plan.protocol, "text", plan.payload_bytes, event=FAIRNESS.socketio_publish_event
     )
     prefix = b'42["' + FAIRNESS.socketio_fanout_event.encode() + b'","'
+    slow = math.ceil(plan.slow_share * plan.connections)
     book = FanoutBook(
-        plan.connections, seq_offset=len(prefix) if plan.protocol == "socketio" else 0
-    )
+        plan.connections, seq_offset=len(prefix) if plan.protocol == "socketio" else 0,
+        slow=slow,
+    )  # fmt: skip
     tally = Tally()
     max_frame_bytes = plan.payload_bytes + FRAME_SLACK_BYTES
     numbers = iter(range(plan.connections))
@@ -131,15 +140,31 @@ async def run(plan: WorkerPlan) -> WorkerReport:
         )
         emit("connected", connections=len(receivers), connect_s=connect_s)
         start_ns = await read_start_signal()
-        await publish_all(plan, publisher, book, tally, start_ns, receive)
+        slow_readers = [r for r in receivers if r.number < slow]
+        throttle = asyncio.ensure_future(read_slowly(slow_readers))
+        try:
+            await publish_all(plan, publisher, book, tally, start_ns, receive)
+        finally:
+            throttle.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await throttle
         await drain(book, plan.drain_timeout_s)
     finally:
         await close_all([*receivers, *([publisher] if publisher else [])])
     connections: list[EchoConnection] = [*receivers, *([publisher] if publisher else [])]
-    disconnects = sum(c.disconnected for c in connections)
+    # A slow receiver the server dropped is the scenario's finding, not an error.
+    dropped = sum(r.disconnected for r in receivers if r.number < slow)
+    disconnects = sum(c.disconnected for c in connections) - dropped
     # Frames the connections refused themselves (wrong kind, anything sent to the publisher).
     refused = sum(c.unexpected for c in connections)
-    return fanout_report(plan, book, tally, connect_times, connect_s, disconnects, refused)
+    report = fanout_report(plan, book, tally, connect_times, connect_s, disconnects, refused)
+    if not slow:
+        return report
+    slow_counts = book.counts_summary(slow=True)
+    return replace(
+        report, slow_receivers=slow, slow_delivered=slow_counts.delivered,
+        slow_missing=slow_counts.missing, slow_dropped=dropped,
+    )  # fmt: skip
 
 
 async def publish_all(
@@ -170,10 +195,30 @@ async def publish_all(
         alarm.close()
 
 
+async def read_slowly(receivers: list[Receiver]) -> None:
+    """Keep these receivers' sockets unread but for short bursts, until cancelled; then they
+    read freely again (and catch up during the drain)."""
+    transports = [r.transport.underlying_transport for r in receivers if r.transport is not None]
+    try:
+        while True:
+            for transport in transports:
+                transport.pause_reading()
+            await asyncio.sleep(SLOW_PERIOD_S)
+            for transport in transports:
+                transport.resume_reading()
+            await asyncio.sleep(SLOW_READ_S)
+    finally:
+        for transport in transports:
+            with contextlib.suppress(RuntimeError, AttributeError):
+                transport.resume_reading()
+
+
 async def drain(book: FanoutBook, timeout_s: float) -> None:
     """Wait until every receiver has every message, or ``timeout_s`` has passed."""
     deadline = monotonic_ns() + int(timeout_s * NS_PER_S)
-    while monotonic_ns() < deadline and book.counts_summary().missing:
+    while monotonic_ns() < deadline and (
+        book.counts_summary().missing or book.counts_summary(slow=True).missing
+    ):
         await asyncio.sleep(DRAIN_POLL_S)
 
 

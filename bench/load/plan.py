@@ -51,6 +51,8 @@ class WorkerPlan:
     # Memory (bench.load.memory_worker): idle connections held at each of these counts in
     # turn, for ``warmup_s`` to settle and then ``duration_s`` to be sampled.
     memory_steps: tuple[int, ...] = ()
+    # Fan-out: the share of receivers that read slowly (bench.load.fanout_worker).
+    slow_share: float = 0.0
 
     def slices(self) -> SliceSchedule | None:
         if self.slots <= 1:
@@ -120,6 +122,11 @@ class WorkerReport:
     fanout_first_hist: str = ""
     fanout_median_hist: str = ""
     fanout_last_hist: str = ""
+    # Fan-out with slow consumers: how many, what reached them, and how many the server dropped.
+    slow_receivers: int = 0
+    slow_delivered: int = 0
+    slow_missing: int = 0
+    slow_dropped: int = 0
     # Memory: [connections, CLOCK_MONOTONIC ns when they were all open] per step.
     memory_steps_ns: list[list[int]] = field(default_factory=list)
     # Reconnect storms: messages whose reply never came (sent while the server was down or

@@ -86,6 +86,9 @@ class ProcessSampler:
     def usage(self, role: str, start_ns: int, end_ns: int) -> WindowUsage:
         return window_usage(self.samples.get(role, []), start_ns, end_ns)
 
+    def rss_growth(self, role: str, start_ns: int, end_ns: int) -> float:
+        return rss_growth(self.samples.get(role, []), start_ns, end_ns)
+
     def memory(self, role: str, start_ns: int, end_ns: int) -> tuple[float, float]:
         return window_memory(self.samples.get(role, []), start_ns, end_ns)
 
@@ -144,3 +147,10 @@ def window_memory(samples: list[Sample], start_ns: int, end_ns: int) -> tuple[fl
         statistics.median(rss) if rss else math.nan,
         statistics.median(uss) if uss else math.nan,
     )
+
+
+def rss_growth(samples: list[Sample], start_ns: int, end_ns: int) -> float:
+    """How far RSS rose in [start, end] above its first sample there (bytes; NaN without
+    samples): what a server buffered for clients that could not keep up."""
+    inside = [s.rss_bytes for s in samples if start_ns <= s.t_ns <= end_ns]
+    return float(max(inside) - inside[0]) if inside else math.nan

@@ -51,6 +51,7 @@ _ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
     "rate_conns_s": (int, float, list),
     "memory_steps": list,
     "repeat": int,
+    "slow_share": (int, float),
 }
 TRANSPORTS = ("websocket", "polling", POLLING_UPGRADE)
 MODES = ("closed", "open", "connect", "fanout", "memory", "reconnect")
@@ -135,6 +136,12 @@ def check_memory_steps(where: str, steps: list[Any]) -> None:
         )
 
 
+def check_slow_share(where: str, share: float) -> None:
+    check_positive(where, share, allow_zero=True)
+    if share >= 1:
+        raise UsageError(f"{where} is a share of the receivers: from 0 up to (not including) 1")
+
+
 def check_fanout(where: str, entry: dict[str, Any]) -> None:
     """Fan-out: one generator process (receivers and publisher), text, no acks or slices."""
     if entry.get("workers", 1) != 1 or entry.get("transport", "websocket") != "websocket":
@@ -169,6 +176,10 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
         raise UsageError(f"{where}: rate_msgs_s applies to open, fanout and reconnect modes only")
     if mode == "fanout":
         check_fanout(where, entry)
+    if "slow_share" in entry:
+        if mode != "fanout":
+            raise UsageError(f"{where}: slow_share applies to fanout mode only")
+        check_slow_share(f"{where}: slow_share", entry["slow_share"])
     if mode == "reconnect" and (
         entry.get("workers", 1) != 1 or "inflight" in entry or entry.get("ack")
         or entry.get("transport", "websocket") != "websocket"
@@ -282,6 +293,7 @@ def expand(
                     rate_msgs_s=float(rate),
                     rate_conns_s=float(conns_rate),
                     memory_steps=steps,
+                    slow_share=float(entry.get("slow_share", 0.0)),
                     inflight=entry.get("inflight", 1),
                     ack=entry.get("ack", False),
                     workers=entry.get("workers", 1),

@@ -380,6 +380,23 @@ def test_socketio_default_path_opens_over_polling_then_upgrades(tmp_path: Path) 
         assert float(row["wire_bytes_up_per_msg"]) > 300
 
 
+def test_slow_consumers_are_accounted_apart_from_the_fast_receivers(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--mode", "fanout", "--rate", "50", "--connections", "20",
+                 "--slow-share", "0.25", "--duration", "1.5", "--warmup", "0.2",
+                 "--servers", "websockets,socketio-aiohttp", "--out", str(out)])  # fmt: skip
+    rows = read_rows(out)
+    assert code == 0, [r["failure"] for r in rows]
+    for row in rows:
+        # 5 of 20 receivers read slowly; the other 15 got every message.
+        assert (row["slow_share"], row["slow_receivers"], row["recipients"]) == ("0.25", "5", "15")
+        assert int(row["delivered"]) == int(row["sent"]) * 15 and int(row["missing"]) == 0
+        # The slow ones caught up once the publishing stopped, unless the server dropped them.
+        slow_total = int(row["slow_delivered"]) + int(row["slow_missing"])
+        assert slow_total == int(row["sent"]) * 5
+        assert int(row["slow_dropped"]) >= 0 and float(row["server_rss_growth_bytes"]) >= 0
+
+
 def test_memory_slope_on_every_server(tmp_path: Path) -> None:
     out = tmp_path / "out"
     code = main(["run", "--mode", "memory", "--memory-steps", "0,100,200", "--warmup", "0.3",

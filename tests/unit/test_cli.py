@@ -66,6 +66,8 @@ from bench.cli import build_parser, main, output_folder, resolve_cells
         (["run", "--mode", "memory", "--memory-steps", "0,a,2"], "whole numbers"),
         (["run", "--mode", "memory", "--memory-steps", "5,1,2"], "increasing"),
         (["run", "--mode", "memory", "--connections", "9"], "no --connections"),
+        (["run", "--slow-share", "0.1"], "--slow-share applies to --mode fanout only"),
+        (["run", "--mode", "fanout", "--rate", "5", "--slow-share", "-1"], "zero or more"),
         (["frobnicate"], "invalid choice"),
         ([], "required"),
     ],

@@ -154,6 +154,8 @@ def test_product_expansion() -> None:
         (("duration_s = 1", 'duration_s = 1\ntransport = "polling-upgrade"'), "connect mode"),
         (('mode = "closed"', 'mode = "teleport"'), "mode must be one of"),
         (('mode = "closed"', 'mode = "memory"'), "memory mode, and only memory mode"),
+        (('mode = "closed"', 'mode = "closed"\nslow_share = 0.1'), "fanout mode only"),
+        (('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 9\nslow_share = 1'), "up to"),
         (('mode = "closed"', 'mode = "closed"\nmemory_steps = [0, 1, 2]'), "only memory mode"),
         (('mode = "closed"', 'mode = "memory"\nmemory_steps = [0, 1000]'), "at least three"),
         (('mode = "closed"', 'mode = "memory"\nmemory_steps = [0, 9, 5]'), "increasing"),

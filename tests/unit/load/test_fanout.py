@@ -76,3 +76,16 @@ def test_messages_are_published_in_order() -> None:
     book = FanoutBook(1, 0)
     with pytest.raises(ValueError, match="in order"):
         book.publish(1, 0, b"")
+
+
+def test_slow_receivers_are_counted_apart_and_not_timed() -> None:
+    book = FanoutBook(4, seq_offset=len(PREFIX), slow=1)  # receiver 0 reads slowly
+    for seq in range(2):
+        book.publish(seq, 1_000 * seq, frame(seq))
+    for receiver in range(4):
+        book.deliver(receiver, frame(0), 100 + receiver)
+    book.deliver(1, frame(1), 1_500)
+    fast, slow = book.counts_summary(), book.counts_summary(slow=True)
+    assert (fast.recipients, fast.delivered, fast.missing) == (3, 4, 2)
+    assert (slow.recipients, slow.delivered, slow.missing) == (1, 1, 1)
+    assert sorted(book.delivery_latencies_ns()) == [101, 102, 103, 500]  # fast ones only

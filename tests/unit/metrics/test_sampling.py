@@ -7,6 +7,7 @@ from bench.metrics.sampling import (
     ProcessSampler,
     Sample,
     cpu_seconds_spanning,
+    rss_growth,
     window_memory,
     window_steal_pct,
     window_usage,
@@ -68,3 +69,9 @@ def test_window_memory_is_the_median_of_the_samples_inside() -> None:
     rss, uss = window_memory(rss_only, 0, 2)
     assert rss == 5.0 and math.isnan(uss)
     assert all(math.isnan(v) for v in window_memory(samples, 20, 30))
+
+
+def test_rss_growth_is_the_rise_above_the_first_sample_in_the_window() -> None:
+    samples = [Sample(t, 0.0, rss_bytes=rss) for t, rss in enumerate([50, 40, 70, 60])]
+    assert rss_growth(samples, 1, 3) == 30.0
+    assert math.isnan(rss_growth(samples, 10, 20))
