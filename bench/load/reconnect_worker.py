@@ -124,6 +124,10 @@ async def run_websockets_client(client: Client, go: asyncio.Future[int]) -> None
             return
         except (ConnectionClosed, TimeoutError, OSError, InvalidHandshake):
             client.lost_connection()
+            # A reply that never came leaves the connection open: drop it before the loop
+            # opens the next one.
+            with contextlib.suppress(Exception):
+                websocket.transport.abort()
             # Ticks that passed while disconnected are lost: skip to the next one due.
             now = monotonic_ns()
             while next_tick < len(ticks) and ticks[next_tick] < now:
