@@ -312,7 +312,8 @@ def test_capacity_mode_finds_a_rate(tmp_path: Path) -> None:
     assert float(row["target_rate"]) == float(row["capacity_msgs_s"])
     assert float(row["p99_us"]) <= 50_000
     (record,) = [json.loads(line) for line in (out / "histograms.jsonl").read_text().splitlines()]
-    assert len(record["capacity_probes"]) == 3
+    # Three decisions, each by two agreeing probes of at most three.
+    assert 3 * 2 <= len(record["capacity_probes"]) <= 3 * 3
     assert any(probe["passed"] for probe in record["capacity_probes"])
 
 
