@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import socketio
 import uvicorn
 
-from servers.common import FAIRNESS, run_server
+from servers.common import FAIRNESS, listening_socket, run_server
 from servers.socketio_common import create_socketio_server, stop_socketio_server
 
 # --- Settings from the fairness contract -----------------------------------------------------
@@ -78,8 +78,7 @@ async def start(
     server = uvicorn.Server(config)
     server.lifespan = config.lifespan_class(config)
     # Binding the socket here makes port 0 work and tells us the port that was picked.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family)
+    sock = listening_socket(host, port)
     await server.startup(sockets=[sock])
     main_loop = asyncio.create_task(server.main_loop())
     return RunningSocketioAsgi(

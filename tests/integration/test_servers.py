@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +19,7 @@ import pytest
 from aiohttp import web
 from picows import WSCloseCode, WSMsgType
 
-from servers.common import FAIRNESS, LOOPS
+from servers.common import FAIRNESS, LOOPS, listening_socket
 from tests.conftest import (
     READY_TIMEOUT_S,
     TIME_FACTOR,
@@ -470,3 +471,30 @@ def test_fixture_reports_a_server_that_never_becomes_ready() -> None:
             read_ready_port(process, 10.0 * TIME_FACTOR)
     finally:
         stop_process(process)
+
+
+def test_a_self_bound_listening_socket_gives_asyncio_connections_tcp_nodelay() -> None:
+    # asyncio sets TCP_NODELAY only on sockets whose protocol is IPPROTO_TCP; socket.
+    # create_server's are 0, which left socketio-asgi on asyncio waiting 40 ms for delayed
+    # ACKs whenever a reply took two writes (binary Socket.IO, long-polling).
+    async def main() -> tuple[int, int]:
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+        listening = listening_socket("127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listening)
+        try:
+            port = listening.getsockname()[1]
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            nodelay = await asyncio.wait_for(accepted, 5)
+            writer.close()
+        finally:
+            server.close()
+        return listening.proto, nodelay
+
+    proto, nodelay = asyncio.run(main())  # the standard loop, where it matters
+    assert proto == socket.IPPROTO_TCP and nodelay != 0
