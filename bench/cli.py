@@ -296,32 +296,30 @@ def _check_names(args: argparse.Namespace) -> None:
             raise UsageError(f"unknown loop {loop!r} (known: {', '.join(LOOPS)})")
 
 
+def _beyond_one_text_websocket_worker(args: argparse.Namespace) -> bool:
+    """Options that modes running one worker sending text over WebSocket cannot take."""
+    return bool(
+        args.ack
+        or args.inflight is not None
+        or args.workers not in (None, 1)
+        or args.payload_kind == "binary"
+        or args.transport == "polling"
+    )
+
+
 def _check_mode_and_rate(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     """Check the options that depend on the mode; returns the RunSpec fields they set."""
     if mode in PACED_MODES and args.rate is None:
         raise UsageError(f"--mode {mode} needs --rate (messages per second)")
     if mode not in PACED_MODES and args.rate is not None:
         raise UsageError("--rate applies to --mode open, fanout and reconnect only")
-    if mode == "reconnect" and (
-        args.ack
-        or args.inflight is not None
-        or args.workers not in (None, 1)
-        or args.target
-        or args.payload_kind == "binary"
-        or args.transport == "polling"
-    ):
+    if mode == "reconnect" and (args.target or _beyond_one_text_websocket_worker(args)):
         raise UsageError(
             "--mode reconnect restarts a managed server and sends text over "
             "WebSocket from one worker (no --target, --ack, --inflight, --workers, "
             "binary or polling)"
         )
-    if mode == "fanout" and (
-        args.ack
-        or args.inflight is not None
-        or args.workers not in (None, 1)
-        or args.payload_kind == "binary"
-        or args.transport == "polling"
-    ):
+    if mode == "fanout" and _beyond_one_text_websocket_worker(args):
         raise UsageError(
             "--mode fanout publishes text over WebSocket from one worker "
             "(no --ack, --inflight, --workers, binary or polling)"

@@ -179,7 +179,8 @@ def row(result: RunResult) -> dict[str, Any]:
     if spec.mode == "reconnect" and result.reports:
         # A client that never exchanged messages again is an error; lost messages are the
         # storm's figure (the server was down), not errors.
-        errors += reconnect_recovery(result).clients - reconnect_recovery(result).recovered
+        found = reconnect_recovery(result)
+        errors += found.clients - found.recovered
     nan = math.nan
     client_cpu = max((u.cpu_pct for u in result.client_usage), default=math.nan)
     send_lag_p99 = send_lag.p99_us if send_lag else math.nan
