@@ -156,11 +156,17 @@ def build_parser() -> _Parser:
     report = commands.add_parser("report", help="rebuild report.html from a results folder")
     report.add_argument("folder", type=Path)
 
-    compare = commands.add_parser("compare", help="compare two results folders cell by cell")
+    compare = commands.add_parser(
+        "compare", help="compare two results folders cell by cell (CSV and HTML page)"
+    )
     compare.add_argument("old", type=Path)
     compare.add_argument("new", type=Path)
     compare.add_argument("--force", action="store_true", help="compare despite stamp differences")
-    compare.add_argument("--out", type=Path, help="CSV of deltas (default NEW/compare.csv)")
+    compare.add_argument(
+        "--out",
+        type=Path,
+        help="CSV of deltas (default NEW/compare.csv); the page goes beside it, named .html",
+    )
 
     calibration = commands.add_parser(
         "calibrate", help="measure the generator's own ceiling against a built-in echo server"

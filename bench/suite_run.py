@@ -24,6 +24,7 @@ from bench.errors import RunFailed, UsageError
 from bench.load.plan import WorkerPlan
 from bench.metrics.environment import stamp
 from bench.processes import generator_and_server_cpus, repo_root, stop_all
+from bench.report.compare_page import render_compare_page, run_description, write_compare_page
 from bench.report.html import write_report
 from bench.results import ResultsWriter, write_json_atomically
 from bench.runner import LOOPBACK, ManagedServer, Pinning, measure_solo, run_cell, run_sliced
@@ -175,11 +176,17 @@ def rebuild_report(folder: Path) -> None:
 
 
 def compare_folders(old: Path, new: Path, force: bool, out: Path | None) -> Path:
-    """Check the stamps, then write and print the per-cell deltas of two results folders."""
+    """Check the stamps, then write and print the per-cell deltas of two results folders: the
+    CSV (``out``, default NEW/compare.csv) and the page next to it (its name with .html)."""
+    path = out or new / "compare.csv"
+    page_path = path.with_suffix(".html")
+    if page_path == path:
+        raise UsageError(f"--out {path} would be overwritten by the comparison page; use .csv")
     for folder in (old, new):
         if not (folder / "runs.csv").is_file():
             raise UsageError(f"{folder} holds no runs.csv")
-    differences = stamp_differences(load_meta(old), load_meta(new))
+    old_meta, new_meta = load_meta(old), load_meta(new)
+    differences = stamp_differences(old_meta, new_meta)
     if differences and not force:
         raise UsageError(
             "the runs' environments differ in fields that move results ("
@@ -188,16 +195,23 @@ def compare_folders(old: Path, new: Path, force: bool, out: Path | None) -> Path
     for line in differences:
         console.print(f"[bold yellow]WARNING: environments differ: {line}[/bold yellow]")
     table = deltas(summarize(load_runs(old)), summarize(load_runs(new)))
-    path = out or new / "compare.csv"
     table.to_csv(path, index=False)
+    page = render_compare_page(
+        table,
+        run_description(str(old), old_meta),
+        run_description(str(new), new_meta),
+        differences,
+        force,
+    )
+    write_compare_page(page_path, page)
     for _, row in table.iterrows():
-        verdict = "not distinguishable" if row["intervals_overlap"] else "changed"
         console.print(
             f"{row['scenario']} {row['server']} {row['loop']} {row['mode']} {row['metric']}: "
             f"{row['old_median']:,.0f} -> {row['new_median']:,.0f} ({row['change_pct']:+.1f}%, "
-            f"{verdict})"
+            f"{row['verdict']})"
         )
     console.print(f"wsbench: {len(table)} comparisons in {path}")
+    console.print(f"wsbench: comparison page in {page_path}")
     return path
 
 

@@ -28,6 +28,12 @@ RESULT_MOVING_FIELDS: list[tuple[str, str | None]] = [
 METRICS = ("throughput", "p50", "p99")
 # Connect storms' cells have these instead (bench.analyze.summary.CONNECT_METRICS).
 CONNECT_METRICS = ("connects", "connect_p50", "connect_p99")
+# Which way each metric improves: rates up; latencies and memory down.
+BETTER_WHEN: dict[str, str] = {
+    "throughput": "higher", "connects": "higher",
+    "p50": "lower", "p99": "lower", "connect_p50": "lower", "connect_p99": "lower",
+    "fanout_last_p99": "lower", "mem_kib_per_conn": "lower",
+}  # fmt: skip
 
 
 def stamp_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -55,10 +61,23 @@ def _overlap(a_low: float, a_high: float, b_low: float, b_high: float) -> bool:
     return a_low <= b_high and b_low <= a_high
 
 
+def verdict(metric: str, old_median: float, new_median: float, intervals_overlap: bool) -> str:
+    """The change's verdict: "not distinguishable" when the intervals overlap; otherwise
+    "improvement" or "regression" by the metric's direction (``BETTER_WHEN``), or "changed"
+    when the metric's direction is unknown or the medians give none."""
+    if intervals_overlap:
+        return "not distinguishable"
+    better = BETTER_WHEN.get(metric)
+    if better is None or math.isnan(new_median - old_median) or new_median == old_median:
+        return "changed"
+    return "improvement" if (new_median > old_median) == (better == "higher") else "regression"
+
+
 def deltas(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """One row per cell present in both and metric: old and new medians with intervals, the
-    relative change, and whether the intervals overlap (no overlap: a change the repeats
-    support; overlap: not distinguishable)."""
+    relative change, whether the intervals overlap (no overlap: a change the repeats support;
+    overlap: not distinguishable), the repeats behind each side, which way is better and the
+    resulting ``verdict``."""
     # Summaries written before a cell key existed lack it; cells match on the keys both have.
     keys = [key for key in CELL_KEYS if key in old.columns and key in new.columns]
     joined = old.merge(new, on=keys, suffixes=("_old", "_new"))
@@ -68,6 +87,12 @@ def deltas(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         for metric in CONNECT_METRICS if connect else METRICS:
             old_median, new_median = cell[f"{metric}_median_old"], cell[f"{metric}_median_new"]
             change = (new_median - old_median) / old_median if old_median else math.nan
+            overlap = _overlap(
+                cell[f"{metric}_ci_low_old"],
+                cell[f"{metric}_ci_high_old"],
+                cell[f"{metric}_ci_low_new"],
+                cell[f"{metric}_ci_high_new"],
+            )
             records.append(
                 {
                     **{key: cell[key] for key in keys},
@@ -79,12 +104,12 @@ def deltas(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
                     "new_ci_low": cell[f"{metric}_ci_low_new"],
                     "new_ci_high": cell[f"{metric}_ci_high_new"],
                     "change_pct": round(100 * change, 2),
-                    "intervals_overlap": _overlap(
-                        cell[f"{metric}_ci_low_old"],
-                        cell[f"{metric}_ci_high_old"],
-                        cell[f"{metric}_ci_low_new"],
-                        cell[f"{metric}_ci_high_new"],
-                    ),
+                    "intervals_overlap": overlap,
+                    # Valid repeats behind each median: with one, the interval is that value.
+                    "old_repeats": cell.get("repeats_old", math.nan),
+                    "new_repeats": cell.get("repeats_new", math.nan),
+                    "better": BETTER_WHEN.get(metric, ""),
+                    "verdict": verdict(metric, old_median, new_median, overlap),
                 }
             )
     return pd.DataFrame.from_records(records)

@@ -227,6 +227,32 @@ def test_compare_refuses_different_environments_unless_forced(
     err = capsys.readouterr().err
     assert "WARNING: environments differ" in err and "+10.0%" in err
     assert (tmp_path / "new" / "compare.csv").is_file()
+    page = (tmp_path / "new" / "compare.html").read_text()
+    assert "environments differ" in page and "<code>--force</code> was given" in page
+    assert f"comparison page in {tmp_path / 'new' / 'compare.html'}" in " ".join(err.split())
+
+
+def test_compare_writes_the_page_beside_the_csv_with_every_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_results(tmp_path / "old", "6.1", 1000.0)
+    write_results(tmp_path / "new", "6.1", 1100.0)
+    out = tmp_path / "elsewhere" / "deltas.csv"
+    out.parent.mkdir()
+    assert main(["compare", str(tmp_path / "old"), str(tmp_path / "new"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["deltas.csv", "deltas.html"]
+    assert not (tmp_path / "new" / "compare.html").exists()
+    page = (out.parent / "deltas.html").read_text()
+    body = page[page.index("<tbody>") : page.index("</tbody>")]
+    rows = body.count("<tr")
+    assert rows == 3  # one cell, three metrics
+    for metric in ("throughput (msgs/s)", "p50 (µs)", "p99 (µs)"):
+        assert f'<td class="text">{metric}</td>' in body
+    assert body.count('<td class="key">aiohttp</td>') == 3
+    assert "1,000 [1,000, 1,000] n=1" in body and "1,100 [1,100, 1,100] n=1" in body
+    assert "+10.0%" in body
+    assert "environments differ" not in page
+    assert main(["compare", str(tmp_path / "old"), str(tmp_path / "new"), "--out", "x.html"]) == 2
 
 
 def test_more_connections_than_the_open_file_limit_fail_up_front(

@@ -4,7 +4,7 @@ import math
 
 import pandas as pd
 
-from bench.analyze.compare import deltas, stamp_differences
+from bench.analyze.compare import deltas, stamp_differences, verdict
 
 META = {
     "machine": {"cpu_model": "X", "cpu_count": 2, "governor": None, "hostname": "a"},
@@ -54,3 +54,28 @@ def test_deltas_match_cells_and_judge_overlap() -> None:
     assert throughput.loc["websockets", "change_pct"] == 5.0
     assert throughput.loc["websockets", "intervals_overlap"]
     assert len(table) == 6  # two cells, three metrics
+
+
+def test_verdict_follows_each_metrics_better_direction() -> None:
+    assert verdict("throughput", 100.0, 130.0, intervals_overlap=False) == "improvement"
+    assert verdict("throughput", 100.0, 70.0, intervals_overlap=False) == "regression"
+    assert verdict("p99", 100.0, 130.0, intervals_overlap=False) == "regression"
+    assert verdict("connect_p50", 100.0, 70.0, intervals_overlap=False) == "improvement"
+    assert verdict("connects", 100.0, 130.0, intervals_overlap=False) == "improvement"
+    assert verdict("p50", 100.0, 300.0, intervals_overlap=True) == "not distinguishable"
+    assert verdict("unknown_metric", 100.0, 130.0, intervals_overlap=False) == "changed"
+    assert verdict("throughput", math.nan, 130.0, intervals_overlap=False) == "changed"
+
+
+def test_deltas_add_direction_and_verdict_without_changing_the_other_columns() -> None:
+    old = pd.DataFrame([cell("aiohttp", (90, 100, 110)), cell("websockets", (120, 130, 140))])
+    new = pd.DataFrame([cell("aiohttp", (120, 130, 140)), cell("websockets", (90, 100, 110))])
+    table = deltas(old, new)
+    assert list(table.columns[-2:]) == ["better", "verdict"]
+    throughput = table[table["metric"] == "throughput"].set_index("server")
+    assert throughput.loc["aiohttp", "verdict"] == "improvement"
+    assert throughput.loc["websockets", "verdict"] == "regression"
+    assert throughput.loc["websockets", "better"] == "higher"
+    latency = table[table["metric"] == "p99"]
+    assert set(latency["better"]) == {"lower"}
+    assert set(latency["verdict"]) == {"not distinguishable"}
