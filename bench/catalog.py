@@ -14,6 +14,9 @@ class ServerInfo:
     module: str
     protocol: Literal["raw", "socketio"]
     description: str
+    # For a Socket.IO server, the raw server on the same WebSocket implementation: the pair
+    # whose ratio isolates what Socket.IO itself costs (the report's verdict uses it).
+    raw_counterpart: str | None = None
 
 
 SERVERS: dict[str, ServerInfo] = {
@@ -26,12 +29,14 @@ SERVERS: dict[str, ServerInfo] = {
             "servers.socketio_aiohttp",
             "socketio",
             "python-socketio AsyncServer on aiohttp",
+            raw_counterpart="aiohttp",
         ),
         ServerInfo(
             "socketio-asgi",
             "servers.socketio_asgi",
             "socketio",
             "python-socketio ASGIApp under uvicorn",
+            raw_counterpart="websockets",  # uvicorn runs websockets' Sans-I/O protocol
         ),
     )
 }

@@ -39,6 +39,17 @@ FANOUT_RATIO_METRICS = {**RATIO_METRICS, "fanout_last_p99": "fanout_last_p99_us"
 # Memory: the fitted slope (its own interval is in runs.csv; this one is over repeats).
 MEMORY_METRICS = {"mem_kib_per_conn": "mem_kib_per_conn"}
 # (metrics, ratio metrics, the column whose CV flags a cell unstable) by mode
+# Columns carried into the summary as their median over valid repeats (``{column}_median``),
+# where a run has them: the report's verdict quotes these, so every figure it states is a cell
+# of summary.csv.
+MEDIAN_COLUMNS = [
+    "msgs_per_cpu_s", "wire_bytes_up_per_msg", "wire_bytes_down_per_msg",
+    "wire_frames_up_per_msg", "wire_frames_down_per_msg", "http_requests_per_msg",
+    "server_cpu_us_per_conn", "recipients", "fanout_p99_us", "delivered", "slow_receivers",
+    "slow_dropped", "slow_missing", "server_rss_growth_bytes", "mem_r2", "mem_intercept_mib",
+    "recovery_p50_s", "recovery_p99_s", "recovery_all_s", "recovered_clients", "lost",
+    "capacity_msgs_s", "slo_p99_ms",
+]  # fmt: skip
 BY_MODE = {
     "connect": (CONNECT_METRICS, CONNECT_RATIO_METRICS, "connects_per_s"),
     "fanout": (FANOUT_METRICS, FANOUT_RATIO_METRICS, "throughput_msgs_s"),
@@ -103,6 +114,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             only = valid.iloc[0]
             record["mem_kib_per_conn_ci_low"] = only.get("mem_kib_per_conn_ci_low", math.nan)
             record["mem_kib_per_conn_ci_high"] = only.get("mem_kib_per_conn_ci_high", math.nan)
+        for column in MEDIAN_COLUMNS:
+            if column in valid.columns and valid[column].notna().any():
+                record[f"{column}_median"] = float(valid[column].median())
         # The CV of the cell's headline figure: throughput for message runs, connections per
         # second for storms, the slope for memory.
         record["throughput_cv"] = coefficient_of_variation(valid[headline].tolist())

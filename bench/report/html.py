@@ -1,7 +1,9 @@
 """report.html: one self-contained page (no network fetch) rendered from a results folder.
 
-The page is built from runs.csv and meta.json alone, so ``wsbench report DIR`` rebuilds it
-without re-running anything. The renderer formats; it computes no statistics.
+The page is built from the stored results alone (runs.csv, summary.csv, histograms.jsonl,
+meta.json), so ``wsbench report DIR`` rebuilds it without re-running anything, byte for byte.
+The statistics come from bench.analyze, the verdict from bench.report.verdict, the charts from
+bench.report.charts; this module assembles the page.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import jinja2
 import pandas as pd
 
 from bench.analyze.tidy import load_meta, load_runs
+from bench.report.charts import all_charts
+from bench.report.features import feature_matrix, use_when
+from bench.report.verdict import Figure, Verdict, verdicts
 
 TABLE_COLUMNS = [
     "run_id", "scenario", "server", "transport", "loop", "mode", "connections",
@@ -56,6 +61,36 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def load_histograms(folder: Path) -> dict[str, list[str]]:
+    """run_id -> its encoded latency histograms (one per generator process)."""
+    path = folder / "histograms.jsonl"
+    if not path.is_file():
+        return {}
+    found: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            found[record["run_id"]] = list(record.get("latency_hist") or [])
+    return found
+
+
+def _verdict_view(verdict: Verdict) -> dict[str, Any]:
+    parts = [
+        {
+            "text": part.text,
+            "row": part.row,
+            "column": part.column,
+            "value": repr(part.value),
+            "unit": part.unit,
+        }
+        if isinstance(part, Figure)
+        else {"text": part}
+        for part in verdict.parts
+    ]
+    return {"key": verdict.key, "question": verdict.question, "parts": parts,
+            "chart": verdict.chart, "favours": verdict.favours}  # fmt: skip
+
+
 def render(folder: Path) -> str:
     runs = load_runs(folder)
     meta = load_meta(folder)
@@ -70,18 +105,40 @@ def render(folder: Path) -> str:
     ]
     summary_path = folder / "summary.csv"
     summary = pd.read_csv(summary_path) if summary_path.is_file() else pd.DataFrame()
-    summary_columns = [c for c in SUMMARY_COLUMNS if c in summary.columns]
+    found = verdicts(summary) if not summary.empty else []
+    # Every column a verdict quotes is in the page's summary table too.
+    quoted = [f.column for v in found for f in v.figures]
+    summary_columns = [c for c in dict.fromkeys(SUMMARY_COLUMNS + quoted) if c in summary.columns]
     summary_rows = [
-        {"cells": [_cell(v) for v in record], "flagged": bool(flag)}
-        for record, flag in zip(
+        {"index": index, "cells": [_cell(v) for v in record], "flagged": bool(flag)}
+        for index, record, flag in zip(
+            summary.index,
             summary[summary_columns].itertuples(index=False, name=None),
             summary["unstable"].astype(bool) if "unstable" in summary else [],
             strict=True,
         )
     ]
+    features = feature_matrix(runs)
+    charts = all_charts(runs, summary, load_histograms(folder)) if not summary.empty else []
+    chart_ids = {chart.id for chart in charts}
+    views = [_verdict_view(v) for v in found]
+    for view in views:  # link only to charts that are on the page
+        if view["chart"] not in chart_ids:
+            view["chart"] = None
+    flags = {
+        "client_bound": int(runs["client_bound"].astype(bool).sum()),
+        "unstable": int(summary["unstable"].astype(bool).sum()) if "unstable" in summary else 0,
+        "failed": int((runs["status"] != "ok").sum()),
+        "with_errors": int((runs["errors"] > 0).sum()),
+    }
     template = _environment.get_template("report.html.j2")
     return template.render(
-        title=f"wsbench results: {folder.name}",
+        title=f"wsbench results, {meta.get('created_utc', 'unknown time')}",
+        verdicts=views,
+        use_when=use_when(found, features),
+        features=features,
+        charts=charts,
+        flags=flags,
         columns=columns,
         rows=rows,
         summary_columns=summary_columns,
