@@ -61,10 +61,22 @@ def _overlap(a_low: float, a_high: float, b_low: float, b_high: float) -> bool:
     return a_low <= b_high and b_low <= a_high
 
 
-def verdict(metric: str, old_median: float, new_median: float, intervals_overlap: bool) -> str:
+SINGLE_PASS = "one pass: not judged"
+
+
+def verdict(
+    metric: str,
+    old_median: float,
+    new_median: float,
+    intervals_overlap: bool,
+    fewest_repeats: float = math.inf,
+) -> str:
     """The change's verdict: "not distinguishable" when the intervals overlap; otherwise
     "improvement" or "regression" by the metric's direction (``BETTER_WHEN``), or "changed"
-    when the metric's direction is unknown or the medians give none."""
+    when the metric's direction is unknown or the medians give none. A side measured once has
+    no interval (it is its one value), so nothing is judged from it."""
+    if fewest_repeats < 2:
+        return SINGLE_PASS
     if intervals_overlap:
         return "not distinguishable"
     better = BETTER_WHEN.get(metric)
@@ -109,7 +121,13 @@ def deltas(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
                     "old_repeats": cell.get("repeats_old", math.nan),
                     "new_repeats": cell.get("repeats_new", math.nan),
                     "better": BETTER_WHEN.get(metric, ""),
-                    "verdict": verdict(metric, old_median, new_median, overlap),
+                    "verdict": verdict(
+                        metric,
+                        old_median,
+                        new_median,
+                        overlap,
+                        min(cell.get("repeats_old", math.inf), cell.get("repeats_new", math.inf)),
+                    ),
                 }
             )
     return pd.DataFrame.from_records(records)

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from bench.analyze.compare import SINGLE_PASS
 from bench.analyze.summary import CELL_KEYS
 
 # Units of the deltas' metrics, for the table's metric column.
@@ -119,7 +120,7 @@ def render_compare_page(
     rows = comparison_rows(table)
     counts = {
         verdict: sum(row["verdict"] == verdict for row in rows)
-        for verdict in ("regression", "improvement", "changed", "not distinguishable")
+        for verdict in ("regression", "improvement", "changed", "not distinguishable", SINGLE_PASS)
     }
     template = _environment.get_template("compare.html.j2")
     return template.render(

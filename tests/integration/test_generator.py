@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,6 +153,12 @@ def test_every_server_end_to_end(tmp_path: Path) -> None:
     }
     report = (out / "report.html").read_text()
     assert "socketio-asgi" in report and "<script src" not in report
+    # `wsbench report` on a copy (another folder name) rebuilds the very same page.
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "report.html").unlink()
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "report.html").read_text() == report
 
 
 def test_time_sliced_throughput_counts_only_the_servers_own_slices(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ import math
 
 import pandas as pd
 
-from bench.analyze.compare import deltas, stamp_differences, verdict
+from bench.analyze.compare import SINGLE_PASS, deltas, stamp_differences, verdict
 
 META = {
     "machine": {"cpu_model": "X", "cpu_count": 2, "governor": None, "hostname": "a"},
@@ -65,6 +65,9 @@ def test_verdict_follows_each_metrics_better_direction() -> None:
     assert verdict("p50", 100.0, 300.0, intervals_overlap=True) == "not distinguishable"
     assert verdict("unknown_metric", 100.0, 130.0, intervals_overlap=False) == "changed"
     assert verdict("throughput", math.nan, 130.0, intervals_overlap=False) == "changed"
+    # One pass on either side: its "interval" is one value, so no verdict is drawn from it.
+    assert verdict("throughput", 100.0, 30.0, False, fewest_repeats=1) == SINGLE_PASS
+    assert verdict("throughput", 100.0, 30.0, False, fewest_repeats=2) == "regression"
 
 
 def test_deltas_add_direction_and_verdict_without_changing_the_other_columns() -> None:
