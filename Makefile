@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv bench bench-quick test lint micro overhead clean
+.PHONY: venv bench bench-quick check test lint micro micro-baseline overhead clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) -m bench run --suite quick
 
+# The regression gate: the quick suite with repeats, then `wsbench check` against the committed
+# baseline (exit 1 when a check fails). CHECK_ARGS passes options to the run, e.g.
+# CHECK_ARGS="--handicap-us 50" to see the gate catch a slowdown.
+CHECK_OUT ?= results/runs/check-$(shell date -u +%Y%m%dT%H%M%SZ)
+CHECK_REPEAT ?= 5
+check: $(STAMP)
+	$(PY) -m bench run --suite quick --repeat $(CHECK_REPEAT) --out $(CHECK_OUT) $(CHECK_ARGS)
+	$(PY) -m bench check $(CHECK_OUT) --baseline results/baseline
+
 test: $(STAMP)
 	$(PY) -m pytest
 
@@ -28,8 +37,18 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
+# Micro-benchmarks (pytest-benchmark, no network), compared with the saved baseline in
+# tests/micro/baseline/: fails when one's minimum time grew by more than MICRO_FAIL.
+# `make micro-baseline` saves a new baseline (commit it with the change that moved it).
+MICRO_FAIL ?= min:50%
+MICRO_STORAGE := file://tests/micro/baseline
+MICRO_ARGS := tests/micro tests/unit/load/test_recorder_benchmark.py -q --benchmark-enable \
+	--benchmark-storage=$(MICRO_STORAGE) --benchmark-min-rounds=20 --benchmark-sort=name
 micro: $(STAMP)
-	$(PY) -m pytest tests/unit/load/test_recorder_benchmark.py --benchmark-enable -s -q
+	$(PY) -m pytest $(MICRO_ARGS) --benchmark-compare --benchmark-compare-fail=$(MICRO_FAIL)
+
+micro-baseline: $(STAMP)
+	$(PY) -m pytest $(MICRO_ARGS) --benchmark-save=baseline
 
 overhead: $(STAMP)
 	$(PY) -m bench overhead --rounds 5 --duration 10

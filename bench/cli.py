@@ -11,13 +11,16 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 from bench import suite_run
 from bench.catalog import LOOPS, SERVERS
-from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, RunFailed, UsageError
+from bench.errors import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, RunFailed, UsageError
+from bench.gate.command import EXIT_GATE_FAILED, print_result, promote_baseline, run_check
+from bench.processes import repo_root
 from bench.runner import connection_budget
 from bench.scenarios import (
     PACED_MODES,
@@ -35,6 +38,7 @@ from bench.scenarios import (
 )
 from bench.spec import RunSpec
 from bench.target import websocket_url
+from servers.common import MAX_HANDICAP_US
 
 EXIT_INTERRUPTED = 130
 RESULT_FILES = ("runs.csv", "histograms.jsonl", "summary.csv", "meta.json", "report.html")
@@ -121,6 +125,11 @@ def build_parser() -> _Parser:
     what.add_argument("--repeat", type=_number(int), help="repeats of every cell, interleaved")
     what.add_argument("--workers", type=_number(int), help="generator processes (default 1)")
     what.add_argument(
+        "--handicap-us", type=_number(float), metavar="N",
+        help="servers burn N µs of CPU per echoed message: a known slowdown for testing a "
+        "regression gate (recorded in every row and in meta.json)",
+    )  # fmt: skip
+    what.add_argument(
         "--transport", choices=TRANSPORTS,
         help="Socket.IO servers: WebSocket (default), HTTP long-polling only, or (connect "
         "mode) polling-upgrade, the default path: open over long-polling, then upgrade",
@@ -155,6 +164,10 @@ def build_parser() -> _Parser:
 
     report = commands.add_parser("report", help="rebuild report.html from a results folder")
     report.add_argument("folder", type=Path)
+    report.add_argument(
+        "--markdown", action="store_true",
+        help="print the headline figures as a Markdown table (the README's) instead",
+    )  # fmt: skip
 
     compare = commands.add_parser(
         "compare", help="compare two results folders cell by cell (CSV and HTML page)"
@@ -167,6 +180,21 @@ def build_parser() -> _Parser:
         type=Path,
         help="CSV of deltas (default NEW/compare.csv); the page goes beside it, named .html",
     )
+
+    check = commands.add_parser(
+        "check", help="regression gate: a results folder against a baseline (exit 0 pass, 1 fail)"
+    )
+    check.add_argument("current", type=Path, help="results folder to check")
+    check.add_argument("--baseline", type=Path, required=True, help="baseline results folder")
+    check.add_argument(
+        "--thresholds", type=Path, help="thresholds TOML (default results/thresholds.toml)"
+    )
+    baseline = commands.add_parser(
+        "baseline", help="promote a results folder to the gate's baseline (results/baseline)"
+    )
+    baseline.add_argument("folder", type=Path)
+    baseline.add_argument("--to", type=Path, help="destination (default results/baseline)")
+    baseline.add_argument("--force", action="store_true", help="replace an existing baseline")
 
     calibration = commands.add_parser(
         "calibrate", help="measure the generator's own ceiling against a built-in echo server"
@@ -229,6 +257,13 @@ def _validate_common(args: argparse.Namespace) -> None:
 
 def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
     cells = _resolve_cells(args)
+    handicap_us = getattr(args, "handicap_us", None)
+    if handicap_us is not None:
+        if args.target:
+            raise UsageError("--handicap-us slows the harness's own servers, not a --target")
+        if not 0 < handicap_us <= MAX_HANDICAP_US:
+            raise UsageError(f"--handicap-us must be above 0 and at most {MAX_HANDICAP_US:g}")
+        cells = [replace(cell, handicap_us=float(handicap_us)) for cell in cells]
     for cell in cells:
         connection_budget(cell)  # refuses, naming the limits, what the machine cannot hold
     return cells
@@ -530,10 +565,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             ok = _run_with_signals(suite_run.run_suite(cells, out, ["wsbench", *argv]))
             return 0 if ok else EXIT_RUN_FAILED
         if args.command == "report":
-            suite_run.rebuild_report(args.folder)
+            if args.markdown:
+                print(suite_run.markdown_table(args.folder), end="")
+            else:
+                suite_run.rebuild_report(args.folder)
             return 0
         if args.command == "compare":
             suite_run.compare_folders(args.old, args.new, args.force, args.out)
+            return 0
+        if args.command == "check":
+            result = run_check(args.current, args.baseline, args.thresholds)
+            print_result(result)
+            return EXIT_OK if result.passed else EXIT_GATE_FAILED
+        if args.command == "baseline":
+            destination = args.to or repo_root() / "results" / "baseline"
+            promote_baseline(args.folder, destination, args.force)
+            print(f"wsbench: baseline in {destination}")
             return 0
         if args.command == "calibrate":
             check_positive("--rounds", args.rounds)

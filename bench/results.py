@@ -45,7 +45,7 @@ COLUMNS = [
     "server_rss_growth_bytes", "mem_kib_per_conn",
     "mem_kib_per_conn_ci_low", "mem_kib_per_conn_ci_high", "mem_r2", "mem_intercept_mib",
     "mem_uss_kib_per_conn", "mem_points", "recovery_p50_s", "recovery_p99_s", "recovery_all_s",
-    "recovered_clients", "lost", "backoff",
+    "recovered_clients", "lost", "backoff", "handicap_us",
     "extensions_negotiated", "server_exit_status", "started_utc", "schema_version",
 ]  # fmt: skip
 
@@ -253,6 +253,7 @@ def row(result: RunResult) -> dict[str, Any]:
         "inflight": spec.inflight if spec.mode == "closed" else nan,
         "ack": spec.ack,
         "workers": spec.workers,
+        "handicap_us": spec.handicap_us,
         "send_lag_p99_us": send_lag_p99 if spec.mode != "closed" else nan,
         "slo_p99_ms": spec.slo_p99_ms if spec.slo_p99_ms is not None else nan,
         "capacity_msgs_s": result.capacity_msgs_s,

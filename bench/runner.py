@@ -127,11 +127,14 @@ class ManagedServer:
         log_path: Path,
         module: str = "",
         transports: tuple[str, ...] = (),
+        handicap_us: float = 0.0,
     ) -> None:
         """``name`` from ``SERVERS``; or any name with the ``module`` to run (the calibration
         echo server, which shares the servers' command line). ``transports``: Socket.IO
-        servers' Engine.IO transports, when not the contract's WebSocket only."""
+        servers' Engine.IO transports, when not the contract's WebSocket only.
+        ``handicap_us``: CPU the server burns per echoed message (testing gates only)."""
         self.transports = transports
+        self.handicap_us = handicap_us
         self.name = name
         self.module = module or SERVERS[name].module
         self.loop = loop
@@ -149,6 +152,8 @@ class ManagedServer:
         )
         if self.transports:
             argv += ["--transports", ",".join(self.transports)]
+        if self.handicap_us:
+            argv += ["--handicap-us", f"{self.handicap_us:g}"]
         self.process = await start_process(
             argv,
             cpus=self.cpus,
@@ -429,7 +434,7 @@ async def prepare_target(
     if spec.managed:
         server = ManagedServer(
             spec.server, spec.loop, frozenset(pinning.server_cpus), log_dir / "server.log",
-            transports=server_transports(spec),
+            transports=server_transports(spec), handicap_us=spec.handicap_us,
         )  # fmt: skip
         try:
             await server.start()

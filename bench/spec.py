@@ -40,6 +40,9 @@ class RunSpec:
     # Fan-out cells: the share of receivers that read slowly (slow consumers).
     slow_share: float = 0.0
     client: str = "fast"
+    # Servers burn this much CPU per echoed message (--handicap-us; 0: off). Not part of the
+    # cell: a handicapped run is compared with the same cells of an unhandicapped baseline.
+    handicap_us: float = 0.0
     slo_p99_ms: float | None = None  # capacity mode: the latency objective
     capacity_steps: int = 7  # capacity mode: bisection probes after the closed-loop bound
     # Closed loop: servers of one pass run together, loaded in turn for slices of about this

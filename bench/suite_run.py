@@ -13,7 +13,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from bench.analyze.compare import deltas, stamp_differences
 from bench.analyze.summary import summarize, write_summary
@@ -26,6 +34,7 @@ from bench.metrics.environment import stamp
 from bench.processes import generator_and_server_cpus, repo_root, stop_all
 from bench.report.compare_page import render_compare_page, run_description, write_compare_page
 from bench.report.html import write_report
+from bench.report.markdown import reference_table
 from bench.results import ResultsWriter, write_json_atomically
 from bench.runner import LOOPBACK, ManagedServer, Pinning, measure_solo, run_cell, run_sliced
 from bench.spec import RunSpec, run_groups, uses_fast_client
@@ -45,6 +54,36 @@ def _pinning_dict(pinning: Pinning) -> dict[str, Any]:
         "generator_cpus": list(pinning.generator_cpus),
         "pinned": bool(pinning.server_cpus),
     }
+
+
+# Start-up, connection set-up and drain per cell, beyond its warm-up and window: only weights
+# for the progress bar's time estimate, never a measurement.
+CELL_OVERHEAD_S = 1.5
+
+
+def planned_s(cell: RunSpec) -> float:
+    """A cell's expected share of the suite's time, for the progress bar (pure)."""
+    return cell.warmup_s + cell.duration_s + CELL_OVERHEAD_S
+
+
+def cell_label(cell: RunSpec) -> str:
+    return f"{cell.scenario} {cell.server} {cell.loop} {cell.mode} r{cell.repeat}"
+
+
+def suite_progress(output: Console = console) -> Progress:
+    """Bar, current cell, runs done, elapsed and remaining time on a terminal; nothing (the
+    per-run lines only) when stderr is not a terminal, as in CI logs."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("elapsed,"),
+        TimeRemainingColumn(),
+        TextColumn("left"),
+        console=output,
+        disable=not output.is_terminal,
+        transient=True,
+    )
 
 
 def run_id_for(index: int, cell: RunSpec) -> str:
@@ -105,6 +144,13 @@ async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
     pinning = current_pinning()
     meta = stamp(argv, _pinning_dict(pinning), repo_root())
     meta["cells"] = len(cells)
+    handicaps = sorted({cell.handicap_us for cell in cells if cell.handicap_us})
+    if handicaps:  # a deliberately slowed run must say so wherever its numbers go
+        meta["handicap_us"] = handicaps[0] if len(handicaps) == 1 else handicaps
+        console.print(
+            f"[bold yellow]wsbench: servers burn {handicaps[0]:g} µs of CPU per message "
+            "(--handicap-us): these numbers are slowed on purpose[/bold yellow]"
+        )
     meta["status"] = "running"
     write_json_atomically(out / "meta.json", meta)
     writer = ResultsWriter(out)
@@ -127,27 +173,9 @@ async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
         meta["calibration"] = [c.as_dict() for c in ceilings.values()]
         write_json_atomically(out / "meta.json", meta)
         generator_cpus = max(1, len(pinning.generator_cpus))
-        index = 0
-        for group in run_groups(cells):
-            first = index + 1
-            run_ids = [run_id_for(first + i, cell) for i, cell in enumerate(group)]
-            if len(group) > 1:
-                results = await run_sliced(group, run_ids, out, pinning)
-            else:  # alone: nothing to interleave with, so no slices
-                cell = replace(group[0], slice_s=0.0)
-                results = [await run_cell(cell, run_ids[0], out, pinning)]
-            for result in results:
-                index += 1
-                cell = result.spec
-                # The ceiling is the fast client's; library clients are judged by CPU alone.
-                ceiling = ceilings.get((cell.payload_bytes, cell.payload_kind))
-                if uses_fast_client(cell) and ceiling:
-                    result.generator_ceiling_msgs_s = ceiling.ceiling_msgs_s
-                result.generator_processes = min(cell.workers, generator_cpus)
-                record = writer.append(result)
-                if result.probe is not None:
-                    probes[cell.server] = result.probe.as_dict()
-                console.print(_progress_line(index, len(cells), record))
+        with suite_progress() as progress:
+            await _run_groups(cells, out, pinning, ceilings, generator_cpus, writer, probes,
+                              progress)  # fmt: skip
         meta["status"] = "complete"
     finally:
         await stop_all()
@@ -166,6 +194,47 @@ async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
     return not failed
 
 
+async def _run_groups(
+    cells: list[RunSpec],
+    out: Path,
+    pinning: Pinning,
+    ceilings: dict[tuple[int, str], Calibration],
+    generator_cpus: int,
+    writer: ResultsWriter,
+    probes: dict[str, Any],
+    progress: Progress,
+) -> None:
+    # The bar moves by each run's planned seconds, so the remaining-time estimate weighs a
+    # 30-s memory cell and a 3-s echo cell as they are.
+    task = progress.add_task("starting", total=sum(planned_s(c) for c in cells))
+    index = 0
+    for group in run_groups(cells):
+        others = f" (+{len(group) - 1} interleaved)" if len(group) > 1 else ""
+        progress.update(
+            task, description=f"[{index + 1}/{len(cells)}] {cell_label(group[0])}{others}"
+        )
+        first = index + 1
+        run_ids = [run_id_for(first + i, cell) for i, cell in enumerate(group)]
+        if len(group) > 1:
+            results = await run_sliced(group, run_ids, out, pinning)
+        else:  # alone: nothing to interleave with, so no slices
+            cell = replace(group[0], slice_s=0.0)
+            results = [await run_cell(cell, run_ids[0], out, pinning)]
+        for result in results:
+            index += 1
+            cell = result.spec
+            # The ceiling is the fast client's; library clients are judged by CPU alone.
+            ceiling = ceilings.get((cell.payload_bytes, cell.payload_kind))
+            if uses_fast_client(cell) and ceiling:
+                result.generator_ceiling_msgs_s = ceiling.ceiling_msgs_s
+            result.generator_processes = min(cell.workers, generator_cpus)
+            record = writer.append(result)
+            if result.probe is not None:
+                probes[cell.server] = result.probe.as_dict()
+            console.print(_progress_line(index, len(cells), record))
+        progress.advance(task, sum(planned_s(c) for c in group))
+
+
 def rebuild_report(folder: Path) -> None:
 
     if not (folder / "runs.csv").is_file():
@@ -173,6 +242,15 @@ def rebuild_report(folder: Path) -> None:
     write_summary(folder)
     write_report(folder)
     console.print(f"wsbench: wrote {folder / 'report.html'}")
+
+
+def markdown_table(folder: Path) -> str:
+    """The headline table from a folder's summary.csv (rebuilt first if missing)."""
+    if not (folder / "runs.csv").is_file():
+        raise UsageError(f"{folder} holds no runs.csv")
+    if not (folder / "summary.csv").is_file():
+        write_summary(folder)
+    return reference_table(pd.read_csv(folder / "summary.csv"))
 
 
 def compare_folders(old: Path, new: Path, force: bool, out: Path | None) -> Path:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from aiohttp import WSMessage, WSMsgType, web
 
-from servers.common import FAIRNESS, run_server
+from servers.common import FAIRNESS, burn_handicap, run_server
 
 # --- Settings from the fairness contract -----------------------------------------------------
 
@@ -52,6 +52,7 @@ async def echo(request: web.Request) -> web.WebSocketResponse:
     request.app[OPEN_WEBSOCKETS].add(ws)
     try:
         async for message in ws:
+            burn_handicap()
             await send(ws, message)
     finally:
         request.app[OPEN_WEBSOCKETS].discard(ws)

@@ -86,6 +86,26 @@ StartSocketioServer = Callable[[str, int, tuple[str, ...]], Awaitable[RunningSer
 ENGINEIO_TRANSPORTS = ("websocket", "polling")
 
 
+# --- Handicap -------------------------------------------------------------------------------
+# A known, adjustable slowdown, so that a regression gate can be shown to catch one: every
+# server calls burn_handicap() once per echoed message. Zero (the default) costs one comparison.
+MAX_HANDICAP_US = 100_000.0
+_handicap_ns = 0
+
+
+def set_handicap(microseconds: float) -> None:
+    global _handicap_ns
+    _handicap_ns = int(microseconds * 1000)
+
+
+def burn_handicap() -> None:
+    """Spin (hold the CPU, like real work would) for the configured handicap."""
+    if _handicap_ns:
+        deadline = time.perf_counter_ns() + _handicap_ns
+        while time.perf_counter_ns() < deadline:
+            pass
+
+
 def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -97,7 +117,16 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
         help="Socket.IO servers: Engine.IO transports to allow, comma list of websocket, "
         "polling (default: websocket)",
     )
+    parser.add_argument(
+        "--handicap-us",
+        type=float,
+        default=0.0,
+        help="burn this many microseconds of CPU per echoed message (off by default; for "
+        "testing regression gates, never for measuring)",
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.handicap_us <= MAX_HANDICAP_US:
+        parser.error(f"--handicap-us: a number of microseconds from 0 to {MAX_HANDICAP_US:g}")
     transports = tuple(t for t in args.transports.split(",") if t)
     if not transports or any(t not in ENGINEIO_TRANSPORTS for t in transports):
         parser.error(f"--transports: comma list of {', '.join(ENGINEIO_TRANSPORTS)}")
@@ -186,6 +215,7 @@ def run_server(
     ``socketio`` servers' ``start`` also gets the ``--transports`` to allow; raw WebSocket
     servers have no other transport and refuse anything else."""
     args = parse_args(description, argv)
+    set_handicap(args.handicap_us)
     if socketio:
         start_socketio = cast(StartSocketioServer, start)
 

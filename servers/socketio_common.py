@@ -12,7 +12,7 @@ from typing import Any
 
 import socketio
 
-from servers.common import FAIRNESS
+from servers.common import FAIRNESS, burn_handicap
 
 # Not part of the contract: the longest a stop waits for clients to be sent Engine.IO's close.
 DISCONNECT_TIMEOUT_S = 1.0
@@ -76,6 +76,7 @@ def create_socketio_server(
     )
 
     async def echo(sid: str, data: Any) -> Any:
+        burn_handicap()
         if _ack_requested.get():
             return data  # python-socketio sends it back as the ack packet
         await sio.emit(FAIRNESS.socketio_event, data, to=sid, namespace=FAIRNESS.socketio_namespace)

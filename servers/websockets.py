@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosedError
 
-from servers.common import FAIRNESS, run_server
+from servers.common import FAIRNESS, burn_handicap, run_server
 
 # --- Settings from the fairness contract -----------------------------------------------------
 
@@ -48,6 +48,7 @@ async def route(connection: ServerConnection) -> None:
 async def echo(connection: ServerConnection) -> None:
     """Send every message back unchanged: text as text, binary as binary."""
     async for message in connection:
+        burn_handicap()
         await connection.send(message)
 
 

@@ -1,0 +1,294 @@
+"""The regression gate: a results folder against a baseline, cell by cell (pure).
+
+A check fails only when the change goes the bad way by more than its tolerance *and* the
+repeats support it: the two 95% bootstrap intervals (summary.csv) do not overlap. A cell
+measured once has a one-value "interval", so it cannot show significance: such a cell passes
+as "one pass: not judged" unless its change is beyond tolerance for a counted, exact metric
+(wire bytes). Errors above zero always fail, and so does a baseline cell missing from the run.
+
+Machine-aware: on the same machine fingerprint, absolute figures are compared. On another
+machine, throughput is divided by each run's own calibration ceiling (the generator's rate
+against a minimal echo server, same payload), latency is compared through the Socket.IO/raw
+ratios measured within each run, and figures that neither makes comparable are reported as
+such, not judged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from bench.analyze.summary import CELL_KEYS
+from bench.catalog import SERVERS
+from bench.gate.thresholds import METRIC_COLUMNS, Thresholds
+
+FINGERPRINT_FIELDS = [
+    ("machine", "cpu_model"),
+    ("machine", "cpu_count"),
+    ("machine", "memory_bytes"),
+    ("os", "kernel"),
+    ("python", "version"),
+    ("python", "implementation"),
+]
+PASS, FAIL = "pass", "FAIL"
+# Counted, not sampled: no interval needed to believe a change.
+EXACT_METRICS = {"wire_bytes"}
+LATENCY_METRICS = {"p50", "p99"}
+MODE_ABSOLUTE = "absolute"
+MODE_NORMALISED = "normalised"
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    metric: str
+    cell: str
+    baseline: str
+    current: str
+    change_pct: float
+    interval: str  # what decided significance
+    threshold: str
+    verdict: str  # "pass", "FAIL", or "pass (...)" with the reason a change was not judged
+    reason: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict == FAIL
+
+
+@dataclass(frozen=True)
+class GateResult:
+    mode: str
+    mode_note: str
+    rows: list[CheckRow]
+    notes: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not any(row.failed for row in self.rows)
+
+
+def fingerprint(meta: dict[str, Any]) -> dict[str, Any]:
+    return {f"{s}.{k}": (meta.get(s) or {}).get(k) for s, k in FINGERPRINT_FIELDS}
+
+
+def _ceilings(meta: dict[str, Any]) -> dict[tuple[int, str], float]:
+    return {
+        (int(c["payload_bytes"]), str(c["payload_kind"])): float(c["ceiling_msgs_s"])
+        for c in meta.get("calibration") or []
+        if c.get("ceiling_msgs_s")
+    }
+
+
+def cell_name(cell: pd.Series) -> str:
+    parts = [str(cell["scenario"]), str(cell["server"]), str(cell["loop"]), str(cell["mode"])]
+    if cell.get("transport") not in (None, "websocket") and isinstance(cell["transport"], str):
+        parts.append(cell["transport"])
+    parts.append(f"{int(cell['connections'])} conns")
+    parts.append(f"{int(cell['payload_bytes'])} B {cell['payload_kind']}")
+    rate = cell.get("target_rate")
+    if isinstance(rate, float) and not math.isnan(rate):
+        parts.append(f"{rate:,.0f}/s")
+    return " ".join(parts)
+
+
+def _figure(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _triple(cell: pd.Series, prefix: str, suffix: str) -> tuple[float, float, float]:
+    def get(name: str) -> float:
+        value = cell.get(f"{name}{suffix}", math.nan)
+        return float(value) if value is not None else math.nan
+
+    if prefix.endswith("_median"):  # a single column: no interval
+        value = get(prefix)
+        return value, math.nan, math.nan
+    return get(f"{prefix}_median"), get(f"{prefix}_ci_low"), get(f"{prefix}_ci_high")
+
+
+def _scaled(triple: tuple[float, float, float], factor: float) -> tuple[float, float, float]:
+    return (triple[0] * factor, triple[1] * factor, triple[2] * factor)
+
+
+def _judge(
+    metric: str,
+    direction: str,
+    tolerance_pct: float,
+    old: tuple[float, float, float],
+    new: tuple[float, float, float],
+    fewest_repeats: float,
+) -> tuple[str, float, str]:
+    """(verdict, change in percent, what decided significance)."""
+    if math.isnan(old[0]) or math.isnan(new[0]) or old[0] == 0:
+        return "pass (not measured on both sides)", math.nan, ""
+    change_pct = 100 * (new[0] - old[0]) / old[0]
+    worse_pct = -change_pct if direction == "higher" else change_pct
+    if metric in EXACT_METRICS:
+        return (FAIL if worse_pct > tolerance_pct else PASS), change_pct, "exact count"
+    has_intervals = not any(math.isnan(v) for v in (*old[1:], *new[1:]))
+    if fewest_repeats < 2 or not has_intervals:
+        verdict = "pass (one pass: not judged)" if worse_pct > tolerance_pct else PASS
+        return verdict, change_pct, "no interval (one pass)"
+    apart = old[2] < new[1] or new[2] < old[1]
+    interval = f"[{_figure(old[1])}, {_figure(old[2])}] vs [{_figure(new[1])}, {_figure(new[2])}]"
+    if worse_pct <= tolerance_pct:
+        return PASS, change_pct, interval
+    if not apart:
+        return "pass (not significant)", change_pct, interval + " overlap"
+    return FAIL, change_pct, interval + " apart"
+
+
+def _key(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
+    return pd.Series(
+        ["|".join(map(str, values)) for values in frame[keys].itertuples(index=False)],
+        index=frame.index,
+    )
+
+
+def gate(
+    baseline: pd.DataFrame,
+    baseline_meta: dict[str, Any],
+    current: pd.DataFrame,
+    current_meta: dict[str, Any],
+    thresholds: Thresholds,
+) -> GateResult:
+    same_machine = fingerprint(baseline_meta) == fingerprint(current_meta)
+    notes: list[str] = []
+    if same_machine:
+        mode, mode_note = MODE_ABSOLUTE, "same machine fingerprint: absolute figures compared"
+    else:
+        differing = [
+            f"{name} {fingerprint(baseline_meta)[name]!r} -> {value!r}"
+            for name, value in fingerprint(current_meta).items()
+            if fingerprint(baseline_meta)[name] != value
+        ]
+        mode = MODE_NORMALISED
+        mode_note = (
+            "different machine (" + "; ".join(differing) + "): throughput divided by each "
+            "run's calibration ceiling, latency compared as Socket.IO/raw ratios"
+        )
+    handicap = current_meta.get("handicap_us")
+    if handicap:
+        notes.append(f"the current run's servers burned {handicap} µs of CPU per message")
+    keys = [k for k in CELL_KEYS if k in baseline.columns and k in current.columns]
+    baseline = baseline.assign(_key=_key(baseline, keys))
+    current = current.assign(_key=_key(current, keys))
+    current_by_key = {
+        k: row for k, (_, row) in zip(current["_key"], current.iterrows(), strict=True)
+    }
+    old_ceilings, new_ceilings = _ceilings(baseline_meta), _ceilings(current_meta)
+    rows: list[CheckRow] = []
+    for _, old_cell in baseline.iterrows():
+        name = cell_name(old_cell)
+        new_cell = current_by_key.get(old_cell["_key"])
+        if new_cell is None:
+            rows.append(
+                CheckRow(
+                    "cell",
+                    name,
+                    "measured",
+                    "missing",
+                    math.nan,
+                    "",
+                    "present",
+                    FAIL,
+                    "the baseline's cell is not in this run",
+                )
+            )
+            continue
+        errors = int(new_cell.get("errors", 0) or 0) + int(new_cell.get("failed_runs", 0) or 0)
+        rows.append(
+            CheckRow(
+                "errors",
+                name,
+                str(int(old_cell.get("errors", 0) or 0)),
+                str(errors),
+                math.nan,
+                "",
+                "0",
+                FAIL if errors else PASS,
+            )
+        )
+        fewest = min(float(old_cell.get("repeats", 1)), float(new_cell.get("repeats", 1)))
+        for metric, rule in thresholds.rules.items():
+            prefix = METRIC_COLUMNS[metric]
+            old, new = _triple(old_cell, prefix, ""), _triple(new_cell, prefix, "")
+            if math.isnan(old[0]) and math.isnan(new[0]):
+                continue  # this cell has no such figure (a memory cell has no p99...)
+            label = metric
+            if mode == MODE_NORMALISED:
+                old, new, label, skip = _normalise(
+                    metric, old_cell, new_cell, old, new, old_ceilings, new_ceilings
+                )
+                if skip:
+                    rows.append(
+                        CheckRow(
+                            metric,
+                            name,
+                            _figure(old[0]),
+                            _figure(new[0]),
+                            math.nan,
+                            "",
+                            "",
+                            f"pass ({skip})",
+                        )
+                    )
+                    continue
+            tolerance = thresholds.tolerance_pct(
+                metric, str(old_cell["scenario"]), str(old_cell["server"])
+            )
+            verdict, change, interval = _judge(metric, rule.direction, tolerance, old, new, fewest)
+            rows.append(
+                CheckRow(
+                    label,
+                    name,
+                    _figure(old[0]),
+                    _figure(new[0]),
+                    change,
+                    interval,
+                    f"{'-' if rule.direction == 'higher' else '+'}{tolerance:g}%",
+                    verdict,
+                )
+            )
+    extra = set(current["_key"]) - set(baseline["_key"])
+    if extra:
+        notes.append(f"{len(extra)} cell(s) of this run are not in the baseline (not checked)")
+    return GateResult(mode, mode_note, rows, notes)
+
+
+def _normalise(
+    metric: str,
+    old_cell: pd.Series,
+    new_cell: pd.Series,
+    old: tuple[float, float, float],
+    new: tuple[float, float, float],
+    old_ceilings: dict[tuple[int, str], float],
+    new_ceilings: dict[tuple[int, str], float],
+) -> tuple[tuple[float, float, float], tuple[float, float, float], str, str]:
+    """(old, new, label, reason not judged or "") for a run on another machine."""
+    if metric in ("throughput", "capacity"):
+        payload = (int(old_cell["payload_bytes"]), str(old_cell["payload_kind"]))
+        if payload in old_ceilings and payload in new_ceilings:
+            return (
+                _scaled(old, 1 / old_ceilings[payload]),
+                _scaled(new, 1 / new_ceilings[payload]),
+                f"{metric}/ceiling",
+                "",
+            )
+        return old, new, metric, "no calibration on both sides: not comparable across machines"
+    if metric in LATENCY_METRICS:
+        info = SERVERS.get(str(old_cell["server"]))
+        counterpart = info.raw_counterpart if info else None
+        # The pair on the same WebSocket implementation first, then any raw server.
+        for raw in dict.fromkeys([r for r in (counterpart, "websockets", "aiohttp") if r]):
+            prefix = f"{metric}_ratio_vs_{raw}"
+            ratio_old, ratio_new = _triple(old_cell, prefix, ""), _triple(new_cell, prefix, "")
+            if not (math.isnan(ratio_old[0]) or math.isnan(ratio_new[0])):
+                return ratio_old, ratio_new, f"{metric} ratio vs {raw}", ""
+        return old, new, metric, "absolute latency is not comparable across machines"
+    return old, new, metric, ""  # memory and wire bytes do not depend on the CPU's speed

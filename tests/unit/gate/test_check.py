@@ -1,0 +1,227 @@
+"""The regression gate on constructed results (no network): pass, fail, not significant,
+errors, a missing cell, another machine, and malformed thresholds."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.errors import UsageError
+from bench.gate.check import FAIL, MODE_ABSOLUTE, MODE_NORMALISED, gate
+from bench.gate.thresholds import Thresholds, load_thresholds, parse_thresholds
+from tests.conftest import REPO_ROOT
+
+THRESHOLDS = parse_thresholds(
+    {
+        "metrics": {
+            "throughput": {"direction": "higher", "tolerance_pct": 10},
+            "p99": {"direction": "lower", "tolerance_pct": 50},
+            "wire_bytes": {"direction": "lower", "tolerance_pct": 0},
+        },
+        "override": [{"metric": "p99", "server": "socketio-asgi", "tolerance_pct": 200}],
+    }
+)
+META: dict[str, Any] = {
+    "machine": {"cpu_model": "Xeon", "cpu_count": 2, "memory_bytes": 1},
+    "os": {"kernel": "6.1"},
+    "python": {"version": "3.11.7", "implementation": "CPython"},
+    "calibration": [{"payload_bytes": 32, "payload_kind": "text", "ceiling_msgs_s": 100_000.0}],
+}
+
+
+def cell(
+    server: str = "websockets",
+    throughput: float = 30_000.0,
+    spread: float = 0.02,
+    p99: float = 1_000.0,
+    repeats: int = 3,
+    errors: int = 0,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "scenario": "echo", "server": server, "protocol": "raw", "transport": "websocket",
+        "loop": "uvloop", "client": "fast", "mode": "closed", "connections": 10,
+        "payload_bytes": 32, "payload_kind": "text", "target_rate": math.nan,
+        "target_conns_s": math.nan, "inflight": 1, "ack": False, "workers": 1,
+        "repeats": repeats, "failed_runs": 0, "errors": errors,
+        "throughput_median": throughput, "throughput_ci_low": throughput * (1 - spread),
+        "throughput_ci_high": throughput * (1 + spread), "p99_median": p99,
+        "p99_ci_low": p99 * 0.9, "p99_ci_high": p99 * 1.1,
+        "wire_bytes_up_per_msg_median": 38.0, **extra,
+    }  # fmt: skip
+
+
+def frame(*cells: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame.from_records(list(cells))
+
+
+def run_gate(old: pd.DataFrame, new: pd.DataFrame, new_meta: dict[str, Any] | None = None,
+             thresholds: Thresholds = THRESHOLDS) -> Any:  # fmt: skip
+    return gate(old, META, new, new_meta or META, thresholds)
+
+
+def verdicts(result: Any, metric: str) -> list[str]:
+    return [row.verdict for row in result.rows if row.metric.startswith(metric)]
+
+
+def test_unchanged_figures_pass() -> None:
+    result = run_gate(frame(cell()), frame(cell(throughput=29_500.0)))
+    assert result.passed and result.mode == MODE_ABSOLUTE
+    assert verdicts(result, "throughput") == ["pass"]
+
+
+def test_a_significant_drop_beyond_tolerance_fails() -> None:
+    result = run_gate(frame(cell()), frame(cell(throughput=22_000.0)))
+    assert not result.passed
+    (row,) = [r for r in result.rows if r.metric == "throughput"]
+    assert row.verdict == FAIL and row.change_pct == pytest.approx(-26.67, abs=0.01)
+    assert "apart" in row.interval and row.threshold == "-10%"
+
+
+def test_a_drop_whose_intervals_overlap_is_not_significant() -> None:
+    # 25% lower, but the repeats scatter so widely that the intervals overlap.
+    result = run_gate(frame(cell(spread=0.3)), frame(cell(throughput=22_500.0, spread=0.3)))
+    assert result.passed
+    assert verdicts(result, "throughput") == ["pass (not significant)"]
+
+
+def test_an_improvement_passes() -> None:
+    assert run_gate(frame(cell()), frame(cell(throughput=40_000.0))).passed
+
+
+def test_one_pass_cells_are_not_judged() -> None:
+    result = run_gate(frame(cell(repeats=1)), frame(cell(throughput=10_000.0, repeats=1)))
+    assert result.passed
+    assert verdicts(result, "throughput") == ["pass (one pass: not judged)"]
+
+
+def test_errors_always_fail() -> None:
+    result = run_gate(frame(cell()), frame(cell(errors=1)))
+    assert not result.passed
+    assert verdicts(result, "errors") == [FAIL]
+
+
+def test_a_cell_missing_from_the_run_fails() -> None:
+    result = run_gate(frame(cell(), cell(server="aiohttp")), frame(cell()))
+    assert not result.passed
+    assert [r.current for r in result.rows if r.metric == "cell"] == ["missing"]
+
+
+def test_exact_counts_fail_on_any_growth_beyond_tolerance() -> None:
+    grown = cell(wire_bytes_up_per_msg_median=39.0)
+    assert verdicts(run_gate(frame(cell()), frame(grown)), "wire_bytes") == [FAIL]
+
+
+def test_overrides_widen_a_tolerance_for_one_server() -> None:
+    old = frame(cell(server="socketio-asgi", protocol="socketio"))
+    new = frame(cell(server="socketio-asgi", protocol="socketio", p99=2_500.0))
+    assert verdicts(run_gate(old, new), "p99") == ["pass"]  # +150% within the 200% override
+    plain = run_gate(frame(cell()), frame(cell(p99=2_500.0)))
+    assert verdicts(plain, "p99") == [FAIL]  # websockets keeps the 50% tolerance
+
+
+def test_another_machine_compares_throughput_against_each_runs_ceiling() -> None:
+    other = copy.deepcopy(META)
+    other["machine"]["cpu_model"] = "EPYC"
+    other["calibration"][0]["ceiling_msgs_s"] = 200_000.0
+    # Twice as fast a machine, twice the throughput: the same share of the ceiling, a pass.
+    result = run_gate(frame(cell()), frame(cell(throughput=60_000.0)), other)
+    assert result.mode == MODE_NORMALISED and "cpu_model" in result.mode_note
+    assert result.passed
+    assert [r.metric for r in result.rows if r.metric.startswith("throughput")] == [
+        "throughput/ceiling"
+    ]
+    # The same absolute figure on the faster machine is half the share: a regression.
+    slower = run_gate(frame(cell()), frame(cell(throughput=30_000.0)), other)
+    assert not slower.passed
+
+
+def test_another_machine_judges_latency_by_socketio_raw_ratios_only() -> None:
+    other = copy.deepcopy(META)
+    other["machine"]["cpu_count"] = 8
+    ratio = {"p99_ratio_vs_websockets_median": 2.0, "p99_ratio_vs_websockets_ci_low": 1.9,
+             "p99_ratio_vs_websockets_ci_high": 2.1}  # fmt: skip
+    old = frame(cell(), cell(server="socketio-asgi", protocol="socketio", **ratio))
+    # +250%: beyond even socketio-asgi's 200% override.
+    new_ratio = {
+        "p99_ratio_vs_websockets_median": 7.0,
+        "p99_ratio_vs_websockets_ci_low": 6.8,
+        "p99_ratio_vs_websockets_ci_high": 7.2,
+    }
+    new = frame(cell(p99=300.0), cell(server="socketio-asgi", protocol="socketio", **new_ratio))
+    result = run_gate(old, new, other)
+    rows = {(r.cell.split()[1], r.metric): r for r in result.rows}
+    assert rows[("websockets", "p99")].verdict.startswith("pass (absolute latency")
+    assert rows[("socketio-asgi", "p99 ratio vs websockets")].verdict == FAIL
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[metrics.throughput\n", "not valid TOML"),
+        ("[metrics.speed]\ndirection='higher'\ntolerance_pct=1\n", "unknown metric"),
+        ("[metrics.p99]\ndirection='up'\ntolerance_pct=1\n", "direction"),
+        ("[metrics.p99]\ndirection='lower'\ntolerance_pct=-1\n", "tolerance_pct"),
+        ("[metrics.p99]\ndirection='lower'\ntolerance_pct='x'\n", "tolerance_pct"),
+        ("[metrics.p99]\ndirection='lower'\ntolerance_pct=1\nextra=2\n", "unknown key"),
+        ("colour = 'red'\n", "unknown key"),
+        ("", "[metrics.NAME]"),
+        ("[metrics.p99]\ndirection='lower'\ntolerance_pct=1\n[[override]]\nmetric='p50'\n"
+         "tolerance_pct=1\n", "override 1"),
+    ],
+)  # fmt: skip
+def test_malformed_threshold_files_are_refused_with_one_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "thresholds.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=message.replace("[", r"\[").replace(".", r"\.")):
+        load_thresholds(path)
+
+
+def test_the_committed_thresholds_load() -> None:
+    thresholds = load_thresholds(REPO_ROOT / "results" / "thresholds.toml")
+    assert {"throughput", "p99"} <= set(thresholds.rules)
+
+
+def write_folder(folder: Path, summary: pd.DataFrame) -> None:
+    folder.mkdir()
+    summary.to_csv(folder / "summary.csv", index=False)
+    pd.DataFrame({"run_id": ["x"]}).to_csv(folder / "runs.csv", index=False)
+    (folder / "meta.json").write_text("{}")
+
+
+def test_the_command_exits_0_on_pass_1_on_failure_2_on_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_folder(tmp_path / "base", frame(cell()))
+    write_folder(tmp_path / "same", frame(cell(throughput=30_100.0)))
+    write_folder(tmp_path / "slow", frame(cell(throughput=20_000.0)))
+    base = ["--baseline", str(tmp_path / "base")]
+    assert main(["check", str(tmp_path / "same"), *base]) == 0
+    assert main(["check", str(tmp_path / "slow"), *base]) == 1
+    printed = capsys.readouterr()
+    for heading in ("metric", "cell", "baseline", "current", "change", "interval", "threshold",
+                    "verdict"):  # fmt: skip
+        assert heading in printed.out + printed.err
+    assert main(["check", str(tmp_path / "nothing"), *base]) == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[metrics.p99\n")
+    assert main(["check", str(tmp_path / "same"), *base, "--thresholds", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 2  # one line per refusal
+
+
+def test_baseline_promotes_a_folder_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    write_folder(tmp_path / "run", frame(cell()))
+    target = tmp_path / "baseline"
+    assert main(["baseline", str(tmp_path / "run"), "--to", str(target)]) == 0
+    assert (target / "summary.csv").is_file() and (target / "runs.csv").is_file()
+    assert main(["baseline", str(tmp_path / "run"), "--to", str(target)]) == 2
+    assert main(["baseline", str(tmp_path / "run"), "--to", str(target), "--force"]) == 0
