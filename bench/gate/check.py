@@ -6,8 +6,9 @@ measured once has a one-value "interval", so it cannot show significance: such a
 as "one pass: not judged" unless its change is beyond tolerance for a counted, exact metric
 (wire bytes). Errors above zero always fail, and so does a baseline cell missing from the run.
 
-Machine-aware: on the same machine fingerprint, absolute figures are compared. On another
-machine, throughput is divided by each run's own calibration ceiling (the generator's rate
+Machine-aware: on the same machine fingerprint, absolute figures are compared, unless the
+generator's calibration ceiling moved by more than MAX_CEILING_DRIFT between the runs (a shared
+host's speed changes with steal time). On another machine, or such a moved one, throughput is divided by each run's own calibration ceiling (the generator's rate
 against a minimal echo server, same payload), latency is compared through the Socket.IO/raw
 ratios measured within each run, and figures that neither makes comparable are reported as
 such, not judged.
@@ -37,6 +38,9 @@ PASS, FAIL = "pass", "FAIL"
 # Counted, not sampled: no interval needed to believe a change.
 EXACT_METRICS = {"wire_bytes"}
 LATENCY_METRICS = {"p50", "p99"}
+# How far the generator's ceiling may move between baseline and run before the gate stops
+# comparing absolute figures on the same machine (the host's speed, not the code, moved).
+MAX_CEILING_DRIFT = 0.15
 MODE_ABSOLUTE = "absolute"
 MODE_NORMALISED = "normalised"
 
@@ -72,6 +76,14 @@ class GateResult:
 
 def fingerprint(meta: dict[str, Any]) -> dict[str, Any]:
     return {f"{s}.{k}": (meta.get(s) or {}).get(k) for s, k in FINGERPRINT_FIELDS}
+
+
+def ceiling_drift(baseline_meta: dict[str, Any], current_meta: dict[str, Any]) -> float:
+    """The largest relative change of the generator's calibration ceiling between the runs,
+    over the payloads both calibrated (0 when they share none: nothing says it moved)."""
+    old, new = _ceilings(baseline_meta), _ceilings(current_meta)
+    changes = [abs(new[k] - old[k]) / old[k] for k in old.keys() & new.keys() if old[k] > 0]
+    return max(changes, default=0.0)
 
 
 def _ceilings(meta: dict[str, Any]) -> dict[tuple[int, str], float]:
@@ -159,8 +171,18 @@ def gate(
 ) -> GateResult:
     same_machine = fingerprint(baseline_meta) == fingerprint(current_meta)
     notes: list[str] = []
-    if same_machine:
+    drift = ceiling_drift(baseline_meta, current_meta)
+    if same_machine and drift <= MAX_CEILING_DRIFT:
         mode, mode_note = MODE_ABSOLUTE, "same machine fingerprint: absolute figures compared"
+    elif same_machine:
+        # A shared host's speed moves (steal time): the generator's own ceiling, measured in
+        # each run, says by how much, and absolute figures would judge the host, not the code.
+        mode = MODE_NORMALISED
+        mode_note = (
+            f"same machine, but its speed moved: the generator's calibration ceiling differs by "
+            f"{100 * drift:.0f}% (more than {100 * MAX_CEILING_DRIFT:.0f}%), so throughput is "
+            "divided by each run's ceiling and latency compared as Socket.IO/raw ratios"
+        )
     else:
         differing = [
             f"{name} {fingerprint(baseline_meta)[name]!r} -> {value!r}"

@@ -142,6 +142,18 @@ def test_another_machine_compares_throughput_against_each_runs_ceiling() -> None
     assert not slower.passed
 
 
+def test_the_same_machine_at_another_speed_is_compared_against_its_ceiling() -> None:
+    slowed_host = copy.deepcopy(META)
+    slowed_host["calibration"][0]["ceiling_msgs_s"] = 50_000.0  # steal halved the machine
+    result = run_gate(frame(cell()), frame(cell(throughput=15_500.0)), slowed_host)
+    assert result.mode == MODE_NORMALISED and "speed moved" in result.mode_note
+    assert result.passed  # the same share of the ceiling: the code did not slow down
+    # A small move of the ceiling keeps absolute figures.
+    nearly = copy.deepcopy(META)
+    nearly["calibration"][0]["ceiling_msgs_s"] = 92_000.0
+    assert run_gate(frame(cell()), frame(cell()), nearly).mode == MODE_ABSOLUTE
+
+
 def test_another_machine_judges_latency_by_socketio_raw_ratios_only() -> None:
     other = copy.deepcopy(META)
     other["machine"]["cpu_count"] = 8
