@@ -26,7 +26,12 @@ CELL_KEYS = [
 PAIR_KEYS = [k for k in CELL_KEYS if k not in ("server", "protocol")]
 UNSTABLE_CV = 0.10
 RAW_SERVERS = [name for name, info in SERVERS.items() if info.protocol == "raw"]
-METRICS = {"throughput": "throughput_msgs_s", "p50": "p50_us", "p99": "p99_us"}
+# "efficiency": messages per second of server CPU. CPU time is only charged while a process
+# runs, so it holds still when a shared host steals time and throughput does not.
+METRICS = {
+    "throughput": "throughput_msgs_s", "p50": "p50_us", "p99": "p99_us",
+    "efficiency": "msgs_per_cpu_s",
+}  # fmt: skip
 # Connect storms: connections per second and set-up latency instead of messages.
 CONNECT_METRICS = {
     "connects": "connects_per_s", "connect_p50": "connect_p50_us", "connect_p99": "connect_p99_us",
@@ -91,7 +96,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame()
     # Results written before a column existed lack it: it was not measured.
-    optional = [*CONNECT_METRICS.values(), "fanout_last_p99_us", "mem_kib_per_conn"]
+    optional = [*CONNECT_METRICS.values(), "fanout_last_p99_us", "mem_kib_per_conn",
+                "msgs_per_cpu_s"]  # fmt: skip
     missing = [c for c in [*CELL_KEYS, *optional] if c not in runs.columns]
     runs = runs.assign(**{column: math.nan for column in missing})
     runs = runs.assign(_cell=_key(runs), _pair=_pair_key(runs))

@@ -245,7 +245,7 @@ def gate(
             label = metric
             if mode == MODE_NORMALISED:
                 old, new, label, skip = _normalise(
-                    metric, old_cell, new_cell, old, new, old_ceilings, new_ceilings
+                    metric, old_cell, new_cell, old, new, old_ceilings, new_ceilings, same_machine
                 )
                 if skip:
                     rows.append(
@@ -291,9 +291,13 @@ def _normalise(
     new: tuple[float, float, float],
     old_ceilings: dict[tuple[int, str], float],
     new_ceilings: dict[tuple[int, str], float],
+    same_machine: bool,
 ) -> tuple[tuple[float, float, float], tuple[float, float, float], str, str]:
-    """(old, new, label, reason not judged or "") for a run on another machine."""
-    if metric in ("throughput", "capacity"):
+    """(old, new, label, reason not judged or "") for a run on another machine, or on this
+    one at another speed."""
+    if metric == "efficiency" and same_machine:
+        return old, new, metric, ""  # per CPU-second: steal does not move it
+    if metric in ("throughput", "capacity", "efficiency"):
         payload = (int(old_cell["payload_bytes"]), str(old_cell["payload_kind"]))
         if payload in old_ceilings and payload in new_ceilings:
             return (

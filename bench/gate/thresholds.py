@@ -27,6 +27,7 @@ Direction = Literal["higher", "lower"]
 # The metrics the gate knows, and the summary.csv column prefix (or column) each one reads.
 METRIC_COLUMNS = {
     "throughput": "throughput",
+    "efficiency": "efficiency",  # messages per server CPU-second
     "p50": "p50",
     "p99": "p99",
     "memory": "mem_kib_per_conn",

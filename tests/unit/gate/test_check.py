@@ -237,3 +237,20 @@ def test_baseline_promotes_a_folder_and_refuses_to_overwrite(tmp_path: Path) -> 
     assert (target / "summary.csv").is_file() and (target / "runs.csv").is_file()
     assert main(["baseline", str(tmp_path / "run"), "--to", str(target)]) == 2
     assert main(["baseline", str(tmp_path / "run"), "--to", str(target), "--force"]) == 0
+
+
+def test_efficiency_is_compared_as_is_on_the_same_machine_at_another_speed() -> None:
+    thresholds = parse_thresholds(
+        {"metrics": {"efficiency": {"direction": "higher", "tolerance_pct": 15}}}
+    )
+    slowed_host = copy.deepcopy(META)
+    slowed_host["calibration"][0]["ceiling_msgs_s"] = 50_000.0
+    efficiency = {"efficiency_median": 26_000.0, "efficiency_ci_low": 25_000.0,
+                  "efficiency_ci_high": 27_000.0}  # fmt: skip
+    handicapped = {"efficiency_median": 12_000.0, "efficiency_ci_low": 11_500.0,
+                   "efficiency_ci_high": 12_500.0}  # fmt: skip
+    old = frame(cell(**efficiency))
+    # Messages per CPU-second do not depend on the host's speed: a halved ceiling does not
+    # excuse a halved efficiency, and an unchanged one passes.
+    assert not gate(old, META, frame(cell(**handicapped)), slowed_host, thresholds).passed
+    assert gate(old, META, frame(cell(**efficiency)), slowed_host, thresholds).passed
