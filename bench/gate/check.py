@@ -8,10 +8,11 @@ as "one pass: not judged" unless its change is beyond tolerance for a counted, e
 
 Machine-aware: on the same machine fingerprint, absolute figures are compared, unless the
 generator's calibration ceiling moved by more than MAX_CEILING_DRIFT between the runs (a shared
-host's speed changes with steal time). On another machine, or such a moved one, throughput is divided by each run's own calibration ceiling (the generator's rate
-against a minimal echo server, same payload), latency is compared through the Socket.IO/raw
-ratios measured within each run, and figures that neither makes comparable are reported as
-such, not judged.
+host's speed changes with steal time). On another machine, or a moved one, throughput is divided
+by each run's own calibration ceiling (the generator's rate against a minimal echo server, same
+payload), latency is compared through the Socket.IO/raw ratios measured within each run, and
+figures that neither makes comparable are reported as such, not judged. Efficiency (messages
+per server CPU-second) is compared as it is on the same machine, whatever its speed.
 """
 
 from __future__ import annotations
@@ -306,7 +307,7 @@ def _normalise(
                 f"{metric}/ceiling",
                 "",
             )
-        return old, new, metric, "no calibration on both sides: not comparable across machines"
+        return old, new, metric, "no calibration on both sides: not compared"
     if metric in LATENCY_METRICS:
         info = SERVERS.get(str(old_cell["server"]))
         counterpart = info.raw_counterpart if info else None
@@ -316,5 +317,5 @@ def _normalise(
             ratio_old, ratio_new = _triple(old_cell, prefix, ""), _triple(new_cell, prefix, "")
             if not (math.isnan(ratio_old[0]) or math.isnan(ratio_new[0])):
                 return ratio_old, ratio_new, f"{metric} ratio vs {raw}", ""
-        return old, new, metric, "absolute latency is not comparable across machines"
+        return old, new, metric, "absolute latency is not compared across machines or speeds"
     return old, new, metric, ""  # memory and wire bytes do not depend on the CPU's speed
