@@ -112,7 +112,7 @@ def test_a_missing_interval_and_the_repeats_are_shown() -> None:
     row = comparison_rows(deltas(old, new))[0]
     assert row["old"] == "1,000 [no interval] n=3"
     assert row["new"] == "2,000 [2,000, 2,000] n=1"
-    assert row["verdict"] == "not distinguishable"
+    assert row["verdict"] == "one pass: not judged"  # n=1: its "interval" is its one value
     without_repeats = deltas(old.drop(columns="repeats"), new.drop(columns="repeats"))
     assert comparison_rows(without_repeats)[0]["old"] == "1,000 [no interval]"
 
