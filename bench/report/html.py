@@ -87,8 +87,14 @@ def _verdict_view(verdict: Verdict) -> dict[str, Any]:
         else {"text": part}
         for part in verdict.parts
     ]
-    return {"key": verdict.key, "question": verdict.question, "parts": parts,
-            "chart": verdict.chart, "favours": verdict.favours}  # fmt: skip
+    return {
+        "key": verdict.key,
+        "question": verdict.question,
+        "parts": parts,
+        "chart": verdict.chart,
+        "favours": verdict.favours,
+        "partly": verdict.partly,
+    }
 
 
 def render(folder: Path) -> str:

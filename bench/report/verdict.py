@@ -50,6 +50,8 @@ class Verdict:
     favours: Side = "unmeasured"
     # Why a reader would pick the favoured stack, as a list item ("throughput per process...").
     reason: str = ""
+    # Some pairs were indistinguishable while the others favoured one side.
+    partly: bool = False
 
     @property
     def figures(self) -> list[Figure]:
@@ -158,10 +160,15 @@ def judge(median: float, low: float, high: float, higher_is_better: bool) -> Sid
 
 
 def _overall(sides: Iterable[Side | None]) -> Side:
+    """One side when every pair that could be told apart went that way (the others being
+    indistinguishable); "mixed" when pairs went opposite ways."""
     judged = {side for side in sides if side is not None}
     if not judged:
         return "unmeasured"
-    return judged.pop() if len(judged) == 1 else "mixed"
+    if len(judged) == 1:
+        return judged.pop()
+    decided = judged - {"neither"}
+    return decided.pop() if len(decided) == 1 else "mixed"
 
 
 def _pair_clauses(
@@ -206,6 +213,7 @@ def _values(cells: pd.DataFrame, column: str, unit: str) -> list[Part]:
 
 def _finish(verdict: Verdict, sides: list[Side | None], reason_raw: str, reason_sio: str) -> None:
     verdict.favours = _overall(sides)
+    verdict.partly = verdict.favours in ("raw", "socketio") and "neither" in sides
     last = verdict.parts[-1] if verdict.parts else None
     if isinstance(last, str) and not last.endswith("."):
         verdict.parts[-1] = last.rstrip(";") + "."

@@ -152,3 +152,26 @@ def test_format_value_units() -> None:
     assert format_value(29662.0, "msgs/s") == "29,662 msgs/s"
     assert format_value(12.84, "KiB") == "12.8 KiB"
     assert format_value(NAN, "s") == "n/a"
+
+
+def test_a_side_wins_when_the_other_pairs_are_indistinguishable() -> None:
+    summary = summary_of(
+        echo_cell("aiohttp", 60_000.0),
+        echo_cell("websockets", 30_000.0),
+        echo_cell("socketio-aiohttp", 6_000.0, **ratio("throughput", "aiohttp", 0.1, 0.09, 0.11)),
+        echo_cell("socketio-asgi", 29_000.0,
+                  **ratio("throughput", "websockets", 0.97, 0.9, 1.05)),
+    )  # fmt: skip
+    verdict = by_key(summary)["throughput"]
+    assert verdict.favours == "raw" and verdict.partly
+
+
+def test_pairs_going_opposite_ways_are_mixed() -> None:
+    summary = summary_of(
+        echo_cell("aiohttp", 60_000.0),
+        echo_cell("websockets", 30_000.0),
+        echo_cell("socketio-aiohttp", 6_000.0, **ratio("throughput", "aiohttp", 0.1, 0.09, 0.11)),
+        echo_cell("socketio-asgi", 60_000.0, **ratio("throughput", "websockets", 2.0, 1.9, 2.1)),
+    )
+    verdict = by_key(summary)["throughput"]
+    assert verdict.favours == "mixed" and verdict.reason == ""
