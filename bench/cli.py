@@ -271,13 +271,14 @@ def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
 
 def _resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
     _validate_common(args)
-    if args.target:
+    # "is not None": an empty --target or --scenario is bad input, not the ad-hoc default.
+    if args.target is not None:
         return _target_cells(args)
-    if args.target is None and (args.protocol or args.server_pid or args.label):
+    if args.protocol or args.server_pid or args.label:
         raise UsageError("--protocol, --server-pid and --label go with --target")
-    if args.suite and args.scenario:
+    if args.suite and args.scenario is not None:
         raise UsageError("give --suite or --scenario, not both")
-    if args.suite or args.scenario:
+    if args.suite or args.scenario is not None:
         suite = load_suite(args.suite) if args.suite else None
         entries = list(suite.entries) if suite else entries_for_scenario(args.scenario)
         repeat = args.repeat or (suite.repeat if suite else 1)
@@ -329,6 +330,9 @@ def _slice_override(cell: RunSpec, slice_s: float | None) -> dict[str, float]:
 
 
 def _check_names(args: argparse.Namespace) -> None:
+    for option in ("servers", "loops"):  # "--loops ''" would otherwise mean the default
+        if getattr(args, option) == []:
+            raise UsageError(f"--{option} is empty")
     for server in args.servers or []:
         if server not in SERVERS:
             raise UsageError(f"unknown server {server!r} (known: {', '.join(SERVERS)})")
@@ -415,8 +419,6 @@ def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
     _check_names(args)
     mode = _adhoc_option(args, "mode")
     mode_fields = _check_mode_and_rate(args, mode)
-    if args.servers is not None and not args.servers:
-        raise UsageError("--servers is empty")
     entry = {
         "scenario": ADHOC_SCENARIOS.get(mode, "echo"),
         "servers": args.servers or list(SERVERS),
@@ -456,7 +458,13 @@ def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
 
 
 def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
-    if args.suite or args.scenario or args.servers or args.loops or args.slice_s is not None:
+    if (
+        args.suite
+        or args.scenario is not None
+        or args.servers
+        or args.loops
+        or args.slice_s is not None
+    ):
         raise UsageError(
             "--target measures one server: leave out --suite, --scenario, --servers, --loops, "
             "--slice"

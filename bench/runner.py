@@ -54,6 +54,24 @@ CLIENT_BOUND_CPU_PCT = 90.0
 # Open loop: a generator sending this late (p99 of actual minus intended send time) is behind
 # its own schedule; asyncio timers alone account for about 1 ms.
 CLIENT_BOUND_SEND_LAG_US = 5000.0
+# A server that died or failed to start: this many of its log's last lines go into the row.
+LOG_TAIL_LINES = 3
+LOG_TAIL_CHARS = 400
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_chars: int = LOG_TAIL_CHARS) -> str:
+    """The last non-empty lines of a log as one line for a CSV cell ("" when there are none).
+    Brackets become parentheses: the progress line that shows a failure is rich markup, where
+    a log's "[/...]" would be a closing tag."""
+    try:
+        with path.open("rb") as stream:
+            stream.seek(max(0, path.stat().st_size - 64 * 1024))
+            text = stream.read().decode(errors="replace")
+    except OSError:
+        return ""
+    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+    joined = " | ".join(kept).replace("[", "(").replace("]", ")")
+    return joined if len(joined) <= max_chars else "..." + joined[-max_chars:]
 
 
 def worker_module(spec: RunSpec) -> str:
@@ -170,14 +188,20 @@ class ManagedServer:
             ) from exc
         word, _, ready_port = line.decode(errors="replace").strip().partition(" ")
         if word != "READY" or not ready_port.isdigit():
-            status = self.process.returncode
-            raise RunFailed(
-                f"server {self.name} failed to start (status {status}, log: {self.log_path})"
-            )
+            with contextlib.suppress(TimeoutError):  # its status, when it is exiting
+                await asyncio.wait_for(self.process.wait(), 1.0)
+            raise RunFailed(f"server {self.name} failed to start ({self.exit_description()})")
         self.port = int(ready_port)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None
+
+    def exit_description(self) -> str:
+        """The server's exit status and the end of its log, for a failed row."""
+        status = self.process.returncode if self.process is not None else None
+        tail = log_tail(self.log_path)
+        ending = f"its log ends: {tail}" if tail else "its log is empty"
+        return f"status {status}; {ending}; log: {self.log_path}"
 
     async def kill_and_restart(self) -> int:
         """SIGKILL the server (no goodbye to its clients), then start it again on the same
@@ -509,7 +533,9 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
         else:
             await measure(spec, url, server_pid, pinning, log_dir, result)
         if server is not None and not server.alive():
-            raise RunFailed(f"server {spec.server} exited during the run (log: {server.log_path})")
+            raise RunFailed(
+                f"server {spec.server} exited during the run ({server.exit_description()})"
+            )
     except RunFailed as exc:
         result.status, result.failure = "failed", str(exc)
     except Exception as exc:  # keep the suite going
@@ -635,7 +661,7 @@ async def run_sliced(
                     slot.result.status = "failed"
                     slot.result.failure = (
                         f"server {slot.spec.server} exited during the run "
-                        f"(log: {slot.server.log_path})"
+                        f"({slot.server.exit_description()})"
                     )
     finally:
         await asyncio.gather(*(_stop_server(server, result) for server, result in servers))

@@ -214,7 +214,8 @@ class EchoConnection(WSListener, Accounting):
             else:
                 sio.decode_connect_reply(text)
                 self.handshake_step = 2
-                self.ready.set_result(None)
+                if not self.ready.done():  # not if an earlier frame already failed it
+                    self.ready.set_result(None)
         except (UnicodeDecodeError, sio.ProtocolError) as exc:
             if not self.ready.done():
                 self.ready.set_exception(ConnectionError(f"Socket.IO handshake failed: {exc}"))

@@ -121,7 +121,7 @@ class PollingConnection(LibraryConnection):
         if packet.startswith(_EVENT_PREFIX) and packet.endswith("]"):
             try:
                 message = json.loads(packet[len(_EVENT_PREFIX) : -1])
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deep
                 self.note_unexpected(packet)
                 return
             if isinstance(message, str):

@@ -72,7 +72,8 @@ def decode_open(frame: str) -> OpenPacket:
             max_payload_bytes=int(fields.get("maxPayload", 0)),
             upgrades=tuple(fields.get("upgrades", ())),
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    # OverflowError: a number such as Infinity; RecursionError: JSON nested too deep.
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
         raise ProtocolError(f"malformed Engine.IO open packet: {frame[:80]!r}") from exc
 
 
@@ -104,9 +105,19 @@ def encode_packet(packet: SocketIOPacket) -> str:
     return text
 
 
+# Attachment counts and ack ids: far more digits than any real one, far fewer than int()'s
+# limit on digits (4,300).
+_MAX_NUMBER_DIGITS = 20
+
+
+def _is_ascii_digits(text: str) -> bool:
+    """Only 0-9: str.isdigit() also accepts digits such as "²", which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def decode_packet(frame: str) -> SocketIOPacket:
     """Decode the text of a WebSocket frame holding an Engine.IO MESSAGE with a Socket.IO packet."""
-    if len(frame) < 2 or frame[0] != EIO_MESSAGE or not frame[1].isdigit():
+    if len(frame) < 2 or frame[0] != EIO_MESSAGE or not _is_ascii_digits(frame[1]):
         raise ProtocolError(f"not a Socket.IO packet: {frame[:40]!r}")
     packet_type = int(frame[1])
     if packet_type > SIO_BINARY_ACK:
@@ -115,7 +126,7 @@ def decode_packet(frame: str) -> SocketIOPacket:
     attachments = 0
     if packet_type in (SIO_BINARY_EVENT, SIO_BINARY_ACK):
         count, dash, rest = rest.partition("-")
-        if not dash or not count.isdigit():
+        if not dash or not _is_ascii_digits(count) or len(count) > _MAX_NUMBER_DIGITS:
             raise ProtocolError(f"binary packet without attachment count: {frame[:40]!r}")
         attachments = int(count)
     namespace = "/"
@@ -124,13 +135,15 @@ def decode_packet(frame: str) -> SocketIOPacket:
         if not comma:
             rest = ""
     digits = 0
-    while digits < len(rest) and rest[digits].isdigit():
+    while digits < len(rest) and _is_ascii_digits(rest[digits]):
         digits += 1
+    if digits > _MAX_NUMBER_DIGITS:
+        raise ProtocolError(f"Socket.IO ack id of {digits} digits: {frame[:40]!r}")
     ack_id = int(rest[:digits]) if digits else None
     rest = rest[digits:]
     try:
         data = json.loads(rest) if rest else None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
         raise ProtocolError(f"Socket.IO packet with malformed JSON: {frame[:80]!r}") from exc
     return SocketIOPacket(packet_type, namespace, ack_id, data, attachments)
 

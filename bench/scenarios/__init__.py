@@ -8,6 +8,7 @@ every server alike.
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -79,8 +80,10 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UsageError(f"{name} must be a number, got {value!r}")
+    # nan and inf parse as floats (from the command line and from TOML) but are no duration,
+    # rate or count: inf would never end a run.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise UsageError(
             f"{name} must be {'zero or more' if allow_zero else 'positive'}, got {value}"
