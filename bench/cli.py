@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import signal
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -161,6 +163,10 @@ def build_parser() -> _Parser:
     output = run.add_argument_group("output")
     output.add_argument("--out", type=Path, help="results folder (default results/runs/<UTC time>)")
     output.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    output.add_argument(
+        "--fail-fast", action="store_true",
+        help="stop after the first run that fails or has errors (default: record it, go on)",
+    )  # fmt: skip
 
     report = commands.add_parser("report", help="rebuild report.html from a results folder")
     report.add_argument("folder", type=Path)
@@ -570,7 +576,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             cells = resolve_cells(args)
             out = output_folder(args.out, args.force)
-            ok = _run_with_signals(suite_run.run_suite(cells, out, ["wsbench", *argv]))
+            ok = _run_with_signals(
+                suite_run.run_suite(cells, out, ["wsbench", *argv], fail_fast=args.fail_fast)
+            )
             return 0 if ok else EXIT_RUN_FAILED
         if args.command == "report":
             if args.markdown:
@@ -621,4 +629,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("wsbench: interrupted; every process it started was stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        # A bug in the harness: one line for the user, the traceback in a file, exit 3.
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="wsbench-error-", suffix=".log", delete=False
+        ) as stream:
+            stream.write(traceback.format_exc())
+        print(f"wsbench: internal error: {exc!r} (traceback in {stream.name})", file=sys.stderr)
+        return EXIT_RUN_FAILED
     return EXIT_USAGE

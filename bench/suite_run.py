@@ -9,12 +9,14 @@ from __future__ import annotations
 import csv
 import math
 import statistics
+import traceback
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -93,7 +95,7 @@ def run_id_for(index: int, cell: RunSpec) -> str:
 def _progress_line(index: int, total: int, record: dict[str, Any]) -> str:
     head = f"[{index}/{total}] {record['server']:<17} {record['loop']:<8} {record['mode']:<6}"
     if record["status"] != "ok":
-        return f"{head} [red]FAILED[/red] {record['failure']}"
+        return f"{head} [red]FAILED[/red] {escape(str(record['failure']))}"
     flags = []
     if record["errors"]:
         flags.append(f"[red]{record['errors']} errors[/red]")
@@ -139,8 +141,11 @@ def _progress_line(index: int, total: int, record: dict[str, Any]) -> str:
     )
 
 
-async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
-    """Run every cell (failures are recorded and the suite goes on); True when all passed."""
+async def run_suite(
+    cells: list[RunSpec], out: Path, argv: list[str], fail_fast: bool = False
+) -> bool:
+    """Run every cell (failures are recorded and the suite goes on, unless ``fail_fast``: then
+    it stops after the first run that failed or had errors); True when all passed."""
     pinning = current_pinning()
     meta = stamp(argv, _pinning_dict(pinning), repo_root())
     meta["cells"] = len(cells)
@@ -174,9 +179,10 @@ async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
         write_json_atomically(out / "meta.json", meta)
         generator_cpus = max(1, len(pinning.generator_cpus))
         with suite_progress() as progress:
-            await _run_groups(cells, out, pinning, ceilings, generator_cpus, writer, probes,
-                              progress)  # fmt: skip
-        meta["status"] = "complete"
+            finished = await _run_groups(
+                cells, out, pinning, ceilings, generator_cpus, writer, probes, progress, fail_fast
+            )
+        meta["status"] = "complete" if finished else "stopped (--fail-fast)"
     finally:
         await stop_all()
         if meta["status"] == "running":
@@ -184,14 +190,30 @@ async def run_suite(cells: list[RunSpec], out: Path, argv: list[str]) -> bool:
         meta["fairness_probes"] = probes
         meta["completed_cells"] = len(writer.rows)
         write_json_atomically(out / "meta.json", meta)
-        if writer.rows:
-            write_summary(out)
-            write_report(out)
+        report_error = _write_summary_and_report(out) if writer.rows else None
     failed = [r for r in writer.rows if r["status"] != "ok" or r["errors"]]
     console.print(f"wsbench: results in {out}/ (runs.csv, summary.csv, meta.json, report.html)")
     if failed:
         console.print(f"wsbench: {len(failed)} of {len(cells)} runs failed or had errors")
-    return not failed
+    return not failed and report_error is None
+
+
+def _write_summary_and_report(out: Path) -> str | None:
+    """Write summary.csv and report.html; the runs are safe in runs.csv whatever happens here,
+    so a failure is one line (its traceback in logs/report-error.log), not a lost suite."""
+    try:
+        write_summary(out)
+        write_report(out)
+    except Exception as error:
+        log = out / "logs" / "report-error.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(traceback.format_exc())
+        console.print(
+            f"[red]wsbench: could not write summary.csv/report.html: {escape(repr(error))} "
+            f"(traceback in {log}); runs.csv is complete[/red]"
+        )
+        return repr(error)
+    return None
 
 
 async def _run_groups(
@@ -203,7 +225,9 @@ async def _run_groups(
     writer: ResultsWriter,
     probes: dict[str, Any],
     progress: Progress,
-) -> None:
+    fail_fast: bool = False,
+) -> bool:
+    """Run the cells group by group; False when ``fail_fast`` stopped it early."""
     # The bar moves by each run's planned seconds, so the remaining-time estimate weighs a
     # 30-s memory cell and a 3-s echo cell as they are.
     task = progress.add_task("starting", total=sum(planned_s(c) for c in cells))
@@ -233,6 +257,13 @@ async def _run_groups(
                 probes[cell.server] = result.probe.as_dict()
             console.print(_progress_line(index, len(cells), record))
         progress.advance(task, sum(planned_s(c) for c in group))
+        if fail_fast and any(r["status"] != "ok" or r["errors"] for r in writer.rows):
+            console.print(
+                f"wsbench: --fail-fast: stopping after a failed run; {len(cells) - index} of "
+                f"{len(cells)} runs not started"
+            )
+            return False
+    return True
 
 
 def rebuild_report(folder: Path) -> None:

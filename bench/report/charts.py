@@ -77,6 +77,14 @@ def _not_ack(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["ack"].astype(str) != "True"]
 
 
+def _plotted(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """The rows that have every plotted figure (log scales refuse NaN and zero)."""
+    if any(column not in frame.columns for column in columns):
+        return frame.iloc[0:0]
+    keep = frame[list(columns)].notna().all(axis=1) & (frame[list(columns)] > 0).all(axis=1)
+    return frame[keep]
+
+
 def _svg(figure: Figure) -> str:
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
@@ -222,6 +230,7 @@ def _categorical_lines(axes: Axes, rows: pd.DataFrame, x: str, prefix: str) -> l
 
 
 def payload_throughput(summary: pd.DataFrame) -> Chart | None:
+    summary = _plotted(summary, "throughput_median")
     rows = _preferred_loop(
         _not_ack(_where(summary, scenario="payload", mode="closed", transport="websocket"))
     )
@@ -252,6 +261,7 @@ def payload_throughput(summary: pd.DataFrame) -> Chart | None:
 
 
 def connection_throughput(summary: pd.DataFrame) -> Chart | None:
+    summary = _plotted(summary, "throughput_median")
     rows = _preferred_loop(
         _not_ack(_where(summary, mode="closed", transport="websocket", payload_kind="text"))
     )
@@ -274,6 +284,7 @@ def connection_throughput(summary: pd.DataFrame) -> Chart | None:
 
 
 def rate_latency(summary: pd.DataFrame) -> Chart | None:
+    summary = _plotted(summary, "p99_median")
     open_rows = _preferred_loop(_where(summary, mode="open", transport="websocket"))
     capacity = _where(summary, mode="capacity")
     if open_rows.empty and capacity.empty:
@@ -343,6 +354,7 @@ def memory(runs: pd.DataFrame) -> Chart | None:
 
 
 def fanout(summary: pd.DataFrame) -> Chart | None:
+    summary = _plotted(summary, "fanout_last_p99_median", "recipients_median", "p50_median")
     rows = _preferred_loop(_where(summary, scenario="fanout"))
     if rows.empty or "recipients_median" not in rows.columns:
         return None
@@ -440,6 +452,7 @@ def wire_bytes(summary: pd.DataFrame) -> Chart | None:
 
 
 def connect(summary: pd.DataFrame) -> Chart | None:
+    summary = _plotted(summary, "connects_median")
     rows = _preferred_loop(_where(summary, mode="connect"))
     if rows.empty or "connects_median" not in rows.columns:
         return None
@@ -487,6 +500,10 @@ def connect(summary: pd.DataFrame) -> Chart | None:
 def all_charts(
     runs: pd.DataFrame, summary: pd.DataFrame, histograms: dict[str, list[str]]
 ) -> list[Chart]:
+    # Cells without one valid run have no figures to draw (a suite whose runs all failed still
+    # gets its report, without charts).
+    if "repeats" in summary.columns:
+        summary = summary[summary["repeats"] > 0]
     makers: list[Callable[[], Chart | None]] = [
         lambda: spectrum(runs, histograms),
         lambda: payload_throughput(summary),

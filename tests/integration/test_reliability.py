@@ -397,3 +397,20 @@ def test_a_target_that_cannot_be_measured_exits_3_with_one_clear_line(
     (row,) = read_rows(out)
     assert row["status"] == "failed" and reason in row["failure"]
     assert_one_line_per_failure(output, [row["failure"]])
+
+
+def test_fail_fast_stops_after_the_first_failed_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--target", f"http://127.0.0.1:{free_loopback_port()}",
+                 "--protocol", "raw", "--duration", "1", "--warmup", "0", "--repeat", "3",
+                 "--fail-fast", "--out", str(out)])  # fmt: skip
+    output = capsys.readouterr().err
+    assert code == EXIT_RUN_FAILED, output
+    (row,) = read_rows(out)  # the two other repeats never started
+    assert row["status"] == "failed"
+    assert "--fail-fast: stopping after a failed run; 2 of 3 runs not started" in output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["status"] == "stopped (--fail-fast)" and meta["completed_cells"] == 1
+    assert (out / "report.html").is_file()  # the report is written for what did run

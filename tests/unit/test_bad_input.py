@@ -187,3 +187,21 @@ def test_an_output_path_that_is_a_file_is_refused(
     existing.write_text("not a folder")
     assert_refused(["run", "--servers", "aiohttp", "--out", str(existing)], "is not a folder",
                    capsys)  # fmt: skip
+
+
+def test_a_bug_in_the_harness_is_one_line_and_exit_3(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bench.cli
+
+    def broken(args: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(bench.cli, "resolve_cells", broken)
+    assert bench.cli.main(["run"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: RuntimeError('simulated bug')" in err
+    assert "Traceback" not in err
+    log = Path(err.split("traceback in ")[1].rstrip(")\n"))
+    assert "simulated bug" in log.read_text()
+    log.unlink()

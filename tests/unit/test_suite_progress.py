@@ -50,3 +50,14 @@ def test_on_a_terminal_it_shows_the_cell_and_the_time_left() -> None:
     shown = stream.getvalue()
     assert "[1/2] echo websockets uvloop closed r1" in shown
     assert "elapsed" in shown and "left" in shown
+
+
+def test_a_failure_text_with_brackets_is_printed_as_text() -> None:
+    from bench.suite_run import _progress_line
+
+    record = {"server": "aiohttp", "loop": "uvloop", "mode": "closed", "status": "failed",
+              "failure": "server exited (status -9; its log ends: [/bold] [red)"}  # fmt: skip
+    line = _progress_line(1, 2, record)
+    stream = io.StringIO()
+    Console(file=stream, width=200).print(line)  # raised MarkupError before escaping
+    assert "[/bold] [red)" in stream.getvalue()

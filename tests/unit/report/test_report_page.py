@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.analyze.summary import write_summary
 from bench.report.html import render
 from bench.report.markdown import reference_table
 from bench.report.verdict import format_value
@@ -115,3 +116,18 @@ def test_the_readme_table_is_what_the_reference_results_give() -> None:
     assert TABLE_START in readme and TABLE_END in readme
     block = readme.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip("\n") + "\n"
     assert block == reference_table(pd.read_csv(REFERENCE / "summary.csv"))
+
+
+def test_a_run_whose_cells_all_failed_still_gets_a_page(
+    reference_copy: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "all-failed"
+    shutil.copytree(reference_copy, folder)
+    runs = pd.read_csv(folder / "runs.csv")
+    figures = [c for c in runs.columns if c.endswith(("_us", "_msgs_s", "_per_s"))]
+    runs = runs.assign(status="failed", **{c: float("nan") for c in figures})
+    runs.to_csv(folder / "runs.csv", index=False)
+    write_summary(folder)
+    page = render(folder)
+    assert "<svg" not in page  # nothing to draw: no chart, and no crash on empty log scales
+    assert f"{len(runs)} failed run(s)" in page
