@@ -36,7 +36,7 @@ METRICS = {
 CONNECT_METRICS = {
     "connects": "connects_per_s", "connect_p50": "connect_p50_us", "connect_p99": "connect_p99_us",
 }  # fmt: skip
-RATIO_METRICS = {"throughput": "throughput_msgs_s", "p99": "p99_us"}
+RATIO_METRICS = {"throughput": "throughput_msgs_s", "p50": "p50_us", "p99": "p99_us"}
 CONNECT_RATIO_METRICS = {"connects": "connects_per_s", "connect_p99": "connect_p99_us"}
 # Fan-out: deliveries per second and delivery latency, plus the last receiver's p99.
 FANOUT_METRICS = {**METRICS, "fanout_last_p99": "fanout_last_p99_us"}

@@ -6,13 +6,12 @@ measured once has a one-value "interval", so it cannot show significance: such a
 as "one pass: not judged" unless its change is beyond tolerance for a counted, exact metric
 (wire bytes). Errors above zero always fail, and so does a baseline cell missing from the run.
 
-Machine-aware: on the same machine fingerprint, absolute figures are compared, unless the
-generator's calibration ceiling moved by more than MAX_CEILING_DRIFT between the runs (a shared
-host's speed changes with steal time). On another machine, or a moved one, throughput is divided
-by each run's own calibration ceiling (the generator's rate against a minimal echo server, same
-payload), latency is compared through the Socket.IO/raw ratios measured within each run, and
-figures that neither makes comparable are reported as such, not judged. Efficiency (messages
-per server CPU-second) is compared as it is on the same machine, whatever its speed.
+Machine-aware: on the same machine fingerprint, absolute figures are compared (and a note says
+when the generator's calibration ceiling shows the shared host's speed moved). On another
+machine, throughput is divided by each run's own calibration ceiling (the generator's rate
+against a minimal echo server, same payload), latency is compared through the Socket.IO/raw
+ratios measured within each run, and figures that neither makes comparable are reported as
+such, not judged.
 """
 
 from __future__ import annotations
@@ -39,9 +38,8 @@ PASS, FAIL = "pass", "FAIL"
 # Counted, not sampled: no interval needed to believe a change.
 EXACT_METRICS = {"wire_bytes"}
 LATENCY_METRICS = {"p50", "p99"}
-# How far the generator's ceiling may move between baseline and run before the gate stops
-# comparing absolute figures on the same machine (the host's speed, not the code, moved).
-MAX_CEILING_DRIFT = 0.15
+# A move of the generator's ceiling beyond this between baseline and run is worth a note.
+SPEED_NOTE_DRIFT = 0.15
 MODE_ABSOLUTE = "absolute"
 MODE_NORMALISED = "normalised"
 
@@ -173,17 +171,17 @@ def gate(
     same_machine = fingerprint(baseline_meta) == fingerprint(current_meta)
     notes: list[str] = []
     drift = ceiling_drift(baseline_meta, current_meta)
-    if same_machine and drift <= MAX_CEILING_DRIFT:
+    if same_machine:
         mode, mode_note = MODE_ABSOLUTE, "same machine fingerprint: absolute figures compared"
-    elif same_machine:
-        # A shared host's speed moves (steal time): the generator's own ceiling, measured in
-        # each run, says by how much, and absolute figures would judge the host, not the code.
-        mode = MODE_NORMALISED
-        mode_note = (
-            f"same machine, but its speed moved: the generator's calibration ceiling differs by "
-            f"{100 * drift:.0f}% (more than {100 * MAX_CEILING_DRIFT:.0f}%), so throughput is "
-            "divided by each run's ceiling and latency compared as Socket.IO/raw ratios"
-        )
+        if drift > SPEED_NOTE_DRIFT:
+            # Measured here: the ceiling moved 33k-132k msgs/s within half an hour of unchanged
+            # code while efficiency and p50 stayed within 18%; dividing by it added noise, so
+            # the tolerances absorb the host and the note says it moved.
+            notes.append(
+                f"the generator's calibration ceiling differs by {100 * drift:.0f}% from the "
+                "baseline's: the shared host's speed moved (throughput and p99 follow it; "
+                "efficiency and p50 hardly do)"
+            )
     else:
         differing = [
             f"{name} {fingerprint(baseline_meta)[name]!r} -> {value!r}"
@@ -246,7 +244,7 @@ def gate(
             label = metric
             if mode == MODE_NORMALISED:
                 old, new, label, skip = _normalise(
-                    metric, old_cell, new_cell, old, new, old_ceilings, new_ceilings, same_machine
+                    metric, old_cell, new_cell, old, new, old_ceilings, new_ceilings
                 )
                 if skip:
                     rows.append(
@@ -292,12 +290,8 @@ def _normalise(
     new: tuple[float, float, float],
     old_ceilings: dict[tuple[int, str], float],
     new_ceilings: dict[tuple[int, str], float],
-    same_machine: bool,
 ) -> tuple[tuple[float, float, float], tuple[float, float, float], str, str]:
-    """(old, new, label, reason not judged or "") for a run on another machine, or on this
-    one at another speed."""
-    if metric == "efficiency" and same_machine:
-        return old, new, metric, ""  # per CPU-second: steal does not move it
+    """(old, new, label, reason not judged or "") for a run on another machine."""
     if metric in ("throughput", "capacity", "efficiency"):
         payload = (int(old_cell["payload_bytes"]), str(old_cell["payload_kind"]))
         if payload in old_ceilings and payload in new_ceilings:
