@@ -174,7 +174,7 @@ def gate(
     if same_machine:
         mode, mode_note = MODE_ABSOLUTE, "same machine fingerprint: absolute figures compared"
         if drift > SPEED_NOTE_DRIFT:
-            # Measured here: the ceiling moved 33k-132k msgs/s within half an hour of unchanged
+            # Measured here: the ceiling moved 37k-132k msgs/s within half an hour of unchanged
             # code while efficiency and p50 stayed within 18%; dividing by it added noise, so
             # the tolerances absorb the host and the note says it moved.
             notes.append(
