@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -51,9 +52,20 @@ class Chart:
     svg: str
 
 
+# Servers outside the catalog (a --target run's label) get one of these, by name.
+OTHER_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def colour(server: str) -> str:
+    if server in SERVER_COLOURS:
+        return SERVER_COLOURS[server]
+    return OTHER_COLOURS[zlib.crc32(server.encode()) % len(OTHER_COLOURS)]
+
+
 def _servers(frame: pd.DataFrame) -> list[str]:
-    present = set(frame["server"]) if "server" in frame.columns else set()
-    return [name for name in SERVER_ORDER if name in present]
+    """The servers present, the catalog's first in its order, then any others by name."""
+    present = set(frame["server"].astype(str)) if "server" in frame.columns else set()
+    return [n for n in SERVER_ORDER if n in present] + sorted(present - set(SERVER_ORDER))
 
 
 def _preferred_loop(frame: pd.DataFrame) -> pd.DataFrame:
@@ -113,6 +125,12 @@ def _plain(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 10 else f"{value:g}"
 
 
+def _legend(axes: Axes, **options: object) -> None:
+    """A legend when something was drawn with a label (matplotlib warns on stderr otherwise)."""
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(**options)
+
+
 def _thousands(axes: Axes, axis: str = "y") -> None:
     formatter = FuncFormatter(lambda value, _: f"{value:,.0f}")
     (axes.yaxis if axis == "y" else axes.xaxis).set_major_formatter(formatter)
@@ -153,7 +171,7 @@ def spectrum(runs: pd.DataFrame, histograms: dict[str, list[str]]) -> Chart | No
             continue
         values = histogram.get_percentile_to_value_dict(SPECTRUM_PERCENTILES)
         latencies_ms = [values[p] / 1000 for p in SPECTRUM_PERCENTILES]
-        axes.plot(positions, latencies_ms, marker="o", label=server, color=SERVER_COLOURS[server])
+        axes.plot(positions, latencies_ms, marker="o", label=server, color=colour(server))
         drawn = True
     if not drawn:
         plt.close(figure)
@@ -164,7 +182,7 @@ def spectrum(runs: pd.DataFrame, histograms: dict[str, list[str]]) -> Chart | No
     axes.xaxis.set_minor_locator(NullLocator())
     axes.set_xlabel("percentile")
     axes.set_ylabel("latency (ms, log scale)")
-    axes.legend()
+    _legend(axes)
     first = cells.iloc[0]
     caption = (
         f"{int(first['payload_bytes'])}-byte {first['payload_kind']} messages, "
@@ -200,7 +218,7 @@ def _lines_by_server(
                 linestyle=style,
                 capsize=3,
                 label=label,
-                color=SERVER_COLOURS[server],
+                color=colour(server),
             )
             drawn = True
     return drawn
@@ -222,7 +240,7 @@ def _categorical_lines(axes: Axes, rows: pd.DataFrame, x: str, prefix: str) -> l
             marker="o",
             capsize=3,
             label=server,
-            color=SERVER_COLOURS[server],
+            color=colour(server),
         )
     axes.set_xticks(range(len(categories)), [f"{c:,.0f}" for c in categories])
     axes.set_xlim(-0.5, len(categories) - 0.5)
@@ -250,7 +268,7 @@ def payload_throughput(summary: pd.DataFrame) -> Chart | None:
     axes.set_xlabel("payload (bytes, log scale)")
     axes.set_ylabel("messages/s (log scale)")
     _thousands(axes, "x")
-    axes.legend(fontsize=7, ncol=2)
+    _legend(axes, fontsize=7, ncol=2)
     return Chart(
         "chart-payload",
         "Throughput by payload size",
@@ -274,7 +292,7 @@ def connection_throughput(summary: pd.DataFrame) -> Chart | None:
     axes.set_xlabel("connections")
     axes.set_ylabel("messages/s (log scale)")
     _log_axis(axes)
-    axes.legend(fontsize=7)
+    _legend(axes, fontsize=7)
     counts = sorted(set(rows["connections"].astype(int)))
     caption = (
         f"{int(rows.iloc[0]['payload_bytes'])}-byte text, {rows.iloc[0]['loop']}; "
@@ -299,7 +317,7 @@ def rate_latency(summary: pd.DataFrame) -> Chart | None:
             mine["p99_median"],
             marker="*",
             s=120,
-            color=SERVER_COLOURS[server],
+            color=colour(server),
             label=f"{server} capacity",
             edgecolors="black",
             zorder=3,
@@ -311,7 +329,7 @@ def rate_latency(summary: pd.DataFrame) -> Chart | None:
     axes.set_xlabel("offered rate (messages/s)")
     axes.set_ylabel("p99 latency (ms, log scale)")
     _thousands(axes, "x")
-    axes.legend(fontsize=7)
+    _legend(axes, fontsize=7)
     return Chart(
         "chart-rate",
         "p99 against offered rate",
@@ -330,20 +348,20 @@ def memory(runs: pd.DataFrame) -> Chart | None:
         for _, row in rows[rows["server"] == server].iterrows():
             points = json.loads(row["mem_points"])
             xs = [p[0] for p in points]
-            axes.scatter(xs, [p[1] / 2**20 for p in points], color=SERVER_COLOURS[server])
+            axes.scatter(xs, [p[1] / 2**20 for p in points], color=colour(server))
             slope_mib = float(row["mem_kib_per_conn"]) / 1024
             intercept_mib = float(row["mem_intercept_mib"])
             ends = [0, max(xs)]
             axes.plot(
                 ends,
                 [intercept_mib + slope_mib * x for x in ends],
-                color=SERVER_COLOURS[server],
+                color=colour(server),
                 label=f"{server}: {row['mem_kib_per_conn']:.1f} KiB/connection",
             )
     axes.set_xlabel("open idle connections")
     axes.set_ylabel("RSS (MiB)")
     _thousands(axes, "x")
-    axes.legend(fontsize=7)
+    _legend(axes, fontsize=7)
     return Chart(
         "chart-memory",
         "Memory per connection",
@@ -367,14 +385,14 @@ def fanout(summary: pd.DataFrame) -> Chart | None:
             mine["p50_median"],
             linestyle=":",
             marker=".",
-            color=SERVER_COLOURS[server],
+            color=colour(server),
         )
     axes.set_xscale("log")
     _log_axis(axes, divide_by=1000)
     axes.set_xlabel("receivers (log scale)")
     axes.set_ylabel("publish to receipt (ms, log scale)")
     _thousands(axes, "x")
-    axes.legend(fontsize=7)
+    _legend(axes, fontsize=7)
     return Chart(
         "chart-fanout",
         "Fan-out latency",
@@ -437,10 +455,10 @@ def wire_bytes(summary: pd.DataFrame) -> Chart | None:
             "up (client to server)": rows[needed].tolist(),
             "down (server to client)": rows["wire_bytes_down_per_msg_median"].tolist(),
         },
-        [SERVER_COLOURS[s] for s in rows["server"]],
+        [colour(s) for s in rows["server"]],
     )
     axes.set_ylabel("bytes per message")
-    axes.legend(fontsize=7)
+    _legend(axes, fontsize=7)
     first = rows.iloc[0]
     return Chart(
         "chart-wire",
@@ -474,7 +492,7 @@ def connect(summary: pd.DataFrame) -> Chart | None:
         axes,
         labels,
         {"connections/s": rows["connects_median"].tolist()},
-        [SERVER_COLOURS[s] for s in rows["server"]],
+        [colour(s) for s in rows["server"]],
     )
     errors = _error_bars(rows, "connects")
     if errors is not None:

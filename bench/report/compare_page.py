@@ -13,11 +13,11 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import pandas as pd
 
 from bench.analyze.compare import SINGLE_PASS
 from bench.analyze.summary import CELL_KEYS
+from bench.report.html import TEMPLATES
 
 # Units of the deltas' metrics, for the table's metric column.
 METRIC_UNITS = {
@@ -27,12 +27,6 @@ METRIC_UNITS = {
 }  # fmt: skip
 # Row highlight by verdict; other verdicts are not highlighted.
 ROW_CLASSES = {"regression": "regression", "improvement": "improvement"}
-
-_environment = jinja2.Environment(
-    loader=jinja2.PackageLoader("bench.report", "templates"),
-    autoescape=jinja2.select_autoescape(["html", "j2"]),
-    undefined=jinja2.StrictUndefined,
-)
 
 
 def _number(value: Any) -> str:
@@ -122,7 +116,7 @@ def render_compare_page(
         verdict: sum(row["verdict"] == verdict for row in rows)
         for verdict in ("regression", "improvement", "changed", "not distinguishable", SINGLE_PASS)
     }
-    template = _environment.get_template("compare.html.j2")
+    template = TEMPLATES.get_template("compare.html.j2")
     return template.render(
         title="wsbench comparison",
         old=old_run,

@@ -42,7 +42,8 @@ SUMMARY_COLUMNS = [
     "client_bound_runs", "errors",
 ]  # fmt: skip
 
-_environment = jinja2.Environment(
+# The report's templates (report.html, compare.html): autoescaped, and strict about names.
+TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("bench.report", "templates"),
     autoescape=jinja2.select_autoescape(["html", "j2"]),
     undefined=jinja2.StrictUndefined,
@@ -137,7 +138,7 @@ def render(folder: Path) -> str:
         "failed": int((runs["status"] != "ok").sum()),
         "with_errors": int((runs["errors"] > 0).sum()),
     }
-    template = _environment.get_template("report.html.j2")
+    template = TEMPLATES.get_template("report.html.j2")
     return template.render(
         title=f"wsbench results, {meta.get('created_utc', 'unknown time')}",
         verdicts=views,
