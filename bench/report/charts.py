@@ -422,6 +422,21 @@ def _bars(
     axes.set_xticks(range(len(labels)), labels, fontsize=7)
 
 
+def _bar_order(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Bars in the servers' order, WebSocket rows before other transports; their labels."""
+    servers = _servers(rows)
+    keys = [
+        (t != "websocket", servers.index(str(s)))
+        for s, t in zip(rows["server"], rows["transport"], strict=True)
+    ]
+    rows = rows.iloc[sorted(range(len(rows)), key=keys.__getitem__)]
+    labels = [
+        s if t == "websocket" else f"{s}\n({t})"
+        for s, t in zip(rows["server"], rows["transport"], strict=True)
+    ]
+    return rows, labels
+
+
 def wire_bytes(summary: pd.DataFrame) -> Chart | None:
     needed = "wire_bytes_up_per_msg_median"
     if needed not in summary.columns:
@@ -436,18 +451,9 @@ def wire_bytes(summary: pd.DataFrame) -> Chart | None:
     rows = pd.concat([echo, polling]).dropna(subset=[needed])
     if rows.empty:
         return None
-    rows = rows.drop_duplicates(["server", "transport"]).copy()
-    order = {name: i for i, name in enumerate(SERVER_ORDER)}
-    rows["_order"] = [
-        int(t != "websocket") * 100 + order.get(s, 99)
-        for s, t in zip(rows["server"], rows["transport"], strict=True)
-    ]
-    rows = rows.sort_values("_order")
+    rows = rows.drop_duplicates(["server", "transport"])
+    rows, labels = _bar_order(rows)
     figure, axes = _new("Bytes on the wire per message")
-    labels = [
-        s if t == "websocket" else f"{s}\n({t})"
-        for s, t in zip(rows["server"], rows["transport"], strict=True)
-    ]
     _bars(
         axes,
         labels,
@@ -474,20 +480,11 @@ def connect(summary: pd.DataFrame) -> Chart | None:
     rows = _preferred_loop(_where(summary, mode="connect"))
     if rows.empty or "connects_median" not in rows.columns:
         return None
-    rows = rows[rows["target_conns_s"].isna() | (rows["target_conns_s"] == 0)].copy()
+    rows = rows[rows["target_conns_s"].isna() | (rows["target_conns_s"] == 0)]
     if rows.empty:
         return None
-    order = {name: i for i, name in enumerate(SERVER_ORDER)}
-    rows["_order"] = [
-        int(t != "websocket") * 100 + order.get(s, 99)
-        for s, t in zip(rows["server"], rows["transport"], strict=True)
-    ]
-    rows = rows.sort_values("_order").drop_duplicates(["server", "transport"])
+    rows, labels = _bar_order(rows.drop_duplicates(["server", "transport"]))
     figure, axes = _new("Connection set-up at full speed")
-    labels = [
-        s if t == "websocket" else f"{s}\n({t})"
-        for s, t in zip(rows["server"], rows["transport"], strict=True)
-    ]
     _bars(
         axes,
         labels,

@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.analyze.compare import SINGLE_PASS
 from bench.analyze.summary import CELL_KEYS
-from bench.report.html import TEMPLATES
+from bench.report.html import TEMPLATES, format_cell
 
 # Units of the deltas' metrics, for the table's metric column.
 METRIC_UNITS = {
@@ -29,28 +29,14 @@ METRIC_UNITS = {
 ROW_CLASSES = {"regression": "regression", "improvement": "improvement"}
 
 
-def _number(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ""
-        if abs(value) >= 100:
-            return f"{value:,.0f}"
-        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
 def _side(record: Mapping[Hashable, Any], side: str) -> str:
     """One side of a deltas row as "median [low, high] n=repeats"."""
     median, low, high = (float(record[f"{side}_{f}"]) for f in ("median", "ci_low", "ci_high"))
     repeats = float(record.get(f"{side}_repeats", math.nan))
     shown = (
-        f"{_number(median)} [no interval]"
+        f"{format_cell(median)} [no interval]"
         if math.isnan(low) or math.isnan(high)
-        else f"{_number(median)} [{_number(low)}, {_number(high)}]"
+        else f"{format_cell(median)} [{format_cell(low)}, {format_cell(high)}]"
     )
     return shown if math.isnan(repeats) else f"{shown} n={repeats:.0f}"
 
@@ -73,7 +59,7 @@ def comparison_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
         change_pct = float(record["change_pct"])
         rows.append(
             {
-                "cells": [_number(record[key]) for key in columns],
+                "cells": [format_cell(record[key]) for key in columns],
                 "metric": f"{metric} ({unit})" if unit else metric,
                 "better": str(record["better"]),
                 "old": _side(record, "old"),

@@ -50,7 +50,8 @@ TEMPLATES = jinja2.Environment(
 )
 
 
-def _cell(value: Any) -> str:
+def format_cell(value: Any) -> str:
+    """How a number is written in the pages' tables."""
     if isinstance(value, float):
         if math.isnan(value):
             return ""
@@ -103,7 +104,7 @@ def render(folder: Path) -> str:
     meta = load_meta(folder)
     columns = [c for c in TABLE_COLUMNS if c in runs.columns]
     rows = [
-        {"cells": [_cell(v) for v in record], "flagged": bool(flag)}
+        {"cells": [format_cell(v) for v in record], "flagged": bool(flag)}
         for record, flag in zip(
             runs[columns].itertuples(index=False, name=None),
             (runs["status"] != "ok") | (runs["errors"] > 0) | runs["client_bound"].astype(bool),
@@ -117,7 +118,7 @@ def render(folder: Path) -> str:
     quoted = [f.column for v in found for f in v.figures]
     summary_columns = [c for c in dict.fromkeys(SUMMARY_COLUMNS + quoted) if c in summary.columns]
     summary_rows = [
-        {"index": index, "cells": [_cell(v) for v in record], "flagged": bool(flag)}
+        {"index": index, "cells": [format_cell(v) for v in record], "flagged": bool(flag)}
         for index, record, flag in zip(
             summary.index,
             summary[summary_columns].itertuples(index=False, name=None),
