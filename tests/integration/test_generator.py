@@ -164,6 +164,9 @@ def test_every_server_end_to_end(tmp_path: Path) -> None:
 def test_time_sliced_throughput_counts_only_the_servers_own_slices(tmp_path: Path) -> None:
     # websockets alone, then in turn with two others: if throughput were divided by the
     # whole run rather than its own slices, the sliced figure would be a third of the solo.
+    # The two runs are compared per server CPU-second, not per second: on a shared host the
+    # hypervisor may take half the server's core in one of them (seen in CI: 53% against
+    # 96%), which moves messages per second but not the work each message costs.
     solo, sliced = tmp_path / "solo", tmp_path / "sliced"
     common = ["--duration", "2", "--warmup", "0.5", "--mode", "closed"]
     assert main(["run", "--servers", "websockets", *common, "--out", str(solo)]) == 0
@@ -175,12 +178,15 @@ def test_time_sliced_throughput_counts_only_the_servers_own_slices(tmp_path: Pat
     assert alone["slice_s"] == "0.0" and rows["websockets"]["slice_s"] == "0.2"
     for row in rows.values():
         assert int(row["errors"]) == 0 and int(row["sent"]) == int(row["received"]) > 0
-    ratio = float(rows["websockets"]["throughput_msgs_s"]) / float(alone["throughput_msgs_s"])
+    together = rows["websockets"]
+    ratio = float(together["msgs_per_cpu_s"]) / float(alone["msgs_per_cpu_s"])
     assert 0.6 < ratio < 1.7, ratio
-    # CPU too is over the server's own slices (it idles in the others'): about what the solo
-    # run used, not a third of it.
-    cpu_ratio = float(rows["websockets"]["server_cpu_pct"]) / float(alone["server_cpu_pct"])
-    assert 0.6 < cpu_ratio < 1.7, cpu_ratio
+    # CPU too is over the server's own slices (it idles in the others'): a saturated closed
+    # loop keeps the server busy whenever its core is not stolen, so its share of the core
+    # over its slices is near what the hypervisor left, not a third of it.
+    for row in (alone, together):
+        left_pct = 100.0 - float(row["server_cpus_steal_pct"])
+        assert float(row["server_cpu_pct"]) / left_pct > 0.6, row
 
 
 def websocket_frame_bytes(payload: bytes, masked: bool) -> int:

@@ -2,11 +2,18 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
 
 from bench.metrics.sampling import (
     ProcessSampler,
     Sample,
     cpu_seconds_spanning,
+    process_cpu_s,
     rss_growth,
     window_memory,
     window_steal_pct,
@@ -34,6 +41,50 @@ def test_sampler_reads_this_process() -> None:
     sampler.sample_once()
     first, last = sampler.samples["me"]
     assert last.t_ns > first.t_ns and last.cpu_s >= first.cpu_s and last.rss_bytes > 0
+
+
+def test_process_cpu_is_read_from_the_nanosecond_process_clock() -> None:
+    # Bracketed by this process's own CPU clock: a tick-counted figure (10 ms steps)
+    # would not fall between two readings taken microseconds apart.
+    me = psutil.Process()
+    for _ in range(20):
+        before = time.process_time()
+        read = process_cpu_s(me)
+        after = time.process_time()
+        assert before <= read <= after
+
+
+def test_process_cpu_of_another_process_agrees_with_its_tick_count() -> None:
+    busy = (
+        "import time\n"
+        "t = time.process_time()\n"
+        "while time.process_time() - t < 0.3: pass\n"
+        "time.sleep(30)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", busy])
+    try:
+        process = psutil.Process(child.pid)
+        deadline = time.monotonic() + 20
+        while process_cpu_s(process) < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        times = process.cpu_times()
+        assert process_cpu_s(process) == pytest.approx(times.user + times.system, abs=0.03)
+        assert process_cpu_s(process) >= 0.3
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+
+
+def test_process_cpu_falls_back_to_psutil_when_the_clock_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(clock_id: int) -> float:
+        raise OSError(22, "Invalid argument")
+
+    me = psutil.Process()
+    monkeypatch.setattr(time, "clock_gettime", refuse)
+    times = me.cpu_times()
+    assert process_cpu_s(me) == pytest.approx(times.user + times.system, abs=0.05)
 
 
 def test_usage_per_active_time_scales_cpu_only() -> None:
