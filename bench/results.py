@@ -18,7 +18,12 @@ from bench.calibration import MIN_HEADROOM, headroom
 from bench.load.plan import WorkerReport
 from bench.load.reconnect import BACKOFF, Recovery, recovery
 from bench.metrics import histogram as hist
-from bench.runner import CLIENT_BOUND_CPU_PCT, CLIENT_BOUND_SEND_LAG_US, RunResult
+from bench.runner import (
+    CLIENT_BOUND_CPU_PCT,
+    CLIENT_BOUND_GENERATOR_STEAL_PCT,
+    CLIENT_BOUND_SEND_LAG_US,
+    RunResult,
+)
 
 SCHEMA_VERSION = 1
 WIRE_COUNTERS = (
@@ -199,6 +204,10 @@ def row(result: RunResult) -> dict[str, Any]:
         (not math.isnan(client_cpu) and client_cpu >= CLIENT_BOUND_CPU_PCT)
         or (spec.mode != "closed" and send_lag_p99 > CLIENT_BOUND_SEND_LAG_US)
         or generator_headroom < MIN_HEADROOM
+        or (
+            spec.mode == "closed"
+            and result.generator_cpus_steal_pct >= CLIENT_BOUND_GENERATOR_STEAL_PCT
+        )
     )
     return {
         "run_id": result.run_id,

@@ -54,6 +54,12 @@ CLIENT_BOUND_CPU_PCT = 90.0
 # Open loop: a generator sending this late (p99 of actual minus intended send time) is behind
 # its own schedule; asyncio timers alone account for about 1 ms.
 CLIENT_BOUND_SEND_LAG_US = 5000.0
+# Closed loop: when the hypervisor held the generator's CPUs for this share of the window (%),
+# the loop stalled with them and the server waited. Measured here (10 connections, 0.1-s
+# slices, asyncio servers): raw servers' CPU fell from 91-94% of their core at 0-8% generator
+# steal to 48-70% at 20-35%, their throughput with it, while the Socket.IO servers, with more
+# work queued per message, lost far less; so the Socket.IO/raw ratio moves with the steal.
+CLIENT_BOUND_GENERATOR_STEAL_PCT = 10.0
 # A server that died or failed to start: this many of its log's last lines go into the row.
 LOG_TAIL_LINES = 3
 LOG_TAIL_CHARS = 400

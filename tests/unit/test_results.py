@@ -57,6 +57,23 @@ def test_message_rows_have_no_connect_figures() -> None:
     assert record["throughput_msgs_s"] == 0.9  # 9 echoes over the 10-s window
 
 
+def closed_loop_result(generator_steal_pct: float, mode: str = "closed") -> RunResult:
+    result = connect_result(opened=10, failures=0, storm_s=1.0, server_cpu_s=0.01)
+    result.spec = RunSpec(**{**result.spec.as_dict(), "mode": mode, "rate_conns_s": 0.0})
+    result.generator_cpus_steal_pct = generator_steal_pct
+    return result
+
+
+def test_a_closed_loop_whose_generator_the_host_paused_is_client_bound() -> None:
+    assert row(closed_loop_result(generator_steal_pct=25.0))["client_bound"]
+    assert row(closed_loop_result(generator_steal_pct=10.0))["client_bound"]
+    assert not row(closed_loop_result(generator_steal_pct=2.0))["client_bound"]
+    assert not row(closed_loop_result(generator_steal_pct=math.nan))["client_bound"]
+    # An open loop's schedule does not wait for the server: a paused generator shows there
+    # as send lag, which has its own test.
+    assert not row(closed_loop_result(25.0, mode="open"))["client_bound"]
+
+
 def test_a_memory_row_fits_the_servers_memory_over_the_connections_held() -> None:
     result = connect_result(opened=10, failures=0, storm_s=1.0, server_cpu_s=0.01)
     result.spec = RunSpec(
