@@ -211,6 +211,23 @@ def _values(cells: pd.DataFrame, column: str, unit: str) -> list[Part]:
     return parts
 
 
+def _generator_caveat(cells: pd.DataFrame) -> list[Part]:
+    """`` Runs flagged client_bound: x 2 of 3, ...`` for the quoted cells whose runs the
+    generator may have limited (nothing when none was flagged): their figure is then a lower
+    bound for that server, and a ratio against it leans its way."""
+    if "client_bound_runs" not in cells.columns:
+        return []
+    flagged = cells[cells["client_bound_runs"].fillna(0) > 0]
+    if flagged.empty:
+        return []
+    parts: list[Part] = [" Runs flagged client_bound (the generator may have limited them): "]
+    for i, (_, row) in enumerate(flagged.iterrows()):
+        parts += [(", " if i else "") + f"{row['server']} ", _figure(row, "client_bound_runs", "")]
+        parts += [" of ", _figure(row, "repeats", "")]
+    parts.append(".")
+    return parts
+
+
 def _finish(verdict: Verdict, sides: list[Side | None], reason_raw: str, reason_sio: str) -> None:
     verdict.favours = _overall(sides)
     verdict.partly = verdict.favours in ("raw", "socketio") and "neither" in sides
@@ -248,6 +265,7 @@ def _throughput(summary: pd.DataFrame) -> Verdict:
         "you need the most messages per second from one process",
         "you need the most messages per second from one process",
     )
+    verdict.parts += _generator_caveat(cells)
     return verdict
 
 
@@ -274,6 +292,7 @@ def _latency(summary: pd.DataFrame) -> Verdict:
         "tail latency under a steady load matters",
         "tail latency under a steady load matters",
     )
+    verdict.parts += _generator_caveat(cells)
     return verdict
 
 

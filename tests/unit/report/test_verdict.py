@@ -175,3 +175,22 @@ def test_pairs_going_opposite_ways_are_mixed() -> None:
     )
     verdict = by_key(summary)["throughput"]
     assert verdict.favours == "mixed" and verdict.reason == ""
+
+
+def test_cells_the_generator_may_have_limited_are_named_with_their_counts() -> None:
+    summary = summary_of(
+        echo_cell("aiohttp", 60_000.0, client_bound_runs=2),
+        echo_cell("socketio-aiohttp", 6_000.0, client_bound_runs=0,
+                  **ratio("throughput", "aiohttp", 0.1, 0.09, 0.11)),
+    )  # fmt: skip
+    verdict = by_key(summary)["throughput"]
+    text = sentence(verdict)
+    assert text.endswith("Runs flagged client_bound (the generator may have limited them): "
+                         "aiohttp 2 of 3.")  # fmt: skip
+    counts = [f for f in verdict.figures if f.column in ("client_bound_runs", "repeats")]
+    assert [(f.row, f.column, f.value) for f in counts] == [
+        (0, "client_bound_runs", 2.0), (0, "repeats", 3.0),
+    ]  # fmt: skip
+    # No flagged run: no caveat.
+    clean = summary.assign(client_bound_runs=0)
+    assert "client_bound" not in sentence(by_key(clean)["throughput"])
