@@ -212,7 +212,7 @@ def _values(cells: pd.DataFrame, column: str, unit: str) -> list[Part]:
 
 
 def _generator_caveat(cells: pd.DataFrame) -> list[Part]:
-    """`` Runs flagged client_bound: x 2 of 3, ...`` for the quoted cells whose runs the
+    """`` Runs flagged client_bound (...): aiohttp 2 of 3, ...`` for the quoted cells whose runs the
     generator may have limited (nothing when none was flagged): their figure is then a lower
     bound for that server, and a ratio against it leans its way."""
     if "client_bound_runs" not in cells.columns:
