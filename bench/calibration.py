@@ -8,9 +8,9 @@ measuring the generator, not the server.
 The ceiling is what the generator drives with a whole core: each round's rate divided by the
 share of its core it got. On a shared VM the hypervisor can take most of that core for the
 two seconds of a round (seen here: 34.5k msgs/s at 29% CPU in one suite, 111k-134k at 99% in
-others of the same code); taken as it came, such a round made quiet runs look generator-bound. Scaling by
-CPU is conservative: a generator with less CPU batches less, so its cost per message is, if
-anything, higher.
+others of the same code); taken as it came, such a round made quiet runs look generator-bound.
+Scaling by CPU is conservative: a generator with less CPU batches less, so its cost per message
+is, if anything, higher.
 """
 
 from __future__ import annotations
