@@ -82,10 +82,20 @@ def print_result(result: GateResult, console: Console | None = None) -> None:
     for note in result.notes:
         console.print(f"note: {note}")
     failed = sum(row.failed for row in result.rows)
+    unjudged = sum(row.not_judged for row in result.rows)
+    # A check beyond tolerance with nothing to judge it by passes, but is never hidden.
+    aside = (
+        f" ({unjudged} of them beyond tolerance but not judged: see their verdicts)"
+        if unjudged
+        else ""
+    )
     if failed:
-        console.print(f"[bold red]wsbench check: {failed} of {len(result.rows)} checks failed")
+        console.print(
+            f"[bold red]wsbench check: {failed} of {len(result.rows)} checks failed[/bold red]"
+            + aside
+        )
     else:
-        console.print(f"wsbench check: all {len(result.rows)} checks passed")
+        console.print(f"wsbench check: all {len(result.rows)} checks passed{aside}")
 
 
 def promote_baseline(folder: Path, destination: Path, force: bool) -> Path:

@@ -101,6 +101,31 @@ def test_one_pass_cells_are_not_judged() -> None:
     assert verdicts(result, "throughput") == ["pass (one pass: not judged)"]
 
 
+def test_a_generator_limited_cell_is_not_judged_on_speed_but_still_on_counts() -> None:
+    # 3 of 3 current runs flagged client_bound: the 67% drop measured the generator (or the
+    # host under it), not the server; wire bytes are counted and still judged.
+    slow = cell(throughput=10_000.0, client_bound_runs=3, wire_bytes_up_per_msg_median=51.0)
+    result = run_gate(frame(cell(client_bound_runs=0)), frame(slow))
+    assert verdicts(result, "throughput") == [
+        "pass (generator-limited: client_bound in current 3 of 3 runs; not judged)"
+    ]
+    assert verdicts(result, "wire_bytes") == [FAIL] and not result.passed
+    (throughput_row,) = [row for row in result.rows if row.metric == "throughput"]
+    assert throughput_row.not_judged and not throughput_row.failed
+    # A limited baseline counts too.
+    limited_baseline = run_gate(frame(cell(client_bound_runs=2)), frame(cell(throughput=10_000.0)))
+    assert limited_baseline.passed
+    assert "baseline 2 of 3" in verdicts(limited_baseline, "throughput")[0]
+
+
+def test_a_cell_with_a_minority_of_limited_runs_is_judged() -> None:
+    result = run_gate(frame(cell()), frame(cell(throughput=10_000.0, client_bound_runs=1)))
+    assert verdicts(result, "throughput") == [FAIL] and not result.passed
+    # Within tolerance, a limited cell passes plainly (nothing hidden behind "not judged").
+    near = run_gate(frame(cell()), frame(cell(throughput=29_000.0, client_bound_runs=3)))
+    assert verdicts(near, "throughput") == ["pass"]
+
+
 def test_errors_always_fail() -> None:
     result = run_gate(frame(cell()), frame(cell(errors=1)))
     assert not result.passed
@@ -228,6 +253,17 @@ def test_the_command_exits_0_on_pass_1_on_failure_2_on_bad_input(
     assert main(["check", str(tmp_path / "same"), *base, "--thresholds", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 2  # one line per refusal
+
+
+def test_the_command_counts_checks_beyond_tolerance_that_were_not_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_folder(tmp_path / "base", frame(cell()))
+    write_folder(tmp_path / "limited", frame(cell(throughput=10_000.0, client_bound_runs=3)))
+    assert main(["check", str(tmp_path / "limited"), "--baseline", str(tmp_path / "base")]) == 0
+    printed = capsys.readouterr()
+    summary_line = (printed.out + printed.err).strip().splitlines()[-1]
+    assert "checks passed (1 of them beyond tolerance but not judged" in summary_line
 
 
 def test_baseline_promotes_a_folder_and_refuses_to_overwrite(tmp_path: Path) -> None:
