@@ -159,7 +159,7 @@ def _judge(
         return (FAIL if worse_pct > tolerance_pct else PASS), change_pct, "exact count"
     has_intervals = not any(math.isnan(v) for v in (*old[1:], *new[1:]))
     if fewest_repeats < 2 or not has_intervals:
-        verdict = "pass (one pass: not judged)" if worse_pct > tolerance_pct else PASS
+        verdict = f"pass (one pass: {NOT_JUDGED})" if worse_pct > tolerance_pct else PASS
         return verdict, change_pct, "no interval (one pass)"
     apart = old[2] < new[1] or new[2] < old[1]
     interval = f"[{_figure(old[1])}, {_figure(old[2])}] vs [{_figure(new[1])}, {_figure(new[2])}]"
@@ -261,6 +261,11 @@ def gate(
             )
         )
         fewest = min(float(old_cell.get("repeats", 1)), float(new_cell.get("repeats", 1)))
+        limited = [
+            f"{side} {count}"
+            for side, cell in (("baseline", old_cell), ("current", new_cell))
+            if (count := generator_limited(cell))
+        ]
         for metric, rule in thresholds.rules.items():
             prefix = METRIC_COLUMNS[metric]
             old, new = _triple(old_cell, prefix, ""), _triple(new_cell, prefix, "")
@@ -289,11 +294,6 @@ def gate(
                 metric, str(old_cell["scenario"]), str(old_cell["server"])
             )
             verdict, change, interval = _judge(metric, rule.direction, tolerance, old, new, fewest)
-            limited = [
-                f"{side} {count}"
-                for side, cell in (("baseline", old_cell), ("current", new_cell))
-                if (count := generator_limited(cell))
-            ]
             if verdict == FAIL and limited and metric in GENERATOR_SENSITIVE_METRICS:
                 verdict = (
                     f"pass (generator-limited: client_bound in {', '.join(limited)} runs; "
