@@ -37,8 +37,9 @@ def _clean(values: Sequence[float]) -> np.ndarray:
 def median_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
     """The median and a percentile-bootstrap interval for it; NaN bounds with no data.
 
-    With one value the interval is that value; with few repeats it is as wide as the data
-    allow (with 3 repeats, between the smallest and largest), which is the honest answer.
+    One value gives no interval (NaN bounds): a zero-width "interval" would read as certainty.
+    With few repeats it is as wide as the data allow (with 3 repeats, between the smallest and
+    largest), which is the honest answer.
     """
     data = _clean(values)
     if data.size == 0:
@@ -46,7 +47,7 @@ def median_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> 
         return Interval(nan, nan, nan, 0)
     median = float(np.median(data))
     if data.size == 1:
-        return Interval(median, median, median, 1)
+        return Interval(median, math.nan, math.nan, 1)
     rng = np.random.default_rng(SEED)
     resamples = rng.choice(data, size=(BOOTSTRAP_RESAMPLES, data.size), replace=True)
     medians = np.median(resamples, axis=1)

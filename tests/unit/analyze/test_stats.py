@@ -27,8 +27,10 @@ def test_three_repeats_give_an_interval_as_wide_as_the_data() -> None:
 
 
 def test_degenerate_inputs() -> None:
-    assert median_interval([5.0]) == median_interval([5.0, math.nan])
-    assert median_interval([5.0]).low == 5.0
+    one = median_interval([5.0, math.nan])  # NaN values are not data
+    assert (one.median, one.n) == (5.0, 1)
+    # One value is no interval: its bounds are NaN, not a zero-width "certainty".
+    assert math.isnan(one.low) and math.isnan(one.high)
     assert math.isnan(median_interval([]).median)
     assert math.isnan(coefficient_of_variation([1.0]))
 
