@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import signal
 import traceback
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from bench.load.plan import WorkerPlan, WorkerReport
 from bench.metrics import fairness, looplag
 from bench.metrics import histogram as hist
 from bench.metrics.sampling import ProcessSampler, WindowUsage
-from bench.processes import python_argv, start_process, stop_process
+from bench.processes import STOP_GRACE_S, python_argv, start_process, stop_process
 from bench.spec import POLLING_UPGRADE, RunSpec
 from bench.target import websocket_url
 from servers.common import LOOP_LAG_FILE_ENV
@@ -512,7 +513,21 @@ def _record_internal_error(result: RunResult, log_dir: Path, exc: Exception) -> 
 
 
 async def _stop_server(server: ManagedServer, result: RunResult) -> None:
+    was_running = server.alive()
     result.server_exit_status = await server.stop()
+    # Our servers leave on SIGTERM at once (servers.common); one that had to be killed after
+    # the grace period was not running its event loop: hung (a deadlock, a blocked loop, a
+    # stopped process). With errors in the row (echoes that never came, in the window or in
+    # the warm-up), that is why, and the row says so.
+    errors = sum(report.errors for report in result.reports)
+    hung = was_running and result.server_exit_status == -signal.SIGKILL
+    if hung and errors and result.status == "ok":
+        result.status = "failed"
+        result.failure = (
+            f"server {server.name} stopped answering during the run ({errors:,} errors) and "
+            f"ignored SIGTERM for {STOP_GRACE_S:.0f} s, so it was killed "
+            f"({server.exit_description()})"
+        )
     samples = looplag.read_samples(server.loop_lag_path)
     result.server_loop_lag_p99_ms, result.server_loop_lag_max_ms = looplag.lag_ms_in_window(
         samples, *result.window_s

@@ -338,6 +338,35 @@ def test_servers_killed_mid_run_fail_their_rows_with_status_and_log_and_the_suit
     assert_nothing_left(harness, "servers.websockets", "servers.aiohttp", "bench.load.worker")
 
 
+def test_a_server_that_hangs_mid_run_fails_its_row_in_bounded_time_and_the_suite_goes_on(
+    start_harness: Callable[..., WatchedHarness],
+) -> None:
+    # SIGSTOP: the server keeps its sockets open but never answers again (a deadlock, a
+    # blocked event loop). Its echoes never come, its connections never close, and SIGTERM
+    # stays pending, so only the harness's timeouts and SIGKILL can end the cell.
+    harness = start_harness(*SMALL_RUN)
+    kill_server_under_load(harness, "servers.websockets", signal.SIGSTOP, frozenset())
+    code = harness.finish(RUN_TIMEOUT_S)
+
+    assert code == EXIT_RUN_FAILED, harness.output
+    rows = assert_every_completed_cell_is_in_the_csv(harness)
+    assert [(r["server"], r["repeat"], r["status"]) for r in rows] == [
+        ("websockets", "1", "failed"), ("aiohttp", "1", "ok"),
+        ("websockets", "2", "ok"), ("aiohttp", "2", "ok"),
+    ]  # fmt: skip
+    hung = rows[0]
+    # Its echoes never came: in the window (missing) or, when it stopped in its warm-up
+    # slices, in the warm-up (counted as unexpected); either way, errors.
+    assert int(hung["errors"]) > 0
+    assert hung["server_exit_status"] == str(-signal.SIGKILL)  # it had to be killed
+    reason = "server websockets stopped answering during the run ("
+    assert (
+        reason in hung["failure"] and "ignored SIGTERM for 5 s, so it was killed" in hung["failure"]
+    )
+    assert_one_line_per_failure(harness.output, [reason])
+    assert_nothing_left(harness, "servers.websockets", "servers.aiohttp", "bench.load.worker")
+
+
 # --- run-time failures: exit 3, one clear line -----------------------------------------------
 
 
