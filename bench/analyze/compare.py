@@ -74,7 +74,7 @@ def verdict(
     """The change's verdict: "not distinguishable" when the intervals overlap; otherwise
     "improvement" or "regression" by the metric's direction (``BETTER_WHEN``), or "changed"
     when the metric's direction is unknown or the medians give none. A side measured once has
-    no interval (it is its one value), so nothing is judged from it."""
+    no interval (empty bounds), so nothing is judged from it."""
     if fewest_repeats < 2:
         return SINGLE_PASS
     if intervals_overlap:

@@ -2,7 +2,7 @@
 
 A check fails only when the change goes the bad way by more than its tolerance *and* the
 repeats support it: the two 95% bootstrap intervals (summary.csv) do not overlap. A cell
-measured once has a one-value "interval", so it cannot show significance: such a cell passes
+measured once has no interval (empty bounds), so it cannot show significance: such a cell passes
 as "one pass: not judged" unless its change is beyond tolerance for a counted, exact metric
 (wire bytes). Errors above zero always fail, and so does a baseline cell missing from the run.
 

@@ -291,7 +291,7 @@ def established_connections(process: psutil.Process) -> int:
         return 0
 
 
-def kill_server_under_load(
+def signal_server_under_load(
     harness: WatchedHarness, module: str, signum: int, exclude: frozenset[int]
 ) -> None:
     """Once ``module``'s server (not one in ``exclude``) holds the run's connections, wait for
@@ -313,9 +313,9 @@ def test_servers_killed_mid_run_fail_their_rows_with_status_and_log_and_the_suit
 ) -> None:
     # The fault handler makes a server that crashes (SIGSEGV) write its last words to its log.
     harness = start_harness(*SMALL_RUN, env={"PYTHONFAULTHANDLER": "1"})
-    kill_server_under_load(harness, "servers.aiohttp", signal.SIGKILL, frozenset())
+    signal_server_under_load(harness, "servers.aiohttp", signal.SIGKILL, frozenset())
     # In the second pass, a crash of the other server.
-    kill_server_under_load(harness, "servers.websockets", signal.SIGSEGV, frozenset(harness.seen))
+    signal_server_under_load(harness, "servers.websockets", signal.SIGSEGV, frozenset(harness.seen))
     code = harness.finish(RUN_TIMEOUT_S)
 
     assert code == EXIT_RUN_FAILED, harness.output
@@ -345,7 +345,7 @@ def test_a_server_that_hangs_mid_run_fails_its_row_in_bounded_time_and_the_suite
     # blocked event loop). Its echoes never come, its connections never close, and SIGTERM
     # stays pending, so only the harness's timeouts and SIGKILL can end the cell.
     harness = start_harness(*SMALL_RUN)
-    kill_server_under_load(harness, "servers.websockets", signal.SIGSTOP, frozenset())
+    signal_server_under_load(harness, "servers.websockets", signal.SIGSTOP, frozenset())
     code = harness.finish(RUN_TIMEOUT_S)
 
     assert code == EXIT_RUN_FAILED, harness.output
