@@ -164,6 +164,11 @@ def build_parser() -> _Parser:
     output.add_argument("--out", type=Path, help="results folder (default results/runs/<UTC time>)")
     output.add_argument("--force", action="store_true", help="write into a non-empty --out")
     output.add_argument(
+        "--let-cpus-idle",
+        action="store_true",
+        help="no idle-priority busy loop on the pinned CPUs (default: keep them from halting)",
+    )
+    output.add_argument(
         "--fail-fast", action="store_true",
         help="stop after the first run that fails or has errors (default: record it, go on)",
     )  # fmt: skip
@@ -577,7 +582,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             cells = resolve_cells(args)
             out = output_folder(args.out, args.force)
             ok = _run_with_signals(
-                suite_run.run_suite(cells, out, ["wsbench", *argv], fail_fast=args.fail_fast)
+                suite_run.run_suite(
+                    cells,
+                    out,
+                    ["wsbench", *argv],
+                    fail_fast=args.fail_fast,
+                    keep_cpus_awake=not args.let_cpus_idle,
+                )
             )
             return 0 if ok else EXIT_RUN_FAILED
         if args.command == "report":

@@ -25,6 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from bench import keepawake
 from bench.analyze.compare import deltas, stamp_differences
 from bench.analyze.summary import summarize, write_summary
 from bench.analyze.tidy import load_meta, load_runs
@@ -142,12 +143,21 @@ def _progress_line(index: int, total: int, record: dict[str, Any]) -> str:
 
 
 async def run_suite(
-    cells: list[RunSpec], out: Path, argv: list[str], fail_fast: bool = False
+    cells: list[RunSpec],
+    out: Path,
+    argv: list[str],
+    fail_fast: bool = False,
+    keep_cpus_awake: bool = True,
 ) -> bool:
     """Run every cell (failures are recorded and the suite goes on, unless ``fail_fast``: then
-    it stops after the first run that failed or had errors); True when all passed."""
+    it stops after the first run that failed or had errors); True when all passed.
+    ``keep_cpus_awake``: an idle-priority busy loop on each pinned CPU (bench.keepawake)."""
     pinning = current_pinning()
     meta = stamp(argv, _pinning_dict(pinning), repo_root())
+    awake_cpus = (
+        frozenset(pinning.server_cpus + pinning.generator_cpus) if keep_cpus_awake else frozenset()
+    )
+    meta["cpus_kept_awake"] = sorted(awake_cpus)
     meta["cells"] = len(cells)
     handicaps = sorted({cell.handicap_us for cell in cells if cell.handicap_us})
     if handicaps:  # a deliberately slowed run must say so wherever its numbers go
@@ -163,6 +173,8 @@ async def run_suite(
     ceilings: dict[tuple[int, str], Calibration] = {}
     console.print(f"wsbench: {len(cells)} runs into {out}")
     try:
+        if awake_cpus:
+            await keepawake.start(awake_cpus)
         fast_cells = [c for c in cells if uses_fast_client(c)]
         for payload_bytes, payload_kind in sorted(
             {(c.payload_bytes, c.payload_kind) for c in fast_cells}

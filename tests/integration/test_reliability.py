@@ -230,9 +230,17 @@ def test_a_normal_exit_leaves_no_process_and_every_cell_in_the_csv(
     assert code == 0, harness.output
     rows = assert_every_completed_cell_is_in_the_csv(harness)
     assert len(rows) == CELLS and {row["status"] for row in rows} == {"ok"}
-    assert json.loads((harness.out / "meta.json").read_text())["status"] == "complete"
-    assert_nothing_left(harness, "bench.load.echo_server", "servers.websockets",
-                        "servers.aiohttp", "bench.load.worker")  # fmt: skip
+    meta = json.loads((harness.out / "meta.json").read_text())
+    assert meta["status"] == "complete"
+    # The pinned CPUs were kept awake for the whole suite, and their loops stopped with it.
+    modules = ["bench.load.echo_server", "servers.websockets", "servers.aiohttp",
+               "bench.load.worker"]  # fmt: skip
+    if meta["pinning"]["pinned"]:
+        assert meta["cpus_kept_awake"] == sorted(
+            meta["pinning"]["server_cpus"] + meta["pinning"]["generator_cpus"]
+        )
+        modules.append("bench.keepawake")
+    assert_nothing_left(harness, *modules)
 
 
 def test_a_bug_inside_a_run_fails_that_cell_stops_its_processes_and_the_suite_goes_on(
