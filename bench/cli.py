@@ -73,6 +73,15 @@ def _number(kind: type[int] | type[float]) -> Any:
     return convert
 
 
+def _add_let_cpus_idle(group: Any) -> None:
+    group.add_argument(
+        "--let-cpus-idle",
+        action="store_true",
+        help="no idle-priority busy loop on the pinned CPUs (default: keep them from halting, "
+        "so that waking a halted virtual CPU is not measured)",
+    )
+
+
 def build_parser() -> _Parser:
     parser = _Parser(prog="wsbench", description=__doc__.splitlines()[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -163,11 +172,7 @@ def build_parser() -> _Parser:
     output = run.add_argument_group("output")
     output.add_argument("--out", type=Path, help="results folder (default results/runs/<UTC time>)")
     output.add_argument("--force", action="store_true", help="write into a non-empty --out")
-    output.add_argument(
-        "--let-cpus-idle",
-        action="store_true",
-        help="no idle-priority busy loop on the pinned CPUs (default: keep them from halting)",
-    )
+    _add_let_cpus_idle(output)
     output.add_argument(
         "--fail-fast", action="store_true",
         help="stop after the first run that fails or has errors (default: record it, go on)",
@@ -216,6 +221,7 @@ def build_parser() -> _Parser:
     calibration.add_argument("--duration", type=_number(float), default=3.0)
     calibration.add_argument("--out", type=Path)
     calibration.add_argument("--force", action="store_true")
+    _add_let_cpus_idle(calibration)
 
     overhead = commands.add_parser(
         "overhead", help="the generator against a minimal picows client, same server, same run"
@@ -227,6 +233,7 @@ def build_parser() -> _Parser:
     overhead.add_argument("--payload", type=_number(int), default=32)
     overhead.add_argument("--out", type=Path)
     overhead.add_argument("--force", action="store_true")
+    _add_let_cpus_idle(overhead)
     return parser
 
 
@@ -616,7 +623,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = output_folder(args.out, args.force)
             _run_with_signals(
                 suite_run.run_calibration(
-                    args.payload, args.payload_kind, args.rounds, args.duration, out
+                    args.payload,
+                    args.payload_kind,
+                    args.rounds,
+                    args.duration,
+                    out,
+                    keep_cpus_awake=not args.let_cpus_idle,
                 )
             )
             return 0
@@ -627,7 +639,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = output_folder(args.out, args.force)
             ok = _run_with_signals(
                 suite_run.run_overhead(
-                    args.server, args.rounds, args.duration, args.connections, args.payload, out
+                    args.server,
+                    args.rounds,
+                    args.duration,
+                    args.connections,
+                    args.payload,
+                    out,
+                    keep_cpus_awake=not args.let_cpus_idle,
                 )
             )
             return 0 if ok else EXIT_RUN_FAILED

@@ -38,7 +38,7 @@ async def start_process(
     argv: Sequence[str],
     *,
     cpus: frozenset[int] = frozenset(),
-    stdin: int | None = None,
+    stdin: int | None = asyncio.subprocess.DEVNULL,
     stdout: int | None = asyncio.subprocess.PIPE,
     stderr: int | Path | None = None,
     env: dict[str, str] | None = None,
@@ -69,7 +69,12 @@ async def start_process(
             cwd=repo_root(),
             env=child_env,
             limit=STREAM_LIMIT_BYTES,
-            start_new_session=True,  # a Ctrl-C in the terminal reaches the harness only
+            # Its own process group, so a Ctrl-C in the terminal reaches the harness only; not
+            # its own session: with the kernel's autogroup scheduling (the default on desktop
+            # and VM kernels) each session is a scheduling group competing as a whole, so an
+            # idle-priority loop (bench.keepawake) in a session of its own took half the
+            # server's core, where in one group with the server it yields at once.
+            process_group=0,
         )
     finally:
         if log_file is not None:

@@ -51,11 +51,21 @@ def current_pinning() -> Pinning:
     return Pinning(tuple(sorted(server_cpus)), tuple(sorted(generator_cpus)))
 
 
-def _pinning_dict(pinning: Pinning) -> dict[str, Any]:
+def cpus_to_keep_awake(pinning: Pinning, keep_cpus_awake: bool) -> frozenset[int]:
+    """The pinned CPUs, when they are to be kept from halting (bench.keepawake); else none."""
+    if not keep_cpus_awake:
+        return frozenset()
+    return frozenset(pinning.server_cpus + pinning.generator_cpus)
+
+
+def _pinning_dict(pinning: Pinning, kept_awake: frozenset[int]) -> dict[str, Any]:
+    # Whether the CPUs were kept awake moves every figure on a VM, so it sits in the stamp's
+    # "pinning" section, which `wsbench compare` warns about when it differs.
     return {
         "server_cpus": list(pinning.server_cpus),
         "generator_cpus": list(pinning.generator_cpus),
         "pinned": bool(pinning.server_cpus),
+        "cpus_kept_awake": sorted(kept_awake),
     }
 
 
@@ -153,11 +163,8 @@ async def run_suite(
     it stops after the first run that failed or had errors); True when all passed.
     ``keep_cpus_awake``: an idle-priority busy loop on each pinned CPU (bench.keepawake)."""
     pinning = current_pinning()
-    meta = stamp(argv, _pinning_dict(pinning), repo_root())
-    awake_cpus = (
-        frozenset(pinning.server_cpus + pinning.generator_cpus) if keep_cpus_awake else frozenset()
-    )
-    meta["cpus_kept_awake"] = sorted(awake_cpus)
+    awake_cpus = cpus_to_keep_awake(pinning, keep_cpus_awake)
+    meta = stamp(argv, _pinning_dict(pinning, awake_cpus), repo_root())
     meta["cells"] = len(cells)
     handicaps = sorted({cell.handicap_us for cell in cells if cell.handicap_us})
     if handicaps:  # a deliberately slowed run must say so wherever its numbers go
@@ -339,16 +346,24 @@ def compare_folders(old: Path, new: Path, force: bool, out: Path | None) -> Path
 
 
 async def run_calibration(
-    payload_bytes: int, payload_kind: str, rounds: int, duration_s: float, out: Path
+    payload_bytes: int,
+    payload_kind: str,
+    rounds: int,
+    duration_s: float,
+    out: Path,
+    keep_cpus_awake: bool = True,
 ) -> Calibration:
     pinning = current_pinning()
+    awake_cpus = cpus_to_keep_awake(pinning, keep_cpus_awake)
     try:
+        if awake_cpus:  # as in a suite, whose calibration this is
+            await keepawake.start(awake_cpus)
         calibration = await calibrate(
             payload_bytes, payload_kind, pinning, out / "logs", rounds=rounds, duration_s=duration_s
         )
     finally:
         await stop_all()
-    meta = stamp(["wsbench", "calibrate"], _pinning_dict(pinning), repo_root())
+    meta = stamp(["wsbench", "calibrate"], _pinning_dict(pinning, awake_cpus), repo_root())
     meta["calibration"] = [calibration.as_dict()]
     write_json_atomically(out / "meta.json", meta)
     console.print(
@@ -385,9 +400,16 @@ async def _one_client_run(
 
 
 async def run_overhead(
-    server_name: str, rounds: int, duration_s: float, connections: int, payload: int, out: Path
+    server_name: str,
+    rounds: int,
+    duration_s: float,
+    connections: int,
+    payload: int,
+    out: Path,
+    keep_cpus_awake: bool = True,
 ) -> bool:
     pinning = current_pinning()
+    awake_cpus = cpus_to_keep_awake(pinning, keep_cpus_awake)
     info = SERVERS[server_name]
     if info.protocol != "raw":
         raise UsageError("overhead compares raw WebSocket clients: pick a raw server")
@@ -396,6 +418,8 @@ async def run_overhead(
     )
     rows: list[dict[str, Any]] = []
     try:
+        if awake_cpus:
+            await keepawake.start(awake_cpus)
         await server.start()
         url = websocket_url(f"ws://{LOOPBACK}:{server.port}/", "raw")
         plan = WorkerPlan(
@@ -423,7 +447,7 @@ async def run_overhead(
         writer.writeheader()
         writer.writerows(rows)
     verdict = overhead_verdict(rows)
-    write_json_atomically(out / "overhead.json", verdict)
+    write_json_atomically(out / "overhead.json", {**verdict, "cpus_kept_awake": sorted(awake_cpus)})
     console.print(
         f"wsbench/reference throughput: median ratio {verdict['throughput_ratio_median']:.3f} "
         f"(rounds: {', '.join(f'{r:.3f}' for r in verdict['throughput_ratios'])}); "

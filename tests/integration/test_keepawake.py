@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -65,3 +67,40 @@ def test_bad_arguments_are_one_line_and_exit_2() -> None:
                           timeout=TIMEOUT_S)  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip() == "usage: python -m bench.keepawake PARENT_PID"
+
+
+def keepawake_loops_seen(argv: list[str], out: Path) -> tuple[int, set[int]]:
+    """Run ``wsbench ...`` and return its exit code and the CPUs its keep-awake loops were
+    pinned to, from its descendants sampled while it ran."""
+    process = subprocess.Popen([sys.executable, "-m", "bench", *argv, "--out", str(out)],
+                               cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    handle = psutil.Process(process.pid)
+    cpus: set[int] = set()
+    deadline = time.monotonic() + 4 * TIMEOUT_S
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            for child in handle.children(recursive=True):
+                if "bench.keepawake" in child.cmdline():
+                    cpus.update(child.cpu_affinity())
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    if process.poll() is None:
+        process.kill()
+    return process.wait(), cpus
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two CPUs")
+def test_calibrate_keeps_the_pinned_cpus_awake_unless_told_not_to(tmp_path: Path) -> None:
+    quick = ["calibrate", "--rounds", "1", "--duration", "0.5"]
+    code, cpus = keepawake_loops_seen(quick, tmp_path / "awake")
+    assert code == 0
+    pinning = json.loads((tmp_path / "awake" / "meta.json").read_text())["pinning"]
+    expected = sorted(pinning["server_cpus"] + pinning["generator_cpus"])
+    assert pinning["cpus_kept_awake"] == expected and sorted(cpus) == expected
+
+    code, cpus = keepawake_loops_seen([*quick, "--let-cpus-idle"], tmp_path / "idle")
+    assert code == 0
+    pinning = json.loads((tmp_path / "idle" / "meta.json").read_text())["pinning"]
+    assert pinning["cpus_kept_awake"] == [] and cpus == set()

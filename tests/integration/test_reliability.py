@@ -236,7 +236,7 @@ def test_a_normal_exit_leaves_no_process_and_every_cell_in_the_csv(
     modules = ["bench.load.echo_server", "servers.websockets", "servers.aiohttp",
                "bench.load.worker"]  # fmt: skip
     if meta["pinning"]["pinned"]:
-        assert meta["cpus_kept_awake"] == sorted(
+        assert meta["pinning"]["cpus_kept_awake"] == sorted(
             meta["pinning"]["server_cpus"] + meta["pinning"]["generator_cpus"]
         )
         modules.append("bench.keepawake")

@@ -266,3 +266,10 @@ def test_more_connections_than_the_open_file_limit_fail_up_front(
     assert main(["run", "--servers", "aiohttp", "--connections", str(hard)]) == 2
     err = capsys.readouterr().err
     assert f"but the limit is {hard:,}" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["run", "calibrate", "overhead"])
+def test_cpus_are_kept_awake_unless_let_idle(command: str) -> None:
+    parser = build_parser()
+    assert parser.parse_args([command]).let_cpus_idle is False
+    assert parser.parse_args([command, "--let-cpus-idle"]).let_cpus_idle is True
