@@ -58,7 +58,9 @@ def git_state(root: Path) -> dict[str, Any]:
         return done.stdout.strip()
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain")
+    # The harness's own files: results/ is what it writes (a run into results/reference would
+    # otherwise stamp itself as run from a modified harness).
+    status = git("status", "--porcelain", "--", ".", ":(exclude)results")
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
