@@ -35,7 +35,8 @@ def spin(parent_pid: int, lifetime_s: float = MAX_LIFETIME_S) -> None:
 
 
 async def start(cpus: frozenset[int]) -> list[asyncio.subprocess.Process]:
-    """One idle-priority loop pinned to each CPU (tracked: ``stop_all`` stops them)."""
+    """One idle-priority loop pinned to each CPU (none for an empty set; tracked: ``stop_all``
+    stops them)."""
     argv = python_argv("bench.keepawake", str(os.getpid()))
     return [
         await start_process(argv, cpus=frozenset({cpu}), stdout=asyncio.subprocess.DEVNULL)

@@ -180,8 +180,7 @@ async def run_suite(
     ceilings: dict[tuple[int, str], Calibration] = {}
     console.print(f"wsbench: {len(cells)} runs into {out}")
     try:
-        if awake_cpus:
-            await keepawake.start(awake_cpus)
+        await keepawake.start(awake_cpus)
         fast_cells = [c for c in cells if uses_fast_client(c)]
         for payload_bytes, payload_kind in sorted(
             {(c.payload_bytes, c.payload_kind) for c in fast_cells}
@@ -356,8 +355,7 @@ async def run_calibration(
     pinning = current_pinning()
     awake_cpus = cpus_to_keep_awake(pinning, keep_cpus_awake)
     try:
-        if awake_cpus:  # as in a suite, whose calibration this is
-            await keepawake.start(awake_cpus)
+        await keepawake.start(awake_cpus)  # as in a suite, whose calibration this is
         calibration = await calibrate(
             payload_bytes, payload_kind, pinning, out / "logs", rounds=rounds, duration_s=duration_s
         )
@@ -418,8 +416,7 @@ async def run_overhead(
     )
     rows: list[dict[str, Any]] = []
     try:
-        if awake_cpus:
-            await keepawake.start(awake_cpus)
+        await keepawake.start(awake_cpus)
         await server.start()
         url = websocket_url(f"ws://{LOOPBACK}:{server.port}/", "raw")
         plan = WorkerPlan(
