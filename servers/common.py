@@ -63,12 +63,12 @@ class FairnessContract:
     # glibc's malloc. asyncio (not uvloop) reads every socket into a fresh 256 KiB buffer. glibc
     # serves blocks above its mmap threshold (128 KiB at start) with mmap, and raises the
     # threshold for good the first time the process frees such a block whole; until then each
-    # message costs an mmap, an mremap, a munmap and two page faults. When a fresh process gets
-    # there depends on its history (an import that read a large file, a connection reset):
-    # measured, servers.websockets did at import, servers.aiohttp in about 1 pass of 10, and
-    # that pass ran 1.7-1.9x faster than the others. Every server therefore sets the thresholds
-    # at start to where a long-running process ends up (mmap above the largest message; trim
-    # at twice that, as glibc's own rule does), so no result depends on that chance.
+    # message read costs an mmap, an mremap, a munmap and two page faults. Whether and when a
+    # fresh process gets there depends on what happens to it: under the same load about one
+    # aiohttp server process in ten did and handled 1.5-2x the messages per CPU-second of the
+    # others; a traced websockets process did within its first second. Every server therefore
+    # sets both thresholds at start, where a long-running process ends up: mmap above the
+    # largest message, trim at twice that (glibc's own rule), so no result rests on that chance.
     malloc_mmap_threshold_bytes: int = 2 << 20
     malloc_trim_threshold_bytes: int = 4 << 20
 

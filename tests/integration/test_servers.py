@@ -510,3 +510,42 @@ def test_a_self_bound_listening_socket_gives_asyncio_connections_tcp_nodelay() -
 
     proto, nodelay = asyncio.run(main())  # the standard loop, where it matters
     assert proto == socket.IPPROTO_TCP and nodelay != 0
+
+
+# --- Memory allocator (the contract's malloc thresholds) ----------------------------------------
+
+ECHOES_FOR_FAULTS = 1000
+
+
+def minor_page_faults(pid: int) -> int:
+    """The process's minor page faults so far (field 10 of /proc/PID/stat, after the name)."""
+    with open(f"/proc/{pid}/stat") as stream:
+        return int(stream.read().rsplit(")", 1)[1].split()[7])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("name", ALL_SERVERS)
+def test_server_on_asyncio_reads_messages_without_fresh_pages(
+    server_process: Callable[..., ServerProcess], name: str
+) -> None:
+    """asyncio reads each message into a fresh 256 KiB buffer. Were glibc serving that with mmap
+    (its state in a fresh process, before the contract's thresholds), every message would touch
+    at least one fresh page: a page fault each (two, measured). Settled, the buffer comes from
+    the heap and the faults stay far below one a message."""
+    server = server_process(name, "asyncio")
+    frame = b'42["echo","x"]' if name in SOCKETIO_SERVERS else b"x"
+
+    async def scenario() -> int:
+        session = socketio_session(server.port) if name in SOCKETIO_SERVERS else None
+        async with session or connect(server.port, RAW_PATH) as opened:
+            transport, listener = opened[0], opened[1]
+            for _ in range(20):  # connection set-up and first-use allocations settle
+                transport.send(WSMsgType.TEXT, frame)
+                await listener.next_frame()
+            before = minor_page_faults(server.process.pid)
+            for _ in range(ECHOES_FOR_FAULTS):
+                transport.send(WSMsgType.TEXT, frame)
+                assert await listener.next_frame() == (WSMsgType.TEXT, frame)
+            return minor_page_faults(server.process.pid) - before
+
+    assert asyncio.run(scenario()) < ECHOES_FOR_FAULTS // 4
