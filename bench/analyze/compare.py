@@ -19,6 +19,7 @@ RESULT_MOVING_FIELDS: list[tuple[str, str | None]] = [
     ("machine", "cpu_count"),
     ("machine", "governor"),
     ("os", "kernel"),
+    ("os", "libc"),
     ("python", "version"),
     ("python", "implementation"),
     ("packages", None),

@@ -37,6 +37,13 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def libc_version() -> str:
+    """The C library and its version ("glibc 2.36"): the servers' malloc settings
+    (``servers.common.settle_malloc``) apply only on glibc."""
+    name, version = platform.libc_ver()
+    return f"{name} {version}".strip() or "unknown"
+
+
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
     for name in HOT_PATH_PACKAGES:
@@ -81,6 +88,7 @@ def stamp(argv: list[str], pinning: dict[str, Any], root: Path) -> dict[str, Any
         "os": {
             "kernel": platform.release(),
             "system": platform.system(),
+            "libc": libc_version(),
             "open_files_limit": {"soft": soft, "hard": hard},
             "local_port_range": _read("/proc/sys/net/ipv4/ip_local_port_range"),
         },

@@ -8,7 +8,7 @@ from bench.analyze.compare import SINGLE_PASS, deltas, stamp_differences, verdic
 
 META = {
     "machine": {"cpu_model": "X", "cpu_count": 2, "governor": None, "hostname": "a"},
-    "os": {"kernel": "6.1"},
+    "os": {"kernel": "6.1", "libc": "glibc 2.36"},
     "python": {"version": "3.11.7", "implementation": "CPython"},
     "packages": {"websockets": "17.4", "aiohttp": "3.14.5"},
     "pinning": {"server_cpus": [0], "generator_cpus": [1]},
@@ -23,9 +23,10 @@ def test_identical_stamps_and_irrelevant_fields_do_not_count() -> None:
 
 def test_result_moving_fields_are_named() -> None:
     other = {**META, "packages": {**META["packages"], "aiohttp": "3.11.0"},
-             "os": {"kernel": "6.8"}}  # fmt: skip
+             "os": {"kernel": "6.8", "libc": "musl 1.2"}}  # fmt: skip
     assert stamp_differences(META, other) == [
         "os.kernel: '6.1' -> '6.8'",
+        "os.libc: 'glibc 2.36' -> 'musl 1.2'",
         "packages.aiohttp: '3.14.5' -> '3.11.0'",
     ]
 

@@ -1,4 +1,5 @@
-"""The harness's git stamp: commit, and dirty only when the harness's own files changed."""
+"""The environment stamp: the harness's commit, dirty only when the harness's own files changed;
+the C library."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.metrics import environment
 from bench.metrics.environment import git_state
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -41,3 +43,13 @@ def test_results_written_into_the_repository_do_not_make_the_harness_dirty(
     (tmp_path / "bench.py").write_text("x = 1\n")
     (tmp_path / "notes.txt").write_text("untracked\n")
     assert git_state(tmp_path)["dirty"] is True
+
+
+@pytest.mark.parametrize(
+    ("reported", "stamped"), [(("glibc", "2.36"), "glibc 2.36"), (("", ""), "unknown")]
+)
+def test_the_c_library_is_stamped(
+    monkeypatch: pytest.MonkeyPatch, reported: tuple[str, str], stamped: str
+) -> None:
+    monkeypatch.setattr(environment.platform, "libc_ver", lambda: reported)
+    assert environment.libc_version() == stamped
