@@ -51,7 +51,8 @@ COLUMNS = [
     "mem_kib_per_conn_ci_low", "mem_kib_per_conn_ci_high", "mem_r2", "mem_intercept_mib",
     "mem_uss_kib_per_conn", "mem_points", "recovery_p50_s", "recovery_p99_s", "recovery_all_s",
     "recovered_clients", "lost", "backoff", "handicap_us",
-    "extensions_negotiated", "server_exit_status", "started_utc", "schema_version",
+    "extensions_negotiated", "extensions_offered_by_probe", "server_exit_status", "started_utc",
+    "schema_version",
 ]  # fmt: skip
 
 
@@ -277,6 +278,9 @@ def row(result: RunResult) -> dict[str, Any]:
         **memory_fields(result),
         **reconnect_fields(result),
         "extensions_negotiated": result.probe.extensions_negotiated if result.probe else "",
+        "extensions_offered_by_probe": (
+            result.probe.extensions_offered_by_probe if result.probe else ""
+        ),
         "server_exit_status": result.server_exit_status,
         "started_utc": result.started_utc,
         "schema_version": SCHEMA_VERSION,

@@ -484,6 +484,8 @@ async def prepare_target(
         return server, url, server_pid
     try:
         result.probe = await fairness.probe(url, spec.protocol)
+    except fairness.ProbeRefused as exc:
+        raise TargetFailed(server, str(exc)) from exc
     except Exception as exc:
         raise TargetFailed(
             server, f"cannot open a WebSocket to {url}: {exc or type(exc).__name__}"
