@@ -1,6 +1,6 @@
 """Micro-benchmarks, no network: packet encoding and decoding (python-socketio's and the
-generator's), the generator's framing and latency recording, and each server's per-message
-handler with its I/O stubbed.
+generator's), the generator's framing, latency recording and pacing alarm, and each server's
+per-message handler with its I/O stubbed.
 
 `make micro` runs them with timing on and compares them with the saved baseline
 (tests/micro/baseline/), failing when one has slowed beyond the threshold
@@ -20,10 +20,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import uvloop
 from aiohttp import WSMessage, WSMsgType
 from engineio import packet as engineio_packet
 from socketio import packet as socketio_packet
 
+from bench.load.alarm import Alarm
 from bench.load.recorder import LatencyRecorder
 from bench.protocol.exchange import Exchange, FrameBuilder
 from bench.protocol.socketio import SocketIOPacket, decode_packet, encode_packet
@@ -111,6 +113,29 @@ def test_generator_latency_recording(benchmark: Any) -> None:
         return int(recorder.histogram.get_total_count())
 
     assert benchmark(record) == MESSAGES_PER_CALL
+
+
+def test_alarm_sleep_of_0_2_ms(benchmark: Any) -> None:
+    """The open loop's pacing: a sleep of 0.2 ms plus how late the alarm wakes (within
+    microseconds on a timerfd; the loop's own timers would add about a millisecond)."""
+    loop = uvloop.new_event_loop()
+
+    async def make_alarm() -> Alarm:
+        return Alarm()
+
+    alarm = loop.run_until_complete(make_alarm())
+
+    def sleep() -> int:
+        due = time.monotonic_ns() + 200_000
+        loop.run_until_complete(alarm.sleep_until(due))
+        return time.monotonic_ns() - due
+
+    try:
+        assert alarm.precise
+        assert benchmark(sleep) >= 0
+    finally:
+        alarm.close()
+        loop.close()
 
 
 # --- The servers' per-message paths, I/O stubbed ---------------------------------------------

@@ -1,3 +1,5 @@
+"""bench.load.alarm: the open loop's pacing wakes at its due time, never before."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +10,9 @@ import uvloop
 from bench.load.alarm import Alarm
 
 
-def test_alarm_never_wakes_early_and_is_finer_than_the_loops_millisecond_timers() -> None:
+def test_alarm_never_wakes_early_even_for_a_sleep_the_loop_would_skip() -> None:
+    # How late it wakes (its point: well under the loop's millisecond timers) depends on the
+    # host, so it is measured in tests/micro (test_alarm_sleep_of_0_2_ms), not asserted here.
     async def main() -> tuple[bool, list[int]]:
         alarm = Alarm()
         precise = alarm.precise
@@ -25,9 +29,6 @@ def test_alarm_never_wakes_early_and_is_finer_than_the_loops_millisecond_timers(
     precise, lateness = uvloop.run(main())
     assert precise
     assert min(lateness) >= 0
-    # Most wake-ups within 0.5 ms of the due time; the loop's timers would add about 1 ms to
-    # a sleep or not sleep at all. (A ratio to the loop's own behaviour, not a speed budget.)
-    assert sorted(lateness)[len(lateness) // 2] < 500_000
 
 
 def test_alarm_in_the_past_fires_at_once() -> None:
