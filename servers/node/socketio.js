@@ -1,0 +1,108 @@
+"use strict";
+// Socket.IO echo and fan-out server on socket.io 4 ("node-socketio"), with the fairness contract.
+//
+// The Node counterpart of servers/socketio_common.py: the same events, the same replies (a test
+// compares them frame for frame with python-socketio's), the same limits.
+
+const { Server } = require("socket.io");
+const { WebSocketServer } = require("ws");
+
+const { FAIRNESS, GOING_AWAY, burnHandicap, runServer } = require("./common");
+
+// --- WebSocket engine -------------------------------------------------------------------------
+
+// engine.io closes its WebSockets without a status code when the server stops. This engine is
+// ws's own server (engine.io's default, the one node-ws runs) that also keeps its open
+// WebSockets, so a stop can close them with 1001 (going away) like every other server does;
+// it adds one set insertion per connection and nothing per message.
+const openWebsockets = new Set();
+
+class TrackingWebSocketServer extends WebSocketServer {
+  handleUpgrade(request, socket, head, callback) {
+    super.handleUpgrade(request, socket, head, (websocket, ...rest) => {
+      openWebsockets.add(websocket);
+      websocket.once("close", () => openWebsockets.delete(websocket));
+      callback(websocket, ...rest);
+    });
+  }
+}
+
+// --- Origin -----------------------------------------------------------------------------------
+
+/** Same origin only, as python-engineio's default (cors_allowed_origins unset) that the Python
+ * servers keep: a request with an Origin must come from this server's own http://host:port.
+ * socket.io accepts every origin on WebSocket (its `cors` option covers only HTTP), so a page
+ * on any site could otherwise open a session to a benchmark server on a developer's machine. */
+function sameOriginOnly(request, callback) {
+  const origin = request.headers.origin;
+  callback(null, !origin || origin === `http://${request.headers.host}`);
+}
+
+// --- Server -----------------------------------------------------------------------------------
+
+/** Arguments and the ack function, when the client asked for one (socket.io passes it last). */
+function splitAck(args) {
+  return typeof args[args.length - 1] === "function" ? [args.slice(0, -1), args.at(-1)] : [args];
+}
+
+function start(httpServer, { transports }) {
+  const io = new Server(httpServer, {
+    // The contract's WebSocket only (no long-polling handshake and upgrade before the first
+    // message), unless the polling or connection scenarios ask for polling.
+    transports,
+    // engine.io offers the upgrade to WebSocket even when that transport is not allowed.
+    allowUpgrades: transports.includes("websocket"),
+    // Engine.IO's heartbeat cannot be turned off; it is pushed out beyond any run.
+    pingInterval: FAIRNESS.engineioPingIntervalMs,
+    pingTimeout: FAIRNESS.engineioPingTimeoutMs,
+    // Enforced on WebSocket messages too (engine.io's ws maxPayload); the raw servers' limit.
+    maxHttpBufferSize: FAIRNESS.maxMessageBytes,
+    // Off by default since socket.io 3; said here so no default decides.
+    perMessageDeflate: FAIRNESS.compression !== "off",
+    // On by default (gzip of long-polling responses); the contract has compression off.
+    httpCompression: false,
+    // python-socketio serves no client bundle either.
+    serveClient: false,
+    allowRequest: sameOriginOnly,
+    wsEngine: TrackingWebSocketServer,
+  });
+
+  io.on("connection", (socket) => {
+    // Each echoed message gets exactly one reply: the acknowledgement when the client asked
+    // for one, otherwise an echo event emitted back to the sender only.
+    socket.on(FAIRNESS.socketioEvent, (...received) => {
+      burnHandicap();
+      const [args, ack] = splitAck(received);
+      if (ack) ack(...args);
+      else socket.emit(FAIRNESS.socketioEvent, ...args);
+    });
+
+    // A receiver of fan-out: into the room; the ack (true) tells the client it is in.
+    socket.on(FAIRNESS.socketioJoinEvent, (...received) => {
+      const [, ack] = splitAck(received);
+      socket.join(FAIRNESS.fanoutRoom);
+      if (ack) ack(true);
+    });
+
+    // One emit to the room: socket.io encodes it once (and frames it once for WebSocket). The
+    // publisher is not excluded (io.to, not socket.to), as in python-socketio's emit to a
+    // room; an ack, when asked for, carries nothing (python-socketio's for a handler that
+    // returns None).
+    socket.on(FAIRNESS.socketioPublishEvent, (...received) => {
+      const [args, ack] = splitAck(received);
+      io.to(FAIRNESS.fanoutRoom).emit(FAIRNESS.socketioFanoutEvent, ...args);
+      if (ack) ack();
+    });
+  });
+
+  return async () => {
+    for (const websocket of openWebsockets) websocket.close(GOING_AWAY, "server shutdown");
+    // Ends the remaining (long-polling) sessions and closes the HTTP server once every
+    // connection has ended (bounded by common.js).
+    await io.close();
+  };
+}
+
+// --- Main -------------------------------------------------------------------------------------
+
+runServer({ description: "Socket.IO echo and fan-out server (socket.io).", socketio: true, start });
