@@ -35,20 +35,6 @@ from bench.target import websocket_url
 from servers.common import LOOP_LAG_FILE_ENV
 
 SERVER_READY_TIMEOUT_S = 30.0
-# The generator's client stacks: its own picows client, or the libraries' stock clients.
-WORKER_MODULES = {"fast": "bench.load.worker", "library": "bench.load.library_worker"}
-# Socket.IO over HTTP long-polling has a stack of its own (the fast client speaks WebSocket).
-POLLING_WORKER_MODULE = "bench.load.polling_worker"
-# Modes with a worker of their own: connection set-up storms (the fast client, plus one HTTP
-# GET on the polling-upgrade path), broadcast fan-out (receivers and a publisher in one process,
-# on the fast client), memory per connection (idle connections in steps), and reconnect storms
-# (the libraries' own reconnecting clients).
-MODE_WORKER_MODULES = {
-    "connect": "bench.load.connect_worker",
-    "fanout": "bench.load.fanout_worker",
-    "memory": "bench.load.memory_worker",
-    "reconnect": "bench.load.reconnect_worker",
-}
 LOOPBACK = "127.0.0.1"
 # A generator process at or above this share of its core may be what limits the run.
 CLIENT_BOUND_CPU_PCT = 90.0
@@ -79,12 +65,6 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_chars: int = LOG_TAIL_
     kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
     joined = " | ".join(kept).replace("[", "(").replace("]", ")")
     return joined if len(joined) <= max_chars else "..." + joined[-max_chars:]
-
-
-def worker_module(spec: RunSpec) -> str:
-    if spec.mode in MODE_WORKER_MODULES:
-        return MODE_WORKER_MODULES[spec.mode]
-    return POLLING_WORKER_MODULE if spec.transport == "polling" else WORKER_MODULES[spec.client]
 
 
 def server_transports(spec: RunSpec) -> tuple[str, ...]:
@@ -292,7 +272,7 @@ async def measure(
         plans = worker_plans(spec, url)
     except UsageError as exc:  # the target's limit changed since the command was checked
         raise RunFailed(str(exc)) from exc
-    pool = WorkerPool(plans, frozenset(pinning.generator_cpus), log_dir, module=worker_module(spec))
+    pool = WorkerPool(plans, frozenset(pinning.generator_cpus), log_dir, module=spec.worker_module)
     sampler: ProcessSampler | None = None
     try:
         result.connect_s = await pool.spawn_and_connect()
@@ -345,9 +325,7 @@ async def measure_reconnect(
     """Clients exchange messages; ``warmup_s`` after the start the server is killed and
     started again on the same port; the run goes on for ``duration_s`` after the kill."""
     (plan,) = worker_plans(spec, url)
-    pool = WorkerPool(
-        [plan], frozenset(pinning.generator_cpus), log_dir, module=worker_module(spec)
-    )
+    pool = WorkerPool([plan], frozenset(pinning.generator_cpus), log_dir, module=spec.worker_module)
     try:
         result.connect_s = await pool.spawn_and_connect()
         start_ns = await pool.go()
@@ -598,7 +576,7 @@ async def measure_sliced(slots: list[_Slot], pinning: Pinning) -> None:
         plans.append(slot_plans[0])
         pools.append(
             WorkerPool(slot_plans, frozenset(pinning.generator_cpus), slot.log_dir,
-                       module=worker_module(spec))
+                       module=spec.worker_module)
         )  # fmt: skip
     sampler: ProcessSampler | None = None
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from bench.load.stacks import client_stack
+
 Mode = Literal["closed", "open", "capacity", "connect", "fanout", "memory", "reconnect"]
 # Socket.IO's default path, measured by connect cells: Engine.IO opens over HTTP long-polling,
 # then upgrades to WebSocket (what python-socketio's and the JavaScript clients do by default).
@@ -51,6 +53,17 @@ class RunSpec:
     target_url: str | None = None  # set for a server someone else started
     server_pid: int | None = None
 
+    def __post_init__(self) -> None:
+        # The label is the stack that runs the cell (bench.load.stacks), whatever was asked:
+        # a suite run with --client library still measures its connect storms on the fast one.
+        stack = client_stack(self.mode, self.transport, self.client)
+        object.__setattr__(self, "client", stack.client)
+
+    @property
+    def worker_module(self) -> str:
+        """The generator's worker entry for this cell."""
+        return client_stack(self.mode, self.transport, self.client).module
+
     @property
     def managed(self) -> bool:
         return self.target_url is None
@@ -63,6 +76,16 @@ def uses_fast_client(cell: RunSpec) -> bool:
     """The generator's own picows client (calibrated, time-sliceable): WebSocket, not the
     library clients, not long-polling."""
     return cell.client == "fast" and cell.transport == "websocket"
+
+
+# Modes whose rows are judged against the generator's calibrated echo ceiling.
+CALIBRATED_MODES = ("closed", "open", "capacity")
+
+
+def uses_calibration(cell: RunSpec) -> bool:
+    """The cell's rows compare its rate with the generator's calibrated ceiling (echo on the
+    fast client); a suite without such cells needs no calibration."""
+    return uses_fast_client(cell) and cell.mode in CALIBRATED_MODES
 
 
 def sliceable(cell: RunSpec) -> bool:

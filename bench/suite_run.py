@@ -40,7 +40,7 @@ from bench.report.html import write_report
 from bench.report.markdown import reference_table
 from bench.results import ResultsWriter, write_json_atomically
 from bench.runner import LOOPBACK, ManagedServer, Pinning, measure_solo, run_cell, run_sliced
-from bench.spec import RunSpec, run_groups, uses_fast_client
+from bench.spec import RunSpec, run_groups, uses_calibration
 from bench.target import websocket_url
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -77,6 +77,27 @@ CELL_OVERHEAD_S = 1.5
 def planned_s(cell: RunSpec) -> float:
     """A cell's expected share of the suite's time, for the progress bar (pure)."""
     return cell.warmup_s + cell.duration_s + CELL_OVERHEAD_S
+
+
+def planned_run_s(cells: list[RunSpec]) -> float:
+    """How long the cells should take (pure): cells that share a time-sliced run share its
+    warm-up and set-up. Without calibration; a plan, never a measurement."""
+    return sum(
+        sum(cell.duration_s for cell in group)
+        + max(cell.warmup_s for cell in group)
+        + CELL_OVERHEAD_S
+        for group in run_groups(cells)
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """``'9 min 41 s'``, ``'2 h 5 min'``, ``'12 s'``."""
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 def cell_label(cell: RunSpec) -> str:
@@ -178,12 +199,16 @@ async def run_suite(
     writer = ResultsWriter(out)
     probes: dict[str, Any] = {}
     ceilings: dict[tuple[int, str], Calibration] = {}
-    console.print(f"wsbench: {len(cells)} runs into {out}")
+    console.print(
+        f"wsbench: {len(cells)} runs into {out}, planned to take about "
+        f"{format_duration(planned_run_s(cells))} (and calibration)"
+    )
     try:
         await keepawake.start(awake_cpus)
-        fast_cells = [c for c in cells if uses_fast_client(c)]
+        # Only cells whose rows are judged against the generator's ceiling need it measured.
+        calibrated = [c for c in cells if uses_calibration(c)]
         for payload_bytes, payload_kind in sorted(
-            {(c.payload_bytes, c.payload_kind) for c in fast_cells}
+            {(c.payload_bytes, c.payload_kind) for c in calibrated}
         ):
             calibration = await calibrate(
                 payload_bytes, payload_kind, pinning, out / "logs" / "calibration"
@@ -267,9 +292,10 @@ async def _run_groups(
         for result in results:
             index += 1
             cell = result.spec
-            # The ceiling is the fast client's; library clients are judged by CPU alone.
+            # The ceiling is the fast client's echo rate; library clients and the modes that
+            # are not echo are judged by CPU alone.
             ceiling = ceilings.get((cell.payload_bytes, cell.payload_kind))
-            if uses_fast_client(cell) and ceiling:
+            if uses_calibration(cell) and ceiling:
                 result.generator_ceiling_msgs_s = ceiling.ceiling_msgs_s
             result.generator_processes = min(cell.workers, generator_cpus)
             record = writer.append(result)
