@@ -22,15 +22,23 @@ from bench import suite_run
 from bench.catalog import LOOPS, SERVERS
 from bench.errors import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, RunFailed, UsageError
 from bench.gate.command import EXIT_GATE_FAILED, print_result, promote_baseline, run_check
+from bench.limits import socket_send_buffer_max
+from bench.load.stacks import CLIENTS, FAST, ONE_STACK_MODES, only_client
 from bench.processes import repo_root
 from bench.runner import connection_budget
 from bench.scenarios import (
+    DEFAULT_SLICE_S,
+    MAX_INFLIGHT,
+    MAX_SECONDS,
     PACED_MODES,
     SUITES,
     TRANSPORTS,
+    check_inflight,
     check_memory_steps,
     check_payload,
     check_positive,
+    check_repeat,
+    check_seconds,
     check_slice,
     check_slow_share,
     check_transport,
@@ -43,6 +51,9 @@ from bench.target import websocket_url
 from servers.common import MAX_HANDICAP_US
 
 EXIT_INTERRUPTED = 130
+# A run planned to take longer than this needs --allow-long-run (a mistyped --repeat or
+# --duration would otherwise hold the machine for days).
+MAX_UNCONFIRMED_S = 3600.0
 RESULT_FILES = ("runs.csv", "histograms.jsonl", "summary.csv", "meta.json", "report.html")
 # The scenario an ad-hoc run of a mode is written under.
 ADHOC_SCENARIOS = {
@@ -82,6 +93,23 @@ def _add_let_cpus_idle(group: Any) -> None:
     )
 
 
+# Defaults that differ by mode: a connect storm has no warm-up (its first set-up is measured
+# too); a memory step settles for a second, then is sampled for a second.
+_MODE_WARMUP_S = {"connect": 0.0, "memory": 1.0}
+_MODE_DURATION_S = {"memory": 1.0}
+
+_ADHOC_DEFAULTS: dict[str, Any] = {
+    "mode": "closed",
+    "connections": 10,
+    "inflight": 1,
+    "payload": 32,
+    "payload_kind": "text",
+    "duration": 10.0,
+    "warmup": 2.0,
+    "workers": 1,
+}
+
+
 def build_parser() -> _Parser:
     parser = _Parser(prog="wsbench", description=__doc__.splitlines()[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -91,7 +119,11 @@ def build_parser() -> _Parser:
     what.add_argument(
         "--suite", choices=SUITES, help="a scenario suite (TOML under bench/scenarios)"
     )
-    what.add_argument("--scenario", help="one scenario as the default suite runs it")
+    what.add_argument(
+        "--scenario",
+        help="one scenario as the default suite runs it (with --target: its cells for the "
+        "target's protocol; reconnect cannot run against a --target)",
+    )  # fmt: skip
     what.add_argument("--servers", type=_csv_list, help=f"comma list of: {', '.join(SERVERS)}")
     what.add_argument("--loops", type=_csv_list, help="comma list of: asyncio, uvloop")
     what.add_argument(
@@ -110,8 +142,10 @@ def build_parser() -> _Parser:
     )  # fmt: skip
     what.add_argument(
         "--memory-steps", type=_csv_list,
-        help="memory: comma list of increasing connection counts (default 0,1000,2000,5000); "
-        "--warmup is the settling time and --duration the sampling time at each",
+        help="memory: comma list of increasing connection counts (default "
+        f"{','.join(DEFAULT_MEMORY_STEPS)}); --warmup is the settling time (default "
+        f"{_MODE_WARMUP_S['memory']:g}) and --duration the sampling time (default "
+        f"{_MODE_DURATION_S['memory']:g}) at each",
     )  # fmt: skip
     what.add_argument(
         "--connect-rate", type=_number(float),
@@ -120,21 +154,47 @@ def build_parser() -> _Parser:
     )  # fmt: skip
     what.add_argument("--slo-p99-ms", type=_number(float), help="capacity: p99 latency objective")
     what.add_argument(
-        "--capacity-steps", type=_number(int), help="capacity: bisection probes (default 7)"
-    )
+        "--capacity-steps", type=_number(int),
+        help=f"capacity: bisection probes (default {RunSpec.capacity_steps})",
+    )  # fmt: skip
     what.add_argument("--rate", type=_number(float), help="open loop: total msgs/s offered")
-    what.add_argument("--connections", type=_number(int), help="connections (default 10)")
+    what.add_argument(
+        "--connections", type=_number(int),
+        help=f"connections (default {_ADHOC_DEFAULTS['connections']})",
+    )  # fmt: skip
     what.add_argument(
         "--inflight",
         type=_number(int),
-        help="closed loop: messages in flight per connection (default 1)",
+        help="closed loop: messages in flight per connection (default "
+        f"{_ADHOC_DEFAULTS['inflight']}; at most {MAX_INFLIGHT:,}, and no more bytes than the "
+        "kernel's socket send buffer holds)",
     )
-    what.add_argument("--payload", type=_number(int), help="payload bytes (default 32)")
-    what.add_argument("--payload-kind", choices=("text", "binary"), help="text or binary frames")
-    what.add_argument("--duration", type=_number(float), help="measured seconds (default 10)")
-    what.add_argument("--warmup", type=_number(float), help="discarded seconds before (default 2)")
-    what.add_argument("--repeat", type=_number(int), help="repeats of every cell, interleaved")
-    what.add_argument("--workers", type=_number(int), help="generator processes (default 1)")
+    what.add_argument(
+        "--payload", type=_number(int),
+        help=f"payload bytes (default {_ADHOC_DEFAULTS['payload']})",
+    )  # fmt: skip
+    what.add_argument(
+        "--payload-kind", choices=("text", "binary"),
+        help=f"text or binary frames (default {_ADHOC_DEFAULTS['payload_kind']})",
+    )  # fmt: skip
+    what.add_argument(
+        "--duration", type=_number(float),
+        help=f"measured seconds (default {_ADHOC_DEFAULTS['duration']:g}; at most "
+        f"{MAX_SECONDS:,.0f})",
+    )  # fmt: skip
+    what.add_argument(
+        "--warmup", type=_number(float),
+        help=f"discarded seconds before (default {_ADHOC_DEFAULTS['warmup']:g}; connect "
+        f"{_MODE_WARMUP_S['connect']:g})",
+    )  # fmt: skip
+    what.add_argument(
+        "--repeat", type=_number(int),
+        help="repeats of every cell, interleaved (default 1; a suite's own otherwise)",
+    )  # fmt: skip
+    what.add_argument(
+        "--workers", type=_number(int),
+        help=f"generator processes (default {_ADHOC_DEFAULTS['workers']})",
+    )  # fmt: skip
     what.add_argument(
         "--handicap-us", type=_number(float), metavar="N",
         help="servers burn N µs of CPU per echoed message: a known slowdown for testing a "
@@ -142,8 +202,9 @@ def build_parser() -> _Parser:
     )  # fmt: skip
     what.add_argument(
         "--transport", choices=TRANSPORTS,
-        help="Socket.IO servers: WebSocket (default), HTTP long-polling only, or (connect "
-        "mode) polling-upgrade, the default path: open over long-polling, then upgrade",
+        help="Socket.IO servers: websocket (default), polling (HTTP long-polling only), or "
+        "(connect mode) polling-upgrade, Socket.IO's default path: open over long-polling, "
+        "then upgrade",
     )  # fmt: skip
     what.add_argument(
         "--ack", action="store_true",
@@ -153,12 +214,14 @@ def build_parser() -> _Parser:
     what.add_argument(
         "--slice", type=_number(float), dest="slice_s",
         help="closed loop: run the servers together, each loaded in turn for slices of this "
-        "many seconds (default 0.5; 0 runs them one after another)",
+        f"many seconds (default {DEFAULT_SLICE_S:g}; 0 runs them one after another)",
     )  # fmt: skip
     what.add_argument(
-        "--client", choices=("fast", "library"),
-        help="fast: the generator's own picows client (default); library: websockets' and "
-        "python-socketio's stock clients, to see the end-to-end cost users get",
+        "--client", choices=CLIENTS,
+        help=f"fast: the generator's own picows client (default {FAST}); library: websockets' "
+        "and python-socketio's stock clients, to see the end-to-end cost users get (rows say "
+        "which ran: connect, fan-out, memory and polling have the fast client only, reconnect "
+        "the library clients only)",
     )  # fmt: skip
     target = run.add_argument_group("a server someone else started")
     target.add_argument("--target", help="ws:// or http:// URL on a loopback address")
@@ -173,6 +236,11 @@ def build_parser() -> _Parser:
     output.add_argument("--out", type=Path, help="results folder (default results/runs/<UTC time>)")
     output.add_argument("--force", action="store_true", help="write into a non-empty --out")
     _add_let_cpus_idle(output)
+    output.add_argument(
+        "--allow-long-run", action="store_true",
+        help=f"run even when the plan takes more than {MAX_UNCONFIRMED_S / 60:.0f} minutes "
+        "(default: refuse, saying how long it would take)",
+    )  # fmt: skip
     output.add_argument(
         "--fail-fast", action="store_true",
         help="stop after the first run that fails or has errors (default: record it, go on)",
@@ -215,40 +283,56 @@ def build_parser() -> _Parser:
     calibration = commands.add_parser(
         "calibrate", help="measure the generator's own ceiling against a built-in echo server"
     )
-    calibration.add_argument("--payload", type=_number(int), default=32)
-    calibration.add_argument("--payload-kind", choices=("text", "binary"), default="text")
-    calibration.add_argument("--rounds", type=_number(int), default=3)
-    calibration.add_argument("--duration", type=_number(float), default=3.0)
-    calibration.add_argument("--out", type=Path)
-    calibration.add_argument("--force", action="store_true")
+    calibration.add_argument(
+        "--payload", type=_number(int), default=32, help="payload bytes (default %(default)s)"
+    )
+    calibration.add_argument(
+        "--payload-kind", choices=("text", "binary"), default="text",
+        help="text or binary frames (default %(default)s)",
+    )  # fmt: skip
+    calibration.add_argument(
+        "--rounds", type=_number(int), default=3, help="measured rounds (default %(default)s)"
+    )
+    calibration.add_argument(
+        "--duration", type=_number(float), default=3.0,
+        help="seconds per round (default %(default)s)",
+    )  # fmt: skip
+    calibration.add_argument(
+        "--out", type=Path, help="results folder (default results/runs/<UTC time>)"
+    )
+    calibration.add_argument("--force", action="store_true", help="write into a non-empty --out")
     _add_let_cpus_idle(calibration)
 
     overhead = commands.add_parser(
         "overhead", help="the generator against a minimal picows client, same server, same run"
     )
-    overhead.add_argument("--server", default="aiohttp", choices=sorted(SERVERS))
-    overhead.add_argument("--rounds", type=_number(int), default=3)
-    overhead.add_argument("--duration", type=_number(float), default=5.0)
-    overhead.add_argument("--connections", type=_number(int), default=10)
-    overhead.add_argument("--payload", type=_number(int), default=32)
-    overhead.add_argument("--out", type=Path)
-    overhead.add_argument("--force", action="store_true")
+    overhead.add_argument(
+        "--server", default="aiohttp", choices=sorted(SERVERS),
+        help="the server both clients load (default %(default)s)",
+    )  # fmt: skip
+    overhead.add_argument(
+        "--rounds", type=_number(int), default=3,
+        help="rounds, each client in turn (default %(default)s)",
+    )  # fmt: skip
+    overhead.add_argument(
+        "--duration", type=_number(float), default=5.0,
+        help="seconds per client and round (default %(default)s)",
+    )  # fmt: skip
+    overhead.add_argument(
+        "--connections", type=_number(int), default=10, help="connections (default %(default)s)"
+    )
+    overhead.add_argument(
+        "--payload", type=_number(int), default=32, help="payload bytes (default %(default)s)"
+    )
+    overhead.add_argument(
+        "--out", type=Path, help="results folder (default results/runs/<UTC time>)"
+    )
+    overhead.add_argument("--force", action="store_true", help="write into a non-empty --out")
     _add_let_cpus_idle(overhead)
     return parser
 
 
 # --- resolving options into cells ------------------------------------------------------------
-
-_ADHOC_DEFAULTS: dict[str, Any] = {
-    "mode": "closed",
-    "connections": 10,
-    "inflight": 1,
-    "payload": 32,
-    "payload_kind": "text",
-    "duration": 10.0,
-    "warmup": 2.0,
-    "workers": 1,
-}
 
 
 def _adhoc_option(args: argparse.Namespace, name: str) -> Any:
@@ -257,12 +341,16 @@ def _adhoc_option(args: argparse.Namespace, name: str) -> Any:
 
 
 def _validate_common(args: argparse.Namespace) -> None:
-    for name in ("connections", "inflight", "duration", "repeat", "workers", "rate"):
+    for name in ("connections", "inflight", "workers", "rate"):
         value = getattr(args, name)
         if value is not None:
             check_positive(f"--{name}", value)
+    if args.duration is not None:
+        check_seconds("--duration", args.duration)
     if args.warmup is not None:
-        check_positive("--warmup", args.warmup, allow_zero=True)
+        check_seconds("--warmup", args.warmup, allow_zero=True)
+    if args.repeat is not None:
+        check_repeat("--repeat", args.repeat)
     if args.payload is not None:
         check_payload(args.payload)
     if (
@@ -282,8 +370,19 @@ def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
         if not 0 < handicap_us <= MAX_HANDICAP_US:
             raise UsageError(f"--handicap-us must be above 0 and at most {MAX_HANDICAP_US:g}")
         cells = [replace(cell, handicap_us=float(handicap_us)) for cell in cells]
+    send_buffer_bytes = socket_send_buffer_max()
     for cell in cells:
         connection_budget(cell)  # refuses, naming the limits, what the machine cannot hold
+        if cell.mode == "closed":
+            where = "--inflight" if args.inflight is not None else f"{cell.scenario}: inflight"
+            check_inflight(where, cell.inflight, cell.payload_bytes, send_buffer_bytes)
+    planned_s = suite_run.planned_run_s(cells)
+    if planned_s > MAX_UNCONFIRMED_S and not getattr(args, "allow_long_run", False):
+        raise UsageError(
+            f"this run is planned to take about {suite_run.format_duration(planned_s)}, more "
+            f"than {suite_run.format_duration(MAX_UNCONFIRMED_S)}: pass --allow-long-run to "
+            "confirm"
+        )
     return cells
 
 
@@ -372,6 +471,10 @@ def _beyond_one_text_websocket_worker(args: argparse.Namespace) -> bool:
 
 def _check_mode_and_rate(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     """Check the options that depend on the mode; returns the RunSpec fields they set."""
+    only = only_client(mode, args.transport or "websocket")
+    if args.client is not None and only is not None and args.client != only:
+        what = "--transport polling" if mode not in ONE_STACK_MODES else f"--mode {mode}"
+        raise UsageError(f"{what} runs on the {only} client only")
     if mode in PACED_MODES and args.rate is None:
         raise UsageError(f"--mode {mode} needs --rate (messages per second)")
     if mode not in PACED_MODES and args.rate is not None:
@@ -416,8 +519,6 @@ def _check_mode_and_rate(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             raise UsageError(
                 "--mode connect sends one message per connection: no --ack, --inflight"
             )
-        if args.client == "library":
-            raise UsageError("--mode connect runs on the fast client only")
         return {"rate_conns_s": float(args.connect_rate or 0.0)}
     if mode == "capacity":
         if args.slo_p99_ms is None:
@@ -475,32 +576,67 @@ def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
     ]
 
 
+# Modes that cannot run against a server someone else started, and why.
+TARGET_REFUSED_MODES = {
+    "reconnect": "it kills and restarts the server, which only a server the harness started allows",
+}
+
+
 def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
-    if (
-        args.suite
-        or args.scenario is not None
-        or args.servers
-        or args.loops
-        or args.slice_s is not None
-    ):
+    if args.suite or args.servers or args.loops or args.slice_s is not None:
         raise UsageError(
-            "--target measures one server: leave out --suite, --scenario, --servers, --loops, "
-            "--slice"
+            "--target measures one server: leave out --suite, --servers, --loops, --slice"
         )
     if not args.protocol:
         raise UsageError("--target needs --protocol raw or --protocol socketio")
     websocket_url(args.target, args.protocol)  # refuses non-loopback and malformed URLs now
+    if args.server_pid is not None:
+        import psutil
+
+        if not psutil.pid_exists(args.server_pid):
+            raise UsageError(f"--server-pid {args.server_pid}: no such process")
+    cells = _target_scenario_cells(args) if args.scenario is not None else _target_mode_cells(args)
+    for cell in cells:
+        if cell.mode == "memory" and cell.server_pid is None:
+            raise UsageError(
+                "memory cells sample the server's memory: give the target's --server-pid"
+            )
+    return cells
+
+
+def _target_scenario_cells(args: argparse.Namespace) -> list[RunSpec]:
+    """A scenario's cells as the default suite runs them, against the one --target server: its
+    entries for the target's protocol, one cell per setting (not per server or loop)."""
+    entries = entries_for_scenario(args.scenario)
+    for entry in entries:
+        if entry["mode"] in TARGET_REFUSED_MODES:
+            raise UsageError(
+                f"scenario {args.scenario!r} cannot run against --target: "
+                f"{TARGET_REFUSED_MODES[entry['mode']]}"
+            )
+    fitting = [
+        {**entry, "servers": [server], "loops": entry.get("loops", ["uvloop"])[:1], "slice_s": 0}
+        for entry in entries
+        for server in [s for s in entry["servers"] if SERVERS[s].protocol == args.protocol][:1]
+    ]
+    if not fitting:
+        raise UsageError(f"scenario {args.scenario!r} has no cells for a {args.protocol} server")
+    repeat = args.repeat or 1
+    cells = _apply_overrides(
+        expand(fitting, repeat, override_entries=args.repeat is not None), args
+    )
+    external = {"server": args.label or args.protocol, "loop": "external",
+                "target_url": args.target, "server_pid": args.server_pid}  # fmt: skip
+    return [replace(cell, **external) for cell in cells]
+
+
+def _target_mode_cells(args: argparse.Namespace) -> list[RunSpec]:
     if args.transport is not None:
         kind = args.payload_kind or "text"
         check_transport(
             "--transport", args.transport, [args.protocol], [kind], args.ack,
             _adhoc_option(args, "mode"),
         )  # fmt: skip
-    if args.server_pid is not None:
-        import psutil
-
-        if not psutil.pid_exists(args.server_pid):
-            raise UsageError(f"--server-pid {args.server_pid}: no such process")
     mode = _adhoc_option(args, "mode")
     mode_fields = _check_mode_and_rate(args, mode)
     cell = RunSpec(
@@ -525,12 +661,6 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
     )
     fields = {**cell.as_dict(), **mode_fields}
     return [RunSpec(**{**fields, "repeat": r}) for r in range(1, (args.repeat or 1) + 1)]
-
-
-# Defaults that differ by mode: a connect storm has no warm-up (its first set-up is measured
-# too); a memory step settles for a second, then is sampled for a second.
-_MODE_WARMUP_S = {"connect": 0.0, "memory": 1.0}
-_MODE_DURATION_S = {"memory": 1.0}
 
 
 def _mode_warmup(args: argparse.Namespace, mode: str) -> float:

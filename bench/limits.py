@@ -40,6 +40,18 @@ def port_range(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> t
     return low, high
 
 
+# Linux's default largest send buffer a TCP socket grows to (net.ipv4.tcp_wmem's third value).
+DEFAULT_SEND_BUFFER_MAX_BYTES = 4 << 20
+
+
+def socket_send_buffer_max(path: Path = Path("/proc/sys/net/ipv4/tcp_wmem")) -> int:
+    """The largest send buffer the kernel lets a TCP socket grow to (bytes)."""
+    try:
+        return int(path.read_text().split()[2])
+    except (OSError, ValueError, IndexError):
+        return DEFAULT_SEND_BUFFER_MAX_BYTES
+
+
 @dataclass(frozen=True)
 class ConnectionBudget:
     per_worker: list[int]

@@ -54,6 +54,17 @@ _ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
     "repeat": int,
     "slow_share": (int, float),
 }
+# Bounds on what a run may ask for: beyond them a run is a mistake, not a measurement, and it
+# would hold the machine (or send load) until killed.
+MAX_SECONDS = 86_400.0  # a duration or warm-up of more than a day
+MAX_REPEAT = 1_000
+# Closed loop: messages in flight per connection. The generator waits 5 s (WorkerPlan's
+# drain_timeout_s) for the last replies; 10 connections x 1,024 in flight drain in that time
+# at 2,048 msgs/s, below the slowest cell here (long-polling, about 3,000 msgs/s). Their bytes
+# must also fit the kernel's socket send buffer (see check_inflight).
+MAX_INFLIGHT = 1_024
+# A frame's bytes beyond its payload: the WebSocket header and Socket.IO's envelope.
+FRAME_OVERHEAD_BYTES = 14 + ENVELOPE_ALLOWANCE_BYTES
 TRANSPORTS = ("websocket", "polling", POLLING_UPGRADE)
 MODES = ("closed", "open", "connect", "fanout", "memory", "reconnect")
 # Modes that send on a fixed schedule of rate_msgs_s (fan-out: the publish rate; reconnect:
@@ -87,6 +98,36 @@ def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         raise UsageError(
             f"{name} must be {'zero or more' if allow_zero else 'positive'}, got {value}"
+        )
+
+
+def check_seconds(name: str, value: float, allow_zero: bool = False) -> None:
+    check_positive(name, value, allow_zero)
+    if value > MAX_SECONDS:
+        raise UsageError(f"{name} must be at most {MAX_SECONDS:,.0f} s (a day), got {value:g}")
+
+
+def check_repeat(name: str, value: int) -> None:
+    check_positive(name, value)
+    if value > MAX_REPEAT:
+        raise UsageError(f"{name} must be at most {MAX_REPEAT:,}, got {value:,}")
+
+
+def check_inflight(name: str, inflight: int, payload_bytes: int, send_buffer_bytes: int) -> None:
+    """In-flight messages beyond what the connection's kernel send buffer holds wait in the
+    generator's own buffer, where their latency is the generator's queue, and beyond
+    ``MAX_INFLIGHT`` the last replies cannot drain before the run's end."""
+    check_positive(name, inflight)
+    if inflight > MAX_INFLIGHT:
+        raise UsageError(
+            f"{name} must be at most {MAX_INFLIGHT:,} per connection, got {inflight:,}"
+        )
+    in_flight_bytes = inflight * (payload_bytes + FRAME_OVERHEAD_BYTES)
+    if in_flight_bytes > send_buffer_bytes:
+        raise UsageError(
+            f"{name} {inflight:,} x {payload_bytes:,}-byte messages ({in_flight_bytes:,} bytes "
+            f"with framing) exceed the kernel's socket send buffer ({send_buffer_bytes:,} bytes, "
+            "net.ipv4.tcp_wmem): the excess would queue inside the generator"
         )
 
 
@@ -206,10 +247,12 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
     for kind in _as_list(entry.get("payload_kind", "text")):
         if kind not in ("text", "binary"):
             raise UsageError(f"{where}: payload_kind must be 'text' or 'binary', got {kind!r}")
-    for key in ("connections", "rate_msgs_s", "inflight", "workers", "duration_s", "repeat"):
+    for key in ("connections", "rate_msgs_s", "inflight", "workers"):
         for value in _as_list(entry.get(key, 1)):
             check_positive(f"{where}: {key}", value)
-    check_positive(f"{where}: warmup_s", entry.get("warmup_s", 0), allow_zero=True)
+    check_seconds(f"{where}: duration_s", entry.get("duration_s", 1))
+    check_seconds(f"{where}: warmup_s", entry.get("warmup_s", 0), allow_zero=True)
+    check_repeat(f"{where}: repeat", entry.get("repeat", 1))
     if "slice_s" in entry:
         check_slice(f"{where}: slice_s", entry["slice_s"], entry["mode"])
     check_transport(
@@ -239,7 +282,7 @@ def parse_suite(text: str, name: str) -> Suite:
     for index, entry in enumerate(entries):
         validate_entry(entry, f"suite {name!r}, run {index + 1}")
     repeat = data.get("repeat", 1)
-    check_positive(f"suite {name!r}: repeat", repeat)
+    check_repeat(f"suite {name!r}: repeat", repeat)
     return Suite(name, str(data.get("description", "")), int(repeat), tuple(entries))
 
 

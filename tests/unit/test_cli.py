@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from bench.cli import build_parser, main, output_folder, resolve_cells
+from bench.errors import UsageError
 
 
 @pytest.mark.parametrize(
@@ -166,8 +168,12 @@ def test_memory_mode_cells_hold_steps_with_short_default_windows() -> None:
     )  # fmt: skip
     assert (cell.warmup_s, cell.duration_s) == (1.0, 1.0)
     (target,) = cells_for(["run", "--mode", "memory", "--target", "ws://127.0.0.1:9/",
-                           "--protocol", "raw", "--memory-steps", "0,10,20"])  # fmt: skip
+                           "--protocol", "raw", "--memory-steps", "0,10,20",
+                           "--server-pid", str(os.getpid())])  # fmt: skip
     assert (target.memory_steps, target.connections) == ((0, 10, 20), 20)
+    with pytest.raises(UsageError, match="give the target's --server-pid"):
+        cells_for(["run", "--mode", "memory", "--target", "ws://127.0.0.1:9/",
+                   "--protocol", "raw", "--memory-steps", "0,10,20"])  # fmt: skip
 
 
 def test_target_cell_is_labelled_by_protocol() -> None:
