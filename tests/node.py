@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ NODE_SERVERS = {"node-socketio": "socketio.js", "node-ws": "ws.js"}
 # The packages the lock pins and the tests rely on.
 NODE_PACKAGES = ("socket.io", "ws", "socket.io-client")
 SKIP_REASON = "node-socketio/node-ws need Node.js 20 and npm: apt-get install nodejs npm"
+REQUIRE_NODE_ENV = "WSBENCH_REQUIRE_NODE"
 # npm ci downloads about 25 small packages (or takes them from npm's cache).
 NPM_CI_TIMEOUT_S = 300.0 * TIME_FACTOR
 
@@ -47,6 +49,10 @@ def _install() -> tuple[str, str] | None:
     so that it is not retried by every test). Sessions running at the same time take turns on
     a lock of package-lock.json, so that no one's npm ci deletes what another is installing."""
     if shutil.which("node") is None or shutil.which("npm") is None:
+        # CI sets this, as WSBENCH_REQUIRE_BROWSER for Chromium, so that the tests cannot pass
+        # there by skipping.
+        if os.environ.get(REQUIRE_NODE_ENV) == "1":
+            return "fail", f"{REQUIRE_NODE_ENV}=1 but {SKIP_REASON}"
         return "skip", SKIP_REASON
     with open(NODE_DIR / "package-lock.json") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -66,8 +72,8 @@ def _install() -> tuple[str, str] | None:
 
 
 def require_node() -> None:
-    """Skip the calling test (one line) without Node.js, fail it when the packages could not
-    be installed; installs them the first time."""
+    """Skip the calling test (one line) without Node.js (fail it with WSBENCH_REQUIRE_NODE=1),
+    fail it when the packages could not be installed; installs them the first time."""
     outcome = _install()
     if outcome is None:
         return
