@@ -42,7 +42,7 @@ lint: $(STAMP)
 # `make micro-baseline` saves a new baseline (commit it with the change that moved it).
 MICRO_FAIL ?= min:50%
 MICRO_STORAGE := file://tests/micro/baseline
-MICRO_ARGS := tests/micro tests/unit/load/test_recorder_benchmark.py -q --benchmark-enable \
+MICRO_ARGS := tests/micro -q --benchmark-enable \
 	--benchmark-storage=$(MICRO_STORAGE) --benchmark-min-rounds=20 --benchmark-sort=name
 micro: $(STAMP)
 	$(PY) -m pytest $(MICRO_ARGS) --benchmark-compare --benchmark-compare-fail=$(MICRO_FAIL)
