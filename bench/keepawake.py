@@ -1,11 +1,11 @@
 """Keep the pinned CPUs from halting while a suite runs: ``python -m bench.keepawake PARENT``.
 
-On a virtual machine an idle vCPU halts, and a closed loop between two CPUs wakes the other
-one for every message; each wake waits for the host to run that vCPU again, which the guest
-books as steal and which moved every figure here by 2x from one minute to the next (README,
-"Known limits"). One busy loop per CPU at ``SCHED_IDLE`` priority runs only when nothing else
-is runnable, so the vCPU never halts, and yields at once to any real work. Written by hand:
-it is three system calls, which no library wraps for this.
+On a virtual machine an idle vCPU halts, and a closed loop between two CPUs wakes the other one
+for every message; each wake waits for the host to run that vCPU again, which the guest books as
+steal and which moved every figure here by 2x from one minute to the next (docs/measurements.md,
+"Keeping the pinned CPUs awake"). One busy loop per CPU at ``SCHED_IDLE`` priority runs only
+when nothing else is runnable, so the vCPU never halts, and yields at once to any real work.
+Written by hand: it is three system calls, which no library wraps for this.
 
 The loop ends when the harness that started it is gone (its parent changes) or after
 ``MAX_LIFETIME_S``, whichever comes first; the harness also stops it with the rest.

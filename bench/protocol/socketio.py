@@ -1,9 +1,10 @@
 """Engine.IO v4 and Socket.IO v5 packets over the WebSocket transport, as plain strings (no I/O).
 
 The generator speaks this wire protocol itself instead of using python-socketio's client, which
-is too slow to load a Socket.IO server (see README, "Why the generator speaks the protocols").
-Only what a WebSocket-transport client needs is here: the open packet, namespace connect,
-events and acknowledgements (with binary attachments), ping/pong, the upgrade probe and close.
+is too slow to load a Socket.IO server (docs/methodology.md, "Why the generator speaks the
+protocols itself"). Only what a WebSocket-transport client needs is here: the open packet,
+namespace connect, events and acknowledgements (with binary attachments), ping/pong, the upgrade
+probe and close.
 """
 
 from __future__ import annotations

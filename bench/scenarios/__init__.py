@@ -29,7 +29,8 @@ MAX_PAYLOAD_BYTES = FAIRNESS.max_message_bytes - ENVELOPE_ALLOWANCE_BYTES
 # (bench.load.slices). 0.1 s is short against the machine's drift (seconds) and long against a
 # slice's ramp-up and drain (a round trip or two, about a millisecond). Measured on the 2-core
 # machine, Socket.IO/raw throughput ratio CV over 5 repeats: 7-23% with each server in its own
-# run, 3-6% with 0.5-s slices, 1-6% with 0.2 s, 2-3% with 0.1 s (README, methodology).
+# run, 3-6% with 0.5-s slices, 1-6% with 0.2 s, 2-3% with 0.1 s (docs/measurements.md, "Slice
+# length").
 DEFAULT_SLICE_S = 0.1
 MIN_SLICE_S = 0.05
 
