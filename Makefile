@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv bench bench-quick check test lint micro micro-baseline overhead clean
+.PHONY: venv bench bench-quick check test test-unit lint micro micro-baseline overhead clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ check: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The unit tier alone: no process started, no network socket opened (tests/unit/conftest.py
+# fails a test that tries), in under a minute: its property tests draw 200 examples each where
+# `make test`, which runs the unit tier with everything else, draws 1,000.
+test-unit: $(STAMP)
+	WSBENCH_PROPERTY_EXAMPLES=200 $(PY) -m pytest tests/unit
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

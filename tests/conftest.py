@@ -23,6 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TIME_FACTOR = float(os.environ.get("WSBENCH_TIME_FACTOR", "1"))
 READY_TIMEOUT_S = 10.0 * TIME_FACTOR
 STOP_TIMEOUT_S = 5.0 * TIME_FACTOR
+# Examples per property-based (hypothesis) test: 1,000 unless told; `make test-unit` asks for
+# fewer so that the unit tier stays under a minute on a busy two-core machine.
+PROPERTY_EXAMPLES = int(os.environ.get("WSBENCH_PROPERTY_EXAMPLES", "1000"))
 
 _READY_LINE = re.compile(rb"READY (\d+)\n")
 

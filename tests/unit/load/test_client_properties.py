@@ -8,7 +8,8 @@ bytes and Engine.IO control packets. Nothing may raise; every frame is either a 
 counted once, a control frame, or an error, so that each connection keeps
 ``sent = received + outstanding`` (outstanding becomes ``missing`` after the drain), Socket.IO
 binary echoes rejected for a wrong placeholder being counted as errors instead.
-Property-based (hypothesis), 1,000 examples per property.
+Property-based (hypothesis), 1,000 examples per property (fewer under `make test-unit`:
+tests.conftest.PROPERTY_EXAMPLES).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from bench.load.plan import WorkerPlan
 from bench.load.polling_worker import PollingConnection, encode_event
 from bench.protocol import socketio as sio
 from bench.protocol.exchange import Exchange
+from tests.conftest import PROPERTY_EXAMPLES
 
 # No example database: nothing is written into the work tree.
-EXAMPLES = settings(max_examples=1000, deadline=None, database=None)
+EXAMPLES = settings(max_examples=PROPERTY_EXAMPLES, deadline=None, database=None)
 WINDOW_END_NS = 2**62
 # Engine.IO packets a server may send at any time, and a few it should not send then.
 CONTROL_TEXTS = [b"2", b"3", b"6", b"1", b"40", b'40{"sid":"x"}', b"2probe", b"3probe", b"0{}"]

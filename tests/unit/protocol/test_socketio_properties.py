@@ -1,7 +1,8 @@
 """Hostile or broken Socket.IO servers (issue 8, item 5): the generator's Engine.IO/Socket.IO
 decoders, fed random and mutated frames, either decode them or raise ``ProtocolError``, which
 every caller turns into a failed handshake; never another exception, which would escape a
-picows callback instead. Property-based (hypothesis), 1,000 examples per property."""
+picows callback instead. Property-based (hypothesis), 1,000 examples per property (fewer under
+`make test-unit`: tests.conftest.PROPERTY_EXAMPLES)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bench.protocol import socketio as sio
+from tests.conftest import PROPERTY_EXAMPLES
 
 # No example database: nothing is written into the work tree.
-EXAMPLES = settings(max_examples=1000, deadline=None, database=None)
+EXAMPLES = settings(max_examples=PROPERTY_EXAMPLES, deadline=None, database=None)
 
 # Characters that matter to the decoders (packet digits, the binary dash, namespaces, JSON
 # structure and numbers), digits that str.isdigit() accepts but int() refuses, and JSON's
