@@ -73,6 +73,8 @@ class PageCheck:
     page_errors: tuple[str, ...]  # uncaught exceptions
     external_requests: tuple[str, ...]  # every URL other than the file itself; all aborted
     charts: tuple[ChartView, ...]
+    # How far the page is wider than the window (CSS pixels; 0: no horizontal scroll bar).
+    horizontal_overflow_px: int = 0
 
 
 def chromium_path() -> str | None:
@@ -97,9 +99,10 @@ def check_page(
     screenshot_path: Path,
     executable_path: str,
     timeout_s: float,
+    window_width_px: int = 1400,
 ) -> PageCheck:
-    """Open ``html_path`` offline, wait until the page is loaded and idle, and save a full-page
-    screenshot to ``screenshot_path``.
+    """Open ``html_path`` offline in a window ``window_width_px`` wide, wait until the page is
+    loaded and idle, and save a full-page screenshot to ``screenshot_path``.
 
     Every request other than the file itself is recorded and aborted, so a page that fetches
     anything shows it in ``external_requests`` (and usually in ``console_errors`` too).
@@ -146,7 +149,7 @@ def check_page(
             timeout=timeout_ms,
         )
         try:
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": window_width_px, "height": 900})
             page.set_default_timeout(timeout_ms)
             page.on("console", on_console)
             page.on("pageerror", on_page_error)
@@ -176,6 +179,9 @@ def check_page(
                         distinct_colours=distinct_colours(png) if png else 0,
                     )
                 )
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
             page.screenshot(path=screenshot_path, full_page=True, timeout=timeout_ms)
             title = page.title()
         finally:
@@ -187,4 +193,5 @@ def check_page(
         page_errors=tuple(page_errors),
         external_requests=tuple(external),
         charts=tuple(charts),
+        horizontal_overflow_px=int(overflow),
     )

@@ -193,3 +193,5 @@ def test_the_reference_report_opens_offline_and_draws_every_chart(
         assert view.height_px > MIN_CHART_SIDE_PX, view.chart_id
         assert view.distinct_colours > 2, view.chart_id
     assert screenshot_path.stat().st_size > MIN_SCREENSHOT_BYTES
+    # At a 1400-pixel window nothing widens the page: wide tables scroll in their own box.
+    assert result.horizontal_overflow_px == 0
