@@ -109,12 +109,21 @@ const LOOP_LAG_FILE_ENV = "WSBENCH_LOOP_LAG_FILE";
 const LOOP_LAG_INTERVAL_MS = 10;
 
 function sampleLoopLag() {
-  const samples = [];
+  // Pairs of int64 in a growing typed array, as the Python servers' array("q"): 16 bytes a
+  // sample, so the memory scenarios see the same small growth on every server.
+  let samples = new BigInt64Array(4096);
+  let length = 0;
   const intervalNs = BigInt(LOOP_LAG_INTERVAL_MS * 1e6);
   let dueNs = process.hrtime.bigint() + intervalNs;
   const tick = () => {
     const nowNs = process.hrtime.bigint();
-    samples.push(`${nowNs} ${nowNs > dueNs ? nowNs - dueNs : 0n}\n`);
+    if (length === samples.length) {
+      const grown = new BigInt64Array(2 * samples.length);
+      grown.set(samples);
+      samples = grown;
+    }
+    samples[length++] = nowNs;
+    samples[length++] = nowNs > dueNs ? nowNs - dueNs : 0n;
     dueNs = process.hrtime.bigint() + intervalNs;
     timer = setTimeout(tick, LOOP_LAG_INTERVAL_MS);
   };
@@ -122,7 +131,10 @@ function sampleLoopLag() {
   return () => {
     clearTimeout(timer);
     const path = process.env[LOOP_LAG_FILE_ENV];
-    if (path) fs.writeFileSync(path, samples.join(""));
+    if (!path) return;
+    const lines = [];
+    for (let i = 0; i < length; i += 2) lines.push(`${samples[i]} ${samples[i + 1]}\n`);
+    fs.writeFileSync(path, lines.join(""));
   };
 }
 

@@ -47,7 +47,14 @@ from tests.integration.test_servers import (
     socketio_session,
     wait_closed_by_server,
 )
-from tests.node import NODE_SERVERS, NodeServer, node_server_argv, require_node, running_node_server
+from tests.node import (
+    NODE_DIR,
+    NODE_SERVERS,
+    NodeServer,
+    node_server_argv,
+    require_node,
+    running_node_server,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -166,6 +173,23 @@ def test_node_ws_refuses_another_transport_with_one_line() -> None:
     assert result.stderr.splitlines() == [
         "error: --transports: a raw WebSocket server has only 'websocket'"
     ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("--loop", "uvloop"), ("--port", "http"), ("--transports", "carrier-pigeon"),
+     ("--handicap-us", "-1"), ("--verbose", "1"), ("--host",)],
+    ids=lambda argv: " ".join(argv),
+)  # fmt: skip
+def test_bad_arguments_are_exit_2_and_an_error_line(argv: tuple[str, ...]) -> None:
+    """As argparse does for the Python servers: usage on stderr, then the error, exit 2."""
+    result = subprocess.run(
+        ["node", str(NODE_DIR / "socketio.js"), *argv],
+        capture_output=True, text=True, timeout=READY_TIMEOUT_S,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1].startswith("error: ")
 
 
 @pytest.mark.parametrize("name", NODE_SERVERS)
