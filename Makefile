@@ -33,10 +33,10 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # The unit tier alone: no process started, no network socket opened (tests/unit/conftest.py
-# fails a test that tries), in under a minute: its property tests draw 200 examples each where
-# `make test`, which runs the unit tier with everything else, draws 1,000.
+# fails a test that tries), in under a minute: its property tests draw Hypothesis's default 100
+# examples each where `make test`, which runs the unit tier with everything else, draws 1,000.
 test-unit: $(STAMP)
-	WSBENCH_PROPERTY_EXAMPLES=200 $(PY) -m pytest tests/unit
+	WSBENCH_PROPERTY_EXAMPLES=100 $(PY) -m pytest tests/unit
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
