@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from bench import suite_run
-from bench.catalog import LOOPS, SERVERS
+from bench.catalog import LOOPS, SERVERS, raw_servers
 from bench.errors import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, RunFailed, UsageError
 from bench.gate.command import EXIT_GATE_FAILED, print_result, promote_baseline, run_check
 from bench.limits import socket_send_buffer_max
 from bench.load.stacks import CLIENTS, FAST, ONE_STACK_MODES, only_client
+from bench.plan_time import format_duration, planned_run_s
 from bench.processes import repo_root
 from bench.runner import connection_budget
 from bench.scenarios import (
@@ -125,7 +126,11 @@ def build_parser() -> _Parser:
         "target's protocol; reconnect cannot run against a --target)",
     )  # fmt: skip
     what.add_argument("--servers", type=_csv_list, help=f"comma list of: {', '.join(SERVERS)}")
-    what.add_argument("--loops", type=_csv_list, help="comma list of: asyncio, uvloop")
+    what.add_argument(
+        "--loops", type=_csv_list,
+        help=f"comma list of: {', '.join(LOOPS)} (default uvloop; a server on none of them, "
+        "such as Node's, runs once on its own)",
+    )  # fmt: skip
     what.add_argument(
         "--mode",
         choices=("closed", "open", "capacity", "connect", "fanout", "memory", "reconnect"),
@@ -307,7 +312,7 @@ def build_parser() -> _Parser:
         "overhead", help="the generator against a minimal picows client, same server, same run"
     )
     overhead.add_argument(
-        "--server", default="aiohttp", choices=sorted(SERVERS),
+        "--server", default="aiohttp", choices=raw_servers(),
         help="the server both clients load (default %(default)s)",
     )  # fmt: skip
     overhead.add_argument(
@@ -362,7 +367,7 @@ def _validate_common(args: argparse.Namespace) -> None:
 
 
 def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
-    cells = _resolve_cells(args)
+    cells = _runnable(_resolve_cells(args))
     handicap_us = getattr(args, "handicap_us", None)
     if handicap_us is not None:
         if args.target:
@@ -376,14 +381,30 @@ def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
         if cell.mode == "closed":
             where = "--inflight" if args.inflight is not None else f"{cell.scenario}: inflight"
             check_inflight(where, cell.inflight, cell.payload_bytes, send_buffer_bytes)
-    planned_s = suite_run.planned_run_s(cells)
+    planned_s = planned_run_s(cells)
     if planned_s > MAX_UNCONFIRMED_S and not getattr(args, "allow_long_run", False):
         raise UsageError(
-            f"this run is planned to take about {suite_run.format_duration(planned_s)}, more "
-            f"than {suite_run.format_duration(MAX_UNCONFIRMED_S)}: pass --allow-long-run to "
-            "confirm"
+            f"this run is planned to take about {format_duration(planned_s)}, more than "
+            f"{format_duration(MAX_UNCONFIRMED_S)}: pass --allow-long-run to confirm"
         )
     return cells
+
+
+def _runnable(cells: list[RunSpec]) -> list[RunSpec]:
+    """The cells whose servers can start on this machine; one line on stderr for each server
+    left out, naming what to install. None left: bad input."""
+    missing = {
+        cell.server: why
+        for cell in cells
+        if cell.managed and (why := SERVERS[cell.server].missing()) is not None
+    }
+    for server, why in missing.items():
+        count = sum(cell.server == server for cell in cells)
+        print(f"wsbench: skipping {server}'s {count} cell(s): {why}", file=sys.stderr)
+    kept = [cell for cell in cells if cell.server not in missing or not cell.managed]
+    if not kept:
+        raise UsageError("no cell left to run: " + "; ".join(dict.fromkeys(missing.values())))
+    return kept
 
 
 def _resolve_cells(args: argparse.Namespace) -> list[RunSpec]:

@@ -141,7 +141,8 @@ class ManagedServer:
         self.transports = transports
         self.handicap_us = handicap_us
         self.name = name
-        self.module = module or SERVERS[name].module
+        # The command before the common arguments: the record's, or the module's.
+        self.command = python_argv(module) if module else SERVERS[name].argv()
         self.loop = loop
         self.cpus = cpus
         self.log_path = log_path
@@ -152,9 +153,7 @@ class ManagedServer:
     async def start(self, port: int = 0) -> None:
         """Start the server on ``port`` (0: a free one, learned from its READY line)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = python_argv(
-            self.module, "--host", LOOPBACK, "--port", str(port), "--loop", self.loop
-        )
+        argv = [*self.command, "--host", LOOPBACK, "--port", str(port), "--loop", self.loop]
         if self.transports:
             argv += ["--transports", ",".join(self.transports)]
         if self.handicap_us:

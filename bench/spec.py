@@ -93,11 +93,13 @@ def sliceable(cell: RunSpec) -> bool:
 
 
 def run_groups(cells: list[RunSpec]) -> list[list[RunSpec]]:
-    """Consecutive cells that differ only in their server and share one time-sliced run
-    (``bench.load.slices``); every other cell runs alone. Order is kept."""
+    """Consecutive cells that differ only in their server (and its event loop) and share one
+    time-sliced run (``bench.load.slices``); every other cell runs alone. Order is kept. A
+    server appears once per run, so a suite's asyncio and uvloop passes stay apart, and Node's
+    servers (their own loop) join the run of the first loop's Python servers."""
 
     def key(cell: RunSpec) -> dict[str, Any]:
-        return {k: v for k, v in cell.as_dict().items() if k not in ("server", "protocol")}
+        return {k: v for k, v in cell.as_dict().items() if k not in ("server", "protocol", "loop")}
 
     groups: list[list[RunSpec]] = []
     for cell in cells:

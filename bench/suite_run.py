@@ -34,6 +34,7 @@ from bench.catalog import SERVERS
 from bench.errors import RunFailed, UsageError
 from bench.load.plan import WorkerPlan
 from bench.metrics.environment import stamp
+from bench.plan_time import format_duration, planned_run_s
 from bench.processes import generator_and_server_cpus, repo_root, stop_all
 from bench.report.compare_page import render_compare_page, run_description, write_compare_page
 from bench.report.html import write_report
@@ -77,27 +78,6 @@ CELL_OVERHEAD_S = 1.5
 def planned_s(cell: RunSpec) -> float:
     """A cell's expected share of the suite's time, for the progress bar (pure)."""
     return cell.warmup_s + cell.duration_s + CELL_OVERHEAD_S
-
-
-def planned_run_s(cells: list[RunSpec]) -> float:
-    """How long the cells should take (pure): cells that share a time-sliced run share its
-    warm-up and set-up. Without calibration; a plan, never a measurement."""
-    return sum(
-        sum(cell.duration_s for cell in group)
-        + max(cell.warmup_s for cell in group)
-        + CELL_OVERHEAD_S
-        for group in run_groups(cells)
-    )
-
-
-def format_duration(seconds: float) -> str:
-    """``'9 min 41 s'``, ``'2 h 5 min'``, ``'12 s'``."""
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 def cell_label(cell: RunSpec) -> str:
@@ -201,7 +181,7 @@ async def run_suite(
     ceilings: dict[tuple[int, str], Calibration] = {}
     console.print(
         f"wsbench: {len(cells)} runs into {out}, planned to take about "
-        f"{format_duration(planned_run_s(cells))} (and calibration)"
+        f"{format_duration(planned_run_s(cells))}"
     )
     try:
         await keepawake.start(awake_cpus)

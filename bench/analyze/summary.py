@@ -15,7 +15,7 @@ import pandas as pd
 
 from bench.analyze.stats import coefficient_of_variation, median_interval, paired_ratios
 from bench.analyze.tidy import load_runs
-from bench.catalog import SERVERS
+from bench.catalog import raw_servers
 
 CELL_KEYS = [
     "scenario", "server", "protocol", "transport", "loop", "client", "mode", "connections",
@@ -25,7 +25,6 @@ CELL_KEYS = [
 # What a Socket.IO cell and its raw counterpart share.
 PAIR_KEYS = [k for k in CELL_KEYS if k not in ("server", "protocol")]
 UNSTABLE_CV = 0.10
-RAW_SERVERS = [name for name, info in SERVERS.items() if info.protocol == "raw"]
 # "efficiency": messages per second of server CPU. CPU time is only charged while a process
 # runs, so it holds still when a shared host steals time and throughput does not.
 METRICS = {
@@ -137,7 +136,7 @@ def _ratios(
     socketio_rows: pd.DataFrame, runs: pd.DataFrame, pair: str, metrics: dict[str, str]
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for raw_server in RAW_SERVERS:
+    for raw_server in raw_servers():
         raw_rows = runs[(runs["_pair"] == pair) & (runs["server"] == raw_server)]
         raw_rows = raw_rows[raw_rows["status"] == "ok"]
         for prefix, column in metrics.items():

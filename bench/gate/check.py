@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from bench.analyze.summary import CELL_KEYS
-from bench.catalog import SERVERS
+from bench.catalog import SERVERS, raw_servers
 from bench.gate.thresholds import METRIC_COLUMNS, Thresholds
 
 FINGERPRINT_FIELDS = [
@@ -341,7 +341,7 @@ def _normalise(
         info = SERVERS.get(str(old_cell["server"]))
         counterpart = info.raw_counterpart if info else None
         # The pair on the same WebSocket implementation first, then any raw server.
-        for raw in dict.fromkeys([r for r in (counterpart, "websockets", "aiohttp") if r]):
+        for raw in dict.fromkeys([r for r in (counterpart, *raw_servers()) if r]):
             prefix = f"{metric}_ratio_vs_{raw}"
             ratio_old, ratio_new = _triple(old_cell, prefix, ""), _triple(new_cell, prefix, "")
             if not (math.isnan(ratio_old[0]) or math.isnan(ratio_new[0])):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -14,12 +15,14 @@ from typing import Any
 
 import psutil
 
+from bench.catalog import SERVERS
 from servers.common import FAIRNESS
 
-# Libraries whose versions move results: the servers' stacks and the generator's.
+# Libraries whose versions move results, beyond the servers' own (their records name those):
+# the generator's stack and the analysis.
 HOT_PATH_PACKAGES = (
-    "websockets", "aiohttp", "python-socketio", "python-engineio", "uvicorn", "httptools",
-    "uvloop", "picows", "hdrhistogram", "numpy", "pandas", "psutil",
+    "httptools", "uvloop", "picows", "hdrhistogram", "numpy", "pandas", "psutil",
+    "websockets", "aiohttp", "python-socketio", "python-engineio",  # the library clients
 )  # fmt: skip
 
 
@@ -45,13 +48,34 @@ def libc_version() -> str:
 
 
 def package_versions() -> dict[str, str | None]:
+    """Python distributions by name, npm packages as ``npm:NAME`` and Node.js itself as
+    ``node`` (None: not installed)."""
     versions: dict[str, str | None] = {}
     for name in HOT_PATH_PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return versions
+    for info in SERVERS.values():
+        prefix = "npm:" if info.runtime == "node" else ""
+        versions.update({prefix + k: v for k, v in info.versions().items()})
+    if any(info.runtime == "node" for info in SERVERS.values()):
+        versions["node"] = node_version()
+    return dict(sorted(versions.items()))
+
+
+def node_version() -> str | None:
+    """``node --version`` without its "v" (None when Node.js is not installed)."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    try:
+        done = subprocess.run(
+            [node, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip().removeprefix("v") or None
 
 
 def git_state(root: Path) -> dict[str, Any]:

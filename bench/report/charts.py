@@ -28,8 +28,8 @@ from bench.metrics.histogram import merge
 from bench.report.verdict import PREFERRED_LOOP
 
 SERVER_ORDER = list(SERVERS)
-# The same colour for a server on every chart (matplotlib's colour-blind-aware tab10 cycle).
-SERVER_COLOURS = dict(zip(SERVER_ORDER, ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"], strict=True))
+# The same colour for a server on every chart: its record's.
+SERVER_COLOURS = {name: info.colour for name, info in SERVERS.items()}
 SPECTRUM_PERCENTILES = [50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9]
 FIGURE_SIZE_IN = (7.0, 3.6)
 
@@ -53,7 +53,7 @@ class Chart:
 
 
 # Servers outside the catalog (a --target run's label) get one of these, by name.
-OTHER_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+OTHER_COLOURS = ["#e377c2", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31"]
 
 
 def colour(server: str) -> str:

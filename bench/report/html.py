@@ -17,6 +17,7 @@ import jinja2
 import pandas as pd
 
 from bench.analyze.tidy import load_meta, load_runs
+from bench.catalog import raw_servers
 from bench.report.charts import all_charts
 from bench.report.features import feature_matrix, use_when
 from bench.report.verdict import Figure, Verdict, verdicts
@@ -35,10 +36,11 @@ SUMMARY_COLUMNS = [
     "scenario", "server", "transport", "loop", "mode", "connections", "payload_bytes",
     "payload_kind", "ack", "target_rate", "target_conns_s", "repeats", "throughput_median",
     "throughput_ci_low", "throughput_ci_high", "throughput_cv", "unstable", "p99_median",
-    "p99_ci_low", "p99_ci_high", "throughput_ratio_vs_websockets_median",
-    "throughput_ratio_vs_aiohttp_median", "connects_median", "connects_ci_low",
+    "p99_ci_low", "p99_ci_high",
+    *(f"throughput_ratio_vs_{raw}_median" for raw in raw_servers()),
+    "connects_median", "connects_ci_low",
     "connects_ci_high", "connect_p99_median", "connect_p99_ci_low", "connect_p99_ci_high",
-    "connects_ratio_vs_websockets_median", "connects_ratio_vs_aiohttp_median",
+    *(f"connects_ratio_vs_{raw}_median" for raw in raw_servers()),
     "client_bound_runs", "errors",
 ]  # fmt: skip
 

@@ -36,7 +36,8 @@ def _first_per_server(figures: list[Figure], summary: pd.DataFrame) -> dict[str,
 
 def reference_table(summary: pd.DataFrame) -> str:
     by_key = {v.key: v for v in verdicts(summary)}
-    servers = list(SERVERS)
+    present = set(summary["server"].astype(str)) if "server" in summary.columns else set()
+    servers = [name for name in SERVERS if name in present]  # the registry's order
     lines = [
         "| | " + " | ".join(servers) + " |",
         "|---|" + "---:|" * len(servers),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from bench.catalog import LOOPS, SERVERS
+from bench.catalog import LOOPS, SELECTORS, SERVERS, select
 from bench.errors import UsageError
 from bench.protocol.exchange import MIN_PAYLOAD_BYTES
 from bench.spec import POLLING_UPGRADE, RunSpec
@@ -36,7 +36,7 @@ MIN_SLICE_S = 0.05
 
 _ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
     "scenario": str,
-    "servers": list,
+    "servers": (str, list),  # names, or a selector of bench.catalog (all, raw, socketio)
     "loops": list,
     "mode": str,
     "connections": (int, list),
@@ -197,6 +197,18 @@ def check_fanout(where: str, entry: dict[str, Any]) -> None:
         raise UsageError(f"{where}: fanout mode publishes text messages")
 
 
+def _select_servers(entry: Any, where: str) -> Any:
+    """The entry with a selector in ``servers`` replaced by the names it selects."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("servers"), str):
+        return entry
+    if entry["servers"] not in SELECTORS:
+        raise UsageError(
+            f"{where}: servers must be a list of names or one of {', '.join(SELECTORS)}, "
+            f"got {entry['servers']!r}"
+        )
+    return {**entry, "servers": select(entry["servers"], str(entry.get("scenario", "")))}
+
+
 def validate_entry(entry: dict[str, Any], where: str) -> None:
     for key, value in entry.items():
         if key not in _ENTRY_KEYS:
@@ -209,6 +221,8 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
     for server in entry["servers"]:
         if server not in SERVERS:
             raise UsageError(f"{where}: unknown server {server!r} (known: {', '.join(SERVERS)})")
+    if not isinstance(entry["servers"], list) or not entry["servers"]:
+        raise UsageError(f"{where}: servers must name at least one server")
     for loop in entry.get("loops", ["uvloop"]):
         if loop not in LOOPS:
             raise UsageError(f"{where}: unknown loop {loop!r} (known: {', '.join(LOOPS)})")
@@ -281,7 +295,9 @@ def parse_suite(text: str, name: str) -> Suite:
     if not isinstance(entries, list) or not entries:
         raise UsageError(f"suite {name!r}: needs at least one [[run]] entry")
     for index, entry in enumerate(entries):
-        validate_entry(entry, f"suite {name!r}, run {index + 1}")
+        where = f"suite {name!r}, run {index + 1}"
+        entries[index] = entry = _select_servers(entry, where)
+        validate_entry(entry, where)
     repeat = data.get("repeat", 1)
     check_repeat(f"suite {name!r}: repeat", repeat)
     return Suite(name, str(data.get("description", "")), int(repeat), tuple(entries))
@@ -304,6 +320,18 @@ def entries_for_scenario(scenario: str) -> list[dict[str, Any]]:
     raise UsageError(f"unknown scenario {scenario!r} (known: {', '.join(known)})")
 
 
+def _loop_server_pairs(loops: list[str], servers: list[str]) -> list[tuple[str, str]]:
+    """(loop, server) in the order cells run: loop by loop, the servers of one loop together
+    (consecutive cells share a time-sliced run); a server on none of the loops (Node's one
+    loop) once, on its own loop, with the first loop's servers."""
+    others = [(SERVERS[s].loops[0], s) for s in servers if not set(loops) & set(SERVERS[s].loops)]
+    pairs = []
+    for index, loop in enumerate(loops):
+        pairs += [(loop, s) for s in servers if loop in SERVERS[s].loops]
+        pairs += others if index == 0 else []
+    return pairs or others
+
+
 def expand(
     entries: list[dict[str, Any]] | tuple[dict[str, Any], ...],
     repeat: int,
@@ -321,11 +349,10 @@ def expand(
             _as_list(entry.get("connections", max(entry.get("memory_steps", [10])))),
             _as_list(entry.get("rate_msgs_s", 0.0)),
             _as_list(entry.get("rate_conns_s", 0.0)),
-            entry.get("loops", ["uvloop"]),
-            entry["servers"],
+            _loop_server_pairs(entry.get("loops", ["uvloop"]), entry["servers"]),
         )
         steps = tuple(entry.get("memory_steps", ()))
-        for payload_bytes, payload_kind, connections, rate, conns_rate, loop, server in axes:
+        for payload_bytes, payload_kind, connections, rate, conns_rate, (loop, server) in axes:
             cells.append((times, RunSpec(
                     scenario=entry["scenario"],
                     server=server,

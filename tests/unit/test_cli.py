@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.catalog import SERVERS
 from bench.cli import build_parser, main, output_folder, resolve_cells
 from bench.errors import UsageError
 
@@ -127,12 +128,7 @@ def test_suite_cells_can_be_narrowed_and_shortened() -> None:
 
 def test_scenario_runs_as_in_the_default_suite() -> None:
     cells = cells_for(["run", "--scenario", "echo"])
-    assert {c.server for c in cells} == {
-        "websockets",
-        "aiohttp",
-        "socketio-aiohttp",
-        "socketio-asgi",
-    }
+    assert {c.server for c in cells} == set(SERVERS)
     assert {c.scenario for c in cells} == {"echo"}
 
 

@@ -63,6 +63,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "--repeat": lambda: cell().repeat,
     "--slice": lambda: cells("--servers", "aiohttp,websockets")[0].slice_s,
     "--client": lambda: cell().client,
+    "--loops": lambda: cell().loop,
     "--capacity-steps": lambda: cell("--mode", "capacity", "--slo-p99-ms", "5").capacity_steps,
     "--memory-steps": lambda: ",".join(map(str, cell("--mode", "memory").memory_steps)),
     "--transport": lambda: cell("--servers", "socketio-aiohttp").transport,
