@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv bench bench-quick check test test-unit lint micro micro-baseline overhead clean
+.PHONY: venv node bench bench-quick check test test-unit lint micro micro-baseline overhead clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,20 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-bench: $(STAMP)
+# The Node.js reference servers' packages, from the committed lockfile. Without Node.js and npm
+# this prints one line and goes on: wsbench then skips those servers' cells, saying so.
+NODE_DIR := servers/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+$(NODE_STAMP): $(NODE_DIR)/package-lock.json
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+		npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+		echo "wsbench: Node.js/npm not found: node-ws and node-socketio will be skipped (apt-get install nodejs npm)"; \
+	fi
+
+node: $(NODE_STAMP)
+
+bench: $(STAMP) $(NODE_STAMP)
 	$(PY) -m bench run --suite default
 
 bench-quick: $(STAMP)
@@ -29,7 +42,7 @@ check: $(STAMP)
 	$(PY) -m bench run --suite quick --repeat $(CHECK_REPEAT) --out $(CHECK_OUT) $(CHECK_ARGS)
 	$(PY) -m bench check $(CHECK_OUT) --baseline results/baseline
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest
 
 # The unit tier alone: no process started, no network socket opened (tests/unit/conftest.py
