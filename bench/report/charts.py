@@ -25,7 +25,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from bench.catalog import SERVERS
 from bench.metrics.histogram import merge
-from bench.report.verdict import PREFERRED_LOOP
+from bench.report.verdict import preferred_loop
 
 SERVER_ORDER = list(SERVERS)
 # The same colour for a server on every chart: its record's.
@@ -69,10 +69,15 @@ def _servers(frame: pd.DataFrame) -> list[str]:
 
 
 def _preferred_loop(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each server's rows on its preferred loop (uvloop, or its own: Node's libuv)."""
     if frame.empty:
         return frame
-    loops = sorted(set(frame["loop"]))
-    return frame[frame["loop"] == (PREFERRED_LOOP if PREFERRED_LOOP in loops else loops[0])]
+    servers = frame["server"].astype(str)
+    keep = pd.Series(False, index=frame.index)
+    for server in set(servers):
+        loop = preferred_loop(server, sorted(set(frame.loc[servers == server, "loop"]), key=str))
+        keep |= (servers == server) & (frame["loop"] == loop)
+    return frame[keep]
 
 
 def _where(frame: pd.DataFrame, **equals: object) -> pd.DataFrame:

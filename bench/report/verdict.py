@@ -117,10 +117,32 @@ def _prefer(preferred: object) -> Callable[[list[object]], object]:
     return lambda values: preferred if preferred in values else values[0]
 
 
+def preferred_loop(server: str, loops: list[object]) -> object:
+    """The loop a server's cells are quoted on: uvloop where it runs on it, else its own
+    (Node's libuv), else the first present."""
+    info = SERVERS.get(server)
+    own = info.loops if info else (PREFERRED_LOOP,)
+    for loop in (PREFERRED_LOOP, *own) if PREFERRED_LOOP in own else own:
+        if loop in loops:
+            return loop
+    return loops[0]
+
+
+def _per_server_loop(rows: pd.DataFrame) -> pd.DataFrame:
+    if rows.empty or "loop" not in rows.columns:
+        return rows
+    keep = pd.Series(False, index=rows.index)
+    for server in set(rows["server"].astype(str)):
+        mine = rows["server"].astype(str) == server
+        loop = preferred_loop(server, sorted(set(rows.loc[mine, "loop"]), key=str))
+        keep |= mine & _equal(rows["loop"], loop)
+    return rows[keep]
+
+
 def _one_per_server(rows: pd.DataFrame) -> pd.DataFrame:
     """The cells to quote, one per server, in the catalog's order: the preferred loop, the
     smallest text payload, the fewest connections (fixed rules, so no result picks itself)."""
-    rows = _narrow(rows, "loop", _prefer(PREFERRED_LOOP))
+    rows = _per_server_loop(rows)
     rows = _narrow(rows, "client", _prefer("fast"))
     rows = _narrow(rows, "payload_kind", _prefer("text"))
     rows = _narrow(rows, "payload_bytes", min)  # type: ignore[arg-type]
@@ -265,6 +287,81 @@ def _throughput(summary: pd.DataFrame) -> Verdict:
         "you need the most messages per second from one process",
         "you need the most messages per second from one process",
     )
+    verdict.parts += _generator_caveat(cells)
+    return verdict
+
+
+def _ratio_parts(row: pd.Series, base: str) -> tuple[list[Part], tuple[float, float] | None]:
+    """``R [low, high]`` (or ``R (one pass: no interval)``) for a ratio column family, and the
+    interval when there is one."""
+    parts: list[Part] = [_figure(row, f"{base}_median", "ratio")]
+    low, high = (float(row[f"{base}_{s}"]) for s in ("ci_low", "ci_high"))
+    if math.isnan(low) or math.isnan(high) or low == high:
+        return [*parts, " (one pass: no interval)"], None
+    parts += [" [", _figure(row, f"{base}_ci_low", "ratio"), ", "]
+    return [*parts, _figure(row, f"{base}_ci_high", "ratio"), "]"], (low, high)
+
+
+def _protocol_cost(summary: pd.DataFrame) -> Verdict:
+    """Socket.IO's own Node.js implementation against its raw server (ws) measures what the
+    protocol costs; python-socketio against its raw counterpart measures protocol plus
+    implementation: the difference is the implementation's."""
+    verdict = Verdict(
+        "protocol-cost",
+        "How much of Socket.IO's cost is the protocol, and how much the Python implementation?",
+        chart="chart-payload",
+    )
+    cells = _one_per_server(_where(summary, scenario="echo", mode="closed", transport="websocket"))
+    pairs: dict[str, list[tuple[pd.Series, str, str]]] = {"node": [], "python": []}
+    for _, row in cells.iterrows():
+        info = SERVERS.get(str(row["server"]))
+        raw = info.raw_counterpart if info else None
+        base = f"throughput_ratio_vs_{raw}"
+        if info is None or raw is None or f"{base}_median" not in row.index:
+            continue
+        if not math.isnan(float(row[f"{base}_median"])):
+            pairs[info.runtime].append((row, base, f"{info.name}/{raw}"))
+    if not pairs["node"] or not pairs["python"]:
+        verdict.parts = [
+            "Not measured in this run: it needs node-socketio and node-ws beside a Python "
+            "Socket.IO server and its raw counterpart (closed-loop echo)."
+        ]
+        return verdict
+    row, base, name = pairs["node"][0]
+    node_parts, node_interval = _ratio_parts(row, base)
+    verdict.parts = [
+        "Closed-loop echo (", *_setting(cells), "; Node on libuv): Socket.IO's own Node.js "
+        "implementation has a throughput ratio of ", *node_parts, f" to its raw server "
+        f"({name}), which is what the protocol itself costs (two framing layers, JSON, "
+        "events); python-socketio has",
+    ]  # fmt: skip
+    sides: list[Side | None] = []
+    for index, (row, base, name) in enumerate(pairs["python"]):
+        parts, interval = _ratio_parts(row, base)
+        verdict.parts += [" and" if index else "", " ", *parts, f" ({name})"]
+        if interval is None or node_interval is None:
+            sides.append(None)
+        elif interval[1] < node_interval[0]:
+            sides.append("raw")
+        elif interval[0] > node_interval[1]:
+            sides.append("socketio")
+        else:
+            sides.append("neither")
+    judged = {side for side in sides if side is not None}
+    if not judged:
+        verdict.parts.append(": one pass, so no claim on how they differ.")
+    elif judged == {"raw"}:
+        verdict.parts.append(
+            ": a smaller share than Socket.IO keeps on Node, with the intervals apart, so "
+            "most of python-socketio's cost is its implementation, not the protocol."
+        )
+    elif judged == {"neither"}:
+        verdict.parts.append(
+            ": its intervals overlap Node's, so its cost is the protocol's, not its own."
+        )
+    else:
+        verdict.parts.append(": the pairs do not agree on where the cost lies.")
+    verdict.favours = "neither"
     verdict.parts += _generator_caveat(cells)
     return verdict
 
@@ -560,6 +657,7 @@ def _wire(summary: pd.DataFrame) -> Verdict:
 
 QUESTIONS: list[Callable[[pd.DataFrame], Verdict]] = [
     _throughput,
+    _protocol_cost,
     _latency,
     _capacity,
     _memory,

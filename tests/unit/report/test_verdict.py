@@ -194,3 +194,46 @@ def test_cells_the_generator_may_have_limited_are_named_with_their_counts() -> N
     # No flagged run: no caveat.
     clean = summary.assign(client_bound_runs=0)
     assert "client_bound" not in sentence(by_key(clean)["throughput"])
+
+
+def node_cell(server: str, throughput: float, **extra: Any) -> dict[str, Any]:
+    return {**echo_cell(server, throughput, **extra), "loop": "libuv"}
+
+
+def test_protocol_cost_sets_node_socketio_against_python_socketio() -> None:
+    summary = summary_of(
+        echo_cell("aiohttp", 60_000.0),
+        echo_cell("socketio-aiohttp", 7_000.0, **ratio("throughput", "aiohttp", 0.12, 0.11, 0.13)),
+        echo_cell("node-ws", 50_000.0),  # on uvloop it would not be Node's: its loop is libuv
+        node_cell("node-ws", 40_000.0),
+        node_cell("node-socketio", 24_000.0, **ratio("throughput", "node-ws", 0.6, 0.55, 0.65)),
+    )
+    verdict = by_key(summary)["protocol-cost"]
+    text = sentence(verdict)
+    assert "throughput ratio of 0.60 [0.55, 0.65] to its raw server (node-socketio/node-ws)" in text
+    assert "0.12 [0.11, 0.13] (socketio-aiohttp/aiohttp)" in text
+    assert "most of python-socketio's cost is its implementation" in text
+    assert verdict.favours == "neither"
+    for figure in verdict.figures:
+        assert figure.value == summary.loc[figure.row, figure.column]
+    # Node's cells are quoted on their own loop in the throughput sentence too.
+    throughput = sentence(by_key(summary)["throughput"])
+    assert "node-ws 40,000 msgs/s" in throughput
+    assert "node-socketio/node-ws throughput ratio 0.60" in throughput
+
+
+def test_protocol_cost_with_overlapping_intervals_blames_the_protocol() -> None:
+    summary = summary_of(
+        echo_cell("socketio-aiohttp", 7_000.0, **ratio("throughput", "aiohttp", 0.58, 0.5, 0.6)),
+        node_cell("node-socketio", 24_000.0, **ratio("throughput", "node-ws", 0.6, 0.55, 0.65)),
+    )
+    assert "its cost is the protocol's" in sentence(by_key(summary)["protocol-cost"])
+
+
+def test_protocol_cost_without_node_says_what_it_needs() -> None:
+    summary = summary_of(
+        echo_cell("socketio-aiohttp", 7_000.0, **ratio("throughput", "aiohttp", 0.12, 0.11, 0.13))
+    )
+    verdict = by_key(summary)["protocol-cost"]
+    assert verdict.favours == "unmeasured"
+    assert "needs node-socketio and node-ws" in sentence(verdict)
