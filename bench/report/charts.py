@@ -27,9 +27,6 @@ from bench.catalog import SERVERS
 from bench.metrics.histogram import merge
 from bench.report.verdict import preferred_loop
 
-SERVER_ORDER = list(SERVERS)
-# The same colour for a server on every chart: its record's.
-SERVER_COLOURS = {name: info.colour for name, info in SERVERS.items()}
 SPECTRUM_PERCENTILES = [50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9]
 FIGURE_SIZE_IN = (7.0, 3.6)
 
@@ -57,15 +54,16 @@ OTHER_COLOURS = ["#e377c2", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31
 
 
 def colour(server: str) -> str:
-    if server in SERVER_COLOURS:
-        return SERVER_COLOURS[server]
+    """The same colour for a server on every chart: its record's."""
+    if server in SERVERS:
+        return SERVERS[server].colour
     return OTHER_COLOURS[zlib.crc32(server.encode()) % len(OTHER_COLOURS)]
 
 
 def _servers(frame: pd.DataFrame) -> list[str]:
     """The servers present, the catalog's first in its order, then any others by name."""
     present = set(frame["server"].astype(str)) if "server" in frame.columns else set()
-    return [n for n in SERVER_ORDER if n in present] + sorted(present - set(SERVER_ORDER))
+    return [n for n in SERVERS if n in present] + sorted(present - set(SERVERS))
 
 
 def _preferred_loop(frame: pd.DataFrame) -> pd.DataFrame:

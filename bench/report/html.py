@@ -32,17 +32,21 @@ TABLE_COLUMNS = [
     "server_cpu_us_per_conn", "server_rss_bytes", "client_cpu_pct", "client_bound", "status",
 ]  # fmt: skip
 
-SUMMARY_COLUMNS = [
-    "scenario", "server", "transport", "loop", "mode", "connections", "payload_bytes",
-    "payload_kind", "ack", "target_rate", "target_conns_s", "repeats", "throughput_median",
-    "throughput_ci_low", "throughput_ci_high", "throughput_cv", "unstable", "p99_median",
-    "p99_ci_low", "p99_ci_high",
-    *(f"throughput_ratio_vs_{raw}_median" for raw in raw_servers()),
-    "connects_median", "connects_ci_low",
-    "connects_ci_high", "connect_p99_median", "connect_p99_ci_low", "connect_p99_ci_high",
-    *(f"connects_ratio_vs_{raw}_median" for raw in raw_servers()),
-    "client_bound_runs", "errors",
-]  # fmt: skip
+
+def table_columns() -> list[str]:
+    """The summary table's columns, with a ratio column per raw server of the registry."""
+    return [
+        "scenario", "server", "transport", "loop", "mode", "connections", "payload_bytes",
+        "payload_kind", "ack", "target_rate", "target_conns_s", "repeats", "throughput_median",
+        "throughput_ci_low", "throughput_ci_high", "throughput_cv", "unstable", "p99_median",
+        "p99_ci_low", "p99_ci_high",
+        *(f"throughput_ratio_vs_{raw}_median" for raw in raw_servers()),
+        "connects_median", "connects_ci_low", "connects_ci_high", "connect_p99_median",
+        "connect_p99_ci_low", "connect_p99_ci_high",
+        *(f"connects_ratio_vs_{raw}_median" for raw in raw_servers()),
+        "client_bound_runs", "errors",
+    ]  # fmt: skip
+
 
 # The report's templates (report.html, compare.html): autoescaped, and strict about names.
 TEMPLATES = jinja2.Environment(
@@ -118,7 +122,7 @@ def render(folder: Path) -> str:
     found = verdicts(summary) if not summary.empty else []
     # Every column a verdict quotes is in the page's summary table too.
     quoted = [f.column for v in found for f in v.figures]
-    summary_columns = [c for c in dict.fromkeys(SUMMARY_COLUMNS + quoted) if c in summary.columns]
+    summary_columns = [c for c in dict.fromkeys(table_columns() + quoted) if c in summary.columns]
     summary_rows = [
         {"index": index, "cells": [format_cell(v) for v in record], "flagged": bool(flag)}
         for index, record, flag in zip(

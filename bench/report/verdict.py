@@ -21,7 +21,6 @@ from bench.catalog import SERVERS
 
 Side = Literal["raw", "socketio", "neither", "mixed", "unmeasured"]
 PREFERRED_LOOP = "uvloop"
-SERVER_ORDER = list(SERVERS)
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ def _one_per_server(rows: pd.DataFrame) -> pd.DataFrame:
     rows = _narrow(rows, "payload_bytes", min)  # type: ignore[arg-type]
     rows = _narrow(rows, "connections", min)  # type: ignore[arg-type]
     rows = rows.drop_duplicates("server")
-    order = {name: i for i, name in enumerate(SERVER_ORDER)}
+    order = {name: i for i, name in enumerate(SERVERS)}
     return rows.iloc[sorted(range(len(rows)), key=lambda i: order.get(rows["server"].iloc[i], 99))]
 
 
@@ -405,7 +404,7 @@ def _capacity(summary: pd.DataFrame) -> Verdict:
         _figure(rows.iloc[0], "slo_p99_ms_median", "ms"),
         " and no errors: ",
     ]
-    order = {name: i for i, name in enumerate(SERVER_ORDER)}
+    order = {name: i for i, name in enumerate(SERVERS)}
     ordered = sorted(rows.index, key=lambda i: (order.get(str(rows.loc[i, "server"]), 99), i))
     for n, index in enumerate(ordered):
         row = rows.loc[index]

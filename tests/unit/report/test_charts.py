@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.report.charts import SERVER_COLOURS, _servers, colour, connection_throughput
+from bench.catalog import SERVERS
+from bench.report.charts import _servers, colour, connection_throughput
 
 
 def test_catalog_servers_keep_their_colours_and_others_get_a_stable_one() -> None:
-    assert colour("websockets") == SERVER_COLOURS["websockets"]
+    assert colour("websockets") == SERVERS["websockets"].colour
+    assert len({info.colour for info in SERVERS.values()}) == len(SERVERS)  # all distinct
     assert colour("mine") == colour("mine")
-    assert colour("mine") not in SERVER_COLOURS.values()
+    assert colour("mine") not in {info.colour for info in SERVERS.values()}
 
 
 def test_a_target_label_is_drawn_after_the_catalog_servers() -> None:
