@@ -1,9 +1,11 @@
 """The generator's connections on picows: handshake, send, verify each echo, record its latency.
 
 ``EchoConnection.on_ws_frame`` and ``EchoConnection.send`` are the hot path: per message they
-do one clock read, one dictionary pop (which verifies the echo byte for byte and finds its send
-time), one array append, and in closed loop one template fill and one send. Everything else
-(Engine.IO pings, Socket.IO attachments' placeholders, errors) is handled off that path.
+do one clock read, one dictionary pop (which, with a comparison of the reply's constant tail
+for large payloads, verifies the echo byte for byte and finds its send time), one array
+append, and in closed loop one template fill and one send. Each connection picks the variants
+of both for its shape once, at set-up, instead of testing per message what never changes for
+it. Everything else (Engine.IO pings, errors) is handled off that path.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ _PING = sio.EIO_PING.encode()
 _PONG = sio.EIO_PONG.encode()
 _NOOP = sio.EIO_NOOP.encode()
 MAX_ERROR_SAMPLES = 20
+# From this payload size on, outstanding messages are keyed by their reply's head and the
+# constant tail is compared through a memoryview of picows's buffer, neither copied nor hashed;
+# below it, hashing a copy of the whole frame costs less than the memoryview's set-up (the
+# two cost about the same near 2 KiB on this project's 2-core VM, docs/measurements.md).
+HEAD_KEY_MIN_BYTES = 1024
 
 
 class Tally:
@@ -96,13 +103,26 @@ class EchoConnection(WSListener, Accounting):
         Accounting.__init__(self, tally, closed_loop)
         self.transport: WSTransport | None = None
         builder = FrameBuilder(exchange)
-        self.body_and_reply = builder.body_and_reply
         self.preamble = builder.preamble
         self.exchange = exchange
         self.body_type = BINARY if exchange.payload_kind == "binary" else TEXT
         # Socket.IO binary echoes arrive as a placeholder text frame, then the attachment.
-        self.has_reply_preamble = exchange.expected_reply_preamble(0) is not None
+        self.expected_reply_preamble = builder.reply_preamble
+        self.has_reply_preamble = builder.reply_preamble is not None
         self.reply_preamble: bytes | None = None
+        # The key of an outstanding message: its whole expected reply, or (large payloads) the
+        # reply's head, the reply being the head followed by ``reply_tail``.
+        self.by_head = exchange.payload_bytes >= HEAD_KEY_MIN_BYTES
+        self.body_and_key = builder.body_and_head if self.by_head else builder.body_and_reply
+        # A bytearray: ``bytearray == memoryview`` is one memcmp, while ``bytes == memoryview``
+        # falls back to memoryview's comparison, item by item (100 times slower at 16 KiB).
+        self.reply_tail = bytearray(builder.reply_tail)
+        self.reply_tail_bytes = len(builder.reply_tail)
+        if self.preamble is None:
+            self.send = self._send_body  # type: ignore[method-assign]
+        if type(self).on_ws_frame is EchoConnection.on_ws_frame and not self.has_reply_preamble:
+            # (A subclass that reads frames its own way keeps its on_ws_frame.)
+            self.on_ws_frame = self._echo_handler(closed_loop)  # type: ignore[method-assign]
         self.socketio = exchange.protocol == "socketio"
         # Socket.IO: -1 awaits the upgrade probe's reply, 0 the open packet, 1 the namespace
         # connect reply; 2 is ready.
@@ -127,6 +147,39 @@ class EchoConnection(WSListener, Accounting):
             transport.send(TEXT, sio.EIO_PROBE.encode())
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        """Verify an echo, time it, and in closed loop send the next message. This general
+        form serves Socket.IO binary (two frames a message, where a test per frame is noise);
+        ``__init__`` replaces it with the specialisation for every other shape."""
+        now = monotonic_ns()
+        self.frames_received += 1
+        if self.by_head:
+            view = frame.get_payload_as_memoryview()
+            head_end = len(view) - self.reply_tail_bytes
+            key = view[:head_end].tobytes() if self.reply_tail == view[head_end:] else None
+        else:
+            key = frame.get_payload_as_bytes()
+        sent_ns = self.outstanding.pop(key, None)
+        if sent_ns is None or key is None:
+            self._not_an_echo(frame.msg_type, frame.get_payload_as_bytes())
+            return
+        if self.has_reply_preamble and not self._take_reply_preamble(key):
+            return
+        if sent_ns >= self.window_start_ns:
+            self.received += 1
+            self.record(now - sent_ns)
+        if self.closed_loop:
+            self.send(now)
+
+    # The specialisations of on_ws_frame: whole frame or head and tail, open or closed loop.
+    # They differ from one another in one or two lines; each is spelt out because a call to a
+    # shared helper would cost more per message than the tests they save.
+
+    def _echo_handler(self, closed_loop: bool) -> Any:
+        if self.by_head:
+            return self._echo_by_head_then_send if closed_loop else self._echo_by_head
+        return self._echo_then_send if closed_loop else self._echo
+
+    def _echo(self, transport: WSTransport, frame: WSFrame) -> None:
         now = monotonic_ns()
         self.frames_received += 1
         data = frame.get_payload_as_bytes()
@@ -134,13 +187,56 @@ class EchoConnection(WSListener, Accounting):
         if sent_ns is None:
             self._not_an_echo(frame.msg_type, data)
             return
-        if self.has_reply_preamble and not self._take_reply_preamble(data):
+        if sent_ns >= self.window_start_ns:
+            self.received += 1
+            self.record(now - sent_ns)
+
+    def _echo_then_send(self, transport: WSTransport, frame: WSFrame) -> None:
+        now = monotonic_ns()
+        self.frames_received += 1
+        data = frame.get_payload_as_bytes()
+        sent_ns = self.outstanding.pop(data, None)
+        if sent_ns is None:
+            self._not_an_echo(frame.msg_type, data)
             return
         if sent_ns >= self.window_start_ns:
             self.received += 1
             self.record(now - sent_ns)
-        if self.closed_loop:
-            self.send(now)
+        self.send(now)
+
+    def _echo_by_head(self, transport: WSTransport, frame: WSFrame) -> None:
+        now = monotonic_ns()
+        self.frames_received += 1
+        view = frame.get_payload_as_memoryview()  # picows's buffer, valid during this call
+        head_end = len(view) - self.reply_tail_bytes
+        # The tail first: a reply with a wrong tail must leave its message outstanding.
+        if self.reply_tail != view[head_end:]:
+            self._not_an_echo(frame.msg_type, view.tobytes())
+            return
+        sent_ns = self.outstanding.pop(view[:head_end].tobytes(), None)
+        if sent_ns is None:
+            self._not_an_echo(frame.msg_type, view.tobytes())
+            return
+        if sent_ns >= self.window_start_ns:
+            self.received += 1
+            self.record(now - sent_ns)
+
+    def _echo_by_head_then_send(self, transport: WSTransport, frame: WSFrame) -> None:
+        now = monotonic_ns()
+        self.frames_received += 1
+        view = frame.get_payload_as_memoryview()
+        head_end = len(view) - self.reply_tail_bytes
+        if self.reply_tail != view[head_end:]:
+            self._not_an_echo(frame.msg_type, view.tobytes())
+            return
+        sent_ns = self.outstanding.pop(view[:head_end].tobytes(), None)
+        if sent_ns is None:
+            self._not_an_echo(frame.msg_type, view.tobytes())
+            return
+        if sent_ns >= self.window_start_ns:
+            self.received += 1
+            self.record(now - sent_ns)
+        self.send(now)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if not self.closing:
@@ -152,17 +248,29 @@ class EchoConnection(WSListener, Accounting):
     # --- sending ---------------------------------------------------------------------------
 
     def send(self, t_ns: int) -> None:
-        """Send the next message, stamped with intended send time ``t_ns``."""
+        """Send the next message, stamped with intended send time ``t_ns``. (This form sends
+        the Socket.IO binary placeholder first; ``__init__`` replaces it with ``_send_body``
+        for every other shape.)"""
         if t_ns >= self.window_end_ns:
             return
         seq = self.next_seq
         self.next_seq = seq + 1
-        body, expected = self.body_and_reply(seq, t_ns)
-        self.outstanding[expected] = t_ns
+        body, key = self.body_and_key(seq, t_ns)
+        self.outstanding[key] = t_ns
         transport = self.transport
-        if self.preamble is not None:
-            transport.send(TEXT, self.preamble(seq))  # type: ignore[union-attr]
+        transport.send(TEXT, self.preamble(seq))  # type: ignore[misc, union-attr]
         transport.send(self.body_type, body)  # type: ignore[union-attr]
+        if t_ns >= self.window_start_ns:
+            self.sent += 1
+
+    def _send_body(self, t_ns: int) -> None:
+        if t_ns >= self.window_end_ns:
+            return
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        body, key = self.body_and_key(seq, t_ns)
+        self.outstanding[key] = t_ns
+        self.transport.send(self.body_type, body)  # type: ignore[union-attr]
         if t_ns >= self.window_start_ns:
             self.sent += 1
 
@@ -188,10 +296,12 @@ class EchoConnection(WSListener, Accounting):
             f"unexpected frame ({self.describe(data, self.exchange.payload_bytes)})"
         )
 
-    def _take_reply_preamble(self, body: bytes) -> bool:
+    def _take_reply_preamble(self, key: bytes) -> bool:
+        """Whether the placeholder frame before this attachment (whose key starts with its
+        header) was the expected one; it is consumed either way."""
         preamble, self.reply_preamble = self.reply_preamble, None
-        seq, _ = parse_header(body)
-        expected = self.exchange.expected_reply_preamble(seq)
+        seq, _ = parse_header(key)
+        expected = self.expected_reply_preamble(seq)  # type: ignore[misc]
         if preamble == expected:
             return True
         self.unexpected += 1

@@ -2,9 +2,13 @@
 
 Every payload starts with a header holding the message's sequence number and its intended send
 time, followed by a deterministic filler up to the requested size, so each payload is unique and
-its expected echo is known exactly. The generator keys its table of outstanding messages by the
-exact bytes of the expected reply frame: one dictionary lookup both verifies the echo byte for
-byte and matches it to its send time; a wrong, duplicated or unknown echo simply isn't found.
+its expected echo is known exactly. Every expected reply is a *head* that differs between
+messages (any prefix, with the ack id, and the header) followed by a *tail* that is the same
+for every message of an exchange (filler and any suffix, ``FrameBuilder.reply_tail``). The
+generator keys its table of outstanding messages by the head (small payloads: by the whole
+reply) and checks the tail separately: one dictionary lookup and one comparison both verify
+the echo byte for byte and match it to its send time; a wrong, duplicated or unknown echo
+simply isn't found.
 """
 
 from __future__ import annotations
@@ -127,12 +131,14 @@ class FrameBuilder:
     Only the header (and, with acks, the ack id) changes between messages; everything else is
     precomputed into byte templates, and the shape's function is chosen once here instead of
     branching per message. ``body_and_reply(seq, t_ns)`` gives the body frame and the expected
-    reply; ``preamble`` is ``None`` or a function of ``seq`` giving the text frame that goes
-    before the body (Socket.IO binary). A unit test checks that ``frames`` equals
-    ``Exchange.frames`` for every protocol, payload kind and style.
+    reply; ``body_and_head(seq, t_ns)`` the body frame and the expected reply's head, which
+    followed by ``reply_tail`` is the expected reply. ``preamble`` is ``None`` or a function of
+    ``seq`` giving the text frame that goes before the body (Socket.IO binary), and
+    ``reply_preamble`` likewise for the placeholder frame that goes before the reply. Unit
+    tests check all of them against ``Exchange`` for every protocol, payload kind and style.
     """
 
-    __slots__ = ("body_and_reply", "preamble")
+    __slots__ = ("body_and_head", "body_and_reply", "preamble", "reply_preamble", "reply_tail")
 
     def __init__(self, exchange: Exchange) -> None:
         framing = EventFraming(exchange.event)
@@ -140,6 +146,7 @@ class FrameBuilder:
         hexlify = binascii.b2a_hex
         mask = _SEQ_LIMIT - 1
         self.preamble: Callable[[int], bytes] | None = None
+        self.reply_preamble: Callable[[int], bytes] | None = None
 
         # The header is hex of 4 bytes of sequence number and 8 bytes of time: the same digits
         # as _HEADER_FORMAT, about twice as fast to build.
@@ -147,17 +154,26 @@ class FrameBuilder:
             body = hexlify((((seq & mask) << 64) | t_ns).to_bytes(12)) + tail
             return body, body
 
+        def raw_head(seq: int, t_ns: int) -> tuple[bytes, bytes]:
+            head = hexlify((((seq & mask) << 64) | t_ns).to_bytes(12))
+            return head + tail, head
+
         if exchange.protocol == "raw" or exchange.payload_kind == "binary":
             self.body_and_reply: Callable[[int, int], tuple[bytes, bytes]] = raw
+            self.body_and_head: Callable[[int, int], tuple[bytes, bytes]] = raw_head
+            self.reply_tail = tail
             if exchange.protocol == "socketio":
                 if exchange.ack:
                     template = _percent_template(framing.binary_emit_placeholder(_ACK_SENTINEL))
                     self.preamble = template.__mod__
+                    reply = _percent_template(framing.binary_ack_placeholder(_ACK_SENTINEL))
+                    self.reply_preamble = reply.__mod__
                 else:
                     constant = framing.binary_emit_placeholder().encode()
-                    self.preamble = lambda seq: constant
+                    self.preamble = self.reply_preamble = lambda seq: constant
             return
         string_tail = tail + b'"]'
+        self.reply_tail = string_tail
         if exchange.ack:
             send_prefix = _percent_template(framing.emit_prefix(_ACK_SENTINEL)) + b'"'
             reply_prefix = _percent_template(framing.ack_prefix(_ACK_SENTINEL)) + b'"'
@@ -166,7 +182,12 @@ class FrameBuilder:
                 payload = hexlify((((seq & mask) << 64) | t_ns).to_bytes(12)) + string_tail
                 return (send_prefix % seq) + payload, (reply_prefix % seq) + payload
 
+            def text_ack_head(seq: int, t_ns: int) -> tuple[bytes, bytes]:
+                header = hexlify((((seq & mask) << 64) | t_ns).to_bytes(12))
+                return (send_prefix % seq) + header + string_tail, (reply_prefix % seq) + header
+
             self.body_and_reply = text_ack
+            self.body_and_head = text_ack_head
             return
         prefix = framing.emit_prefix().encode() + b'"'
 
@@ -174,7 +195,12 @@ class FrameBuilder:
             sent = prefix + hexlify((((seq & mask) << 64) | t_ns).to_bytes(12)) + string_tail
             return sent, sent
 
+        def text_emit_head(seq: int, t_ns: int) -> tuple[bytes, bytes]:
+            head = prefix + hexlify((((seq & mask) << 64) | t_ns).to_bytes(12))
+            return head + string_tail, head
+
         self.body_and_reply = text_emit
+        self.body_and_head = text_emit_head
 
     def frames(self, seq: int, t_ns: int) -> tuple[bytes | None, bytes, bytes]:
         """The same triple as ``Exchange.frames`` (for tests; the hot path uses the parts)."""

@@ -25,11 +25,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from picows import WSMsgType
 
-from bench.load.client import EchoConnection, Tally
+from bench.load.client import HEAD_KEY_MIN_BYTES, EchoConnection, Tally
 from bench.load.plan import WorkerPlan
 from bench.load.polling_worker import PollingConnection, encode_event
 from bench.protocol import socketio as sio
-from bench.protocol.exchange import Exchange
+from bench.protocol.exchange import HEADER_BYTES, Exchange
 from tests.conftest import PROPERTY_EXAMPLES
 
 # No example database: nothing is written into the work tree.
@@ -46,6 +46,9 @@ class FakeFrame:
 
     def get_payload_as_bytes(self) -> bytes:
         return self.payload
+
+    def get_payload_as_memoryview(self) -> memoryview:
+        return memoryview(self.payload)
 
 
 class FakeTransport:
@@ -153,7 +156,9 @@ exchanges = st.builds(
     Exchange,
     st.sampled_from(["raw", "socketio"]),
     st.sampled_from(["text", "binary"]),
-    st.integers(min_value=24, max_value=64),
+    # Small payloads are keyed by the whole reply, large ones by its head (and their tail
+    # compared): both ways.
+    st.one_of(st.integers(24, 64), st.integers(HEAD_KEY_MIN_BYTES, HEAD_KEY_MIN_BYTES + 40)),
     st.booleans(),
 )
 
@@ -166,7 +171,8 @@ def test_every_frame_is_an_echo_a_control_frame_or_an_error(
     connection, transport = open_connection(exchange, closed_loop)
     for t_ns in range(1, messages + 1):
         connection.send(t_ns)
-    expected = list(connection.outstanding)
+    # The replies as the reference construction spells them, not as the connection keys them.
+    expected = [exchange.frames(seq, t_ns)[2] for seq, t_ns in enumerate(range(1, messages + 1))]
     preambles = [exchange.expected_reply_preamble(seq) for seq in range(messages)]
     received = build_frames(specs, expected + [p for p in preambles if p is not None],
                             CONTROL_TEXTS)  # fmt: skip
@@ -283,3 +289,41 @@ def test_every_long_polling_packet_is_an_echo_a_control_packet_or_an_error(
     assert connection.sent == connection.received + len(connection.outstanding)
     assert connection.disconnected == (sio.EIO_CLOSE in packets)
     assert connection.pending.count(sio.EIO_PONG) == packets.count(sio.EIO_PING)
+
+
+@pytest.mark.parametrize("size", [32, HEAD_KEY_MIN_BYTES, 256 * 1024])
+@pytest.mark.parametrize(
+    ("protocol", "kind", "ack"),
+    [("raw", "text", False), ("raw", "binary", False), ("socketio", "text", False),
+     ("socketio", "text", True), ("socketio", "binary", False), ("socketio", "binary", True)],
+)  # fmt: skip
+def test_an_altered_head_or_tail_duplicate_or_late_echo_is_caught_at_every_size(
+    protocol: str, kind: str, ack: bool, size: int
+) -> None:
+    exchange = Exchange(protocol, kind, size, ack=ack)  # type: ignore[arg-type]
+    connection, transport = open_connection(exchange, closed_loop=False)
+    connection.send(1)
+    connection.send(2)
+    replies = [exchange.frames(seq, t_ns)[2] for seq, t_ns in [(0, 1), (1, 2)]]
+    placeholders = [exchange.expected_reply_preamble(seq) for seq in (0, 1)]
+    header_at = replies[0].index(b"%08x" % 0)
+    bad_header = bytearray(replies[0])
+    bad_header[header_at + HEADER_BYTES - 1] ^= 1  # the send time's last digit: still hex
+    bad_tail = bytearray(replies[0])
+    bad_tail[-1] ^= 1
+    body_type = WSMsgType.BINARY if kind == "binary" else WSMsgType.TEXT
+    # Message 1's echo twice, then message 0's altered twice, then its exact echo (late).
+    for index, reply in [(1, replies[1]), (1, replies[1]), (0, bytes(bad_header)),
+                         (0, bytes(bad_tail)), (0, replies[0])]:  # fmt: skip
+        if placeholders[index] is not None:
+            connection.on_ws_frame(transport, FakeFrame(WSMsgType.TEXT, placeholders[index]))  # type: ignore[arg-type]
+        connection.on_ws_frame(transport, FakeFrame(body_type, reply))  # type: ignore[arg-type]
+    # (received, errors, outstanding), as counted before echoes were keyed by their heads.
+    # Socket.IO binary: the placeholder before each altered attachment is left over and the
+    # next placeholder counted as an error; with acks, message 0's placeholder then mismatches
+    # (the leftover is message 1's), so its exact echo is consumed as an error too.
+    counts = {("socketio", "binary", False): (2, 6, 0), ("socketio", "binary", True): (1, 7, 0)}
+    assert (connection.received, connection.unexpected, len(connection.outstanding)) == counts.get(
+        (protocol, kind, ack), (2, 3, 0)
+    )
+    assert connection.frames_received == 5 * exchange.frames_per_message

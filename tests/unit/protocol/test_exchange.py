@@ -34,6 +34,22 @@ def test_fast_builder_equals_reference(protocol: str, kind: str, ack: bool, size
         assert builder.frames(seq, t_ns) == exchange.frames(seq, t_ns)
 
 
+@pytest.mark.parametrize(("protocol", "kind", "ack"), SHAPES)
+@pytest.mark.parametrize("size", [24, 32, 1000])
+def test_reply_is_its_head_then_the_exchange_s_constant_tail(
+    protocol: str, kind: str, ack: bool, size: int
+) -> None:
+    exchange = Exchange(protocol, kind, size, ack=ack)  # type: ignore[arg-type]
+    builder = FrameBuilder(exchange)
+    for seq, t_ns in itertools.product([0, 1, 99, 2**32 + 5], [0, 123_456_789_012]):
+        _, body, reply = exchange.frames(seq, t_ns)
+        sent, head = builder.body_and_head(seq, t_ns)
+        assert (sent, head + builder.reply_tail) == (body, reply)
+        assert len(head) >= HEADER_BYTES
+        reply_preamble = None if builder.reply_preamble is None else builder.reply_preamble(seq)
+        assert reply_preamble == exchange.expected_reply_preamble(seq)
+
+
 def test_payload_header_round_trip_and_size() -> None:
     body = payload(42, 987_654_321, "text", 32)
     assert len(body) == 32
