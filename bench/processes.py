@@ -42,8 +42,11 @@ async def start_process(
     stdout: int | None = asyncio.subprocess.PIPE,
     stderr: int | Path | None = None,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> asyncio.subprocess.Process:
-    """Start ``argv`` (no shell) in the repository root; pin it to ``cpus`` when given."""
+    """Start ``argv`` (no shell); pin it to ``cpus`` when given. The harness's own programs
+    (no ``cwd``) run in the repository root with it on PYTHONPATH; another program (a
+    --server-cmd) runs in ``cwd`` with the caller's PYTHONPATH untouched."""
     stderr_target: int | None
     log_file = None
     if isinstance(stderr, Path):
@@ -55,9 +58,10 @@ async def start_process(
     # One thread per process for numpy's BLAS: nothing here needs more, and threads would
     # compete with the measured loops.
     child_env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(repo_root()), child_env.get("PYTHONPATH", "")) if p
-    )
+    if cwd is None:
+        child_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(repo_root()), child_env.get("PYTHONPATH", "")) if p
+        )
     if env:
         child_env.update(env)
     try:
@@ -66,7 +70,7 @@ async def start_process(
             stdin=stdin,
             stdout=stdout,
             stderr=stderr_target,
-            cwd=repo_root(),
+            cwd=repo_root() if cwd is None else cwd,
             env=child_env,
             limit=STREAM_LIMIT_BYTES,
             # Its own process group, so a Ctrl-C in the terminal reaches the harness only; not

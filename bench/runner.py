@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import shlex
 import signal
 import traceback
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +24,13 @@ import psutil
 
 from bench.catalog import SERVERS
 from bench.errors import RunFailed, UsageError
-from bench.limits import ConnectionBudget, hard_open_files_limit, plan_connections, port_range
+from bench.limits import (
+    ConnectionBudget,
+    hard_open_files_limit,
+    plan_connections,
+    port_range,
+    raise_open_files_limit,
+)
 from bench.load.capacity import CapacitySearch, ProbeOutcome
 from bench.load.coordinator import START_DELAY_S, WorkerPool
 from bench.load.plan import WorkerPlan, WorkerReport
@@ -30,6 +38,14 @@ from bench.metrics import fairness, looplag
 from bench.metrics import histogram as hist
 from bench.metrics.sampling import ProcessSampler, WindowUsage
 from bench.processes import STOP_GRACE_S, python_argv, start_process, stop_process
+from bench.server_cmd import (
+    fill_in,
+    free_port,
+    listening_pid,
+    pin_family,
+    signal_group,
+    wait_until_listening,
+)
 from bench.spec import POLLING_UPGRADE, RunSpec
 from bench.target import websocket_url
 from servers.common import LOOP_LAG_FILE_ENV
@@ -133,16 +149,21 @@ class ManagedServer:
         module: str = "",
         transports: tuple[str, ...] = (),
         handicap_us: float = 0.0,
+        command: Sequence[str] = (),
     ) -> None:
         """``name`` from ``SERVERS``; or any name with the ``module`` to run (the calibration
-        echo server, which shares the servers' command line). ``transports``: Socket.IO
-        servers' Engine.IO transports, when not the contract's WebSocket only.
-        ``handicap_us``: CPU the server burns per echoed message (testing gates only)."""
+        echo server, which shares the servers' command line), or with the whole ``command``
+        (UserServer). ``transports``: Socket.IO servers' Engine.IO transports, when not the
+        contract's WebSocket only. ``handicap_us``: CPU the server burns per echoed message
+        (testing gates only)."""
         self.transports = transports
         self.handicap_us = handicap_us
         self.name = name
         # The command before the common arguments: the record's, or the module's.
-        self.command = python_argv(module) if module else SERVERS[name].argv()
+        if command:
+            self.command = list(command)
+        else:
+            self.command = python_argv(module) if module else SERVERS[name].argv()
         self.loop = loop
         self.cpus = cpus
         self.log_path = log_path
@@ -204,11 +225,95 @@ class ManagedServer:
             return None
         return await stop_process(self.process)
 
+    @property
+    def sampled_pid(self) -> int | None:
+        """The process whose CPU and memory are the server's."""
+        return self.process.pid if self.process is not None else None
+
+
+class UserServer(ManagedServer):
+    """A server started from the user's command (``--server-cmd``), which the harness did not
+    write: ready once its port accepts connections (no READY line), stopped with its process
+    group. It is pinned to the server CPUs and sampled like the registry's servers."""
+
+    def __init__(
+        self, name: str, command: Sequence[str], cpus: frozenset[int], log_path: Path,
+        ready_timeout_s: float,
+    ) -> None:  # fmt: skip
+        """``command``: the argument list with ``{port}`` to fill in (bench.server_cmd)."""
+        super().__init__(name, "external", cpus, log_path, command=command)
+        self.ready_timeout_s = ready_timeout_s
+        self._sampled_pid: int | None = None
+
+    async def start(self, port: int = 0) -> None:
+        """Start the command on ``port`` (0: a free one the harness picks) and wait until the
+        port accepts connections; RunFailed, in one line, when it exits or times out first
+        (the process may still be running then: the caller stops it)."""
+        self.port = port or free_port(LOOPBACK)
+        argv = fill_in(self.command, LOOPBACK, self.port)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # The registry's servers raise their open-file limit to the hard one; this one inherits
+        # the harness's, raised, so that both hold as many connections.
+        raise_open_files_limit()
+        # stdout and stderr both into the log: nobody reads a pipe, and a full one would stall.
+        with self.log_path.open("ab") as log:
+            try:
+                self.process = await start_process(
+                    argv, cpus=self.cpus, stdout=log.fileno(), stderr=asyncio.subprocess.STDOUT,
+                    cwd=Path.cwd(),
+                )  # fmt: skip
+            except OSError as exc:
+                raise RunFailed(
+                    f"server {self.name}: cannot run {shlex.join(argv)}: {exc.strerror or exc}"
+                ) from exc
+        where = f"{LOOPBACK}:{self.port}"
+        if not await wait_until_listening(self.process, LOOPBACK, self.port, self.ready_timeout_s):
+            if self.process.returncode is not None:
+                raise RunFailed(
+                    f"server {self.name} exited before listening on {where} "
+                    f"({self.exit_description()}; command: {shlex.join(argv)})"
+                )
+            tail = log_tail(self.log_path)
+            raise RunFailed(
+                f"server {self.name} did not accept connections on {where} within "
+                f"{self.ready_timeout_s:g} s (command: {shlex.join(argv)}; "
+                f"{f'its log ends: {tail}' if tail else 'its log is empty'}; "
+                f"log: {self.log_path})"
+            )
+        pin_family(self.process.pid, self.cpus)
+        self._sampled_pid = listening_pid(self.process.pid, self.port)
+
+    @property
+    def sampled_pid(self) -> int | None:
+        return self._sampled_pid
+
+    async def kill_and_restart(self) -> int:
+        """SIGKILL the server's process group, then start the command again on the same port;
+        returns the CLOCK_MONOTONIC time of the kill."""
+        assert self.process is not None
+        killed_ns = monotonic_ns()
+        signal_group(self.process.pid, signal.SIGKILL)
+        await stop_process(self.process)
+        await self.start(self.port)
+        return killed_ns
+
+    async def stop(self) -> int | None:
+        """SIGTERM to its process group, up to ``STOP_GRACE_S`` for the command to exit, then
+        SIGKILL to whatever of the group is left; returns the command's exit status."""
+        if self.process is None:
+            return None
+        process = self.process
+        signal_group(process.pid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), STOP_GRACE_S)
+        signal_group(process.pid, signal.SIGKILL)
+        return await stop_process(process)
+
 
 def server_files_limit(spec: RunSpec) -> int | None:
     """The server's open-file limit: ours for managed servers (they raise soft to hard, as
     the workers do), the target process's current one with --server-pid, else unknown."""
-    if spec.managed:
+    if spec.started_here:
         return hard_open_files_limit()
     if spec.server_pid is None:
         return None
@@ -439,18 +544,24 @@ async def prepare_target(
     the server, the URL to load and the PID to sample. The server is returned started even
     when the probe then fails (as ``RunFailed``), so the caller can stop it."""
     server: ManagedServer | None = None
-    if spec.managed:
-        server = ManagedServer(
-            spec.server, spec.loop, frozenset(pinning.server_cpus), log_dir / "server.log",
-            transports=server_transports(spec), handicap_us=spec.handicap_us,
-        )  # fmt: skip
+    if spec.started_here:
+        if spec.server_cmd:
+            server = UserServer(
+                spec.server, spec.server_cmd, frozenset(pinning.server_cpus),
+                log_dir / "server.log", spec.ready_timeout_s,
+            )  # fmt: skip
+        else:
+            server = ManagedServer(
+                spec.server, spec.loop, frozenset(pinning.server_cpus), log_dir / "server.log",
+                transports=server_transports(spec), handicap_us=spec.handicap_us,
+            )  # fmt: skip
         try:
             await server.start()
         except BaseException:
             await server.stop()
             raise
         url = websocket_url(f"ws://{LOOPBACK}:{server.port}/", spec.protocol)
-        server_pid: int | None = server.process.pid if server.process else None
+        server_pid: int | None = server.sampled_pid
     else:
         assert spec.target_url is not None
         url = websocket_url(spec.target_url, spec.protocol)

@@ -16,9 +16,9 @@ POLLING_UPGRADE = "polling-upgrade"
 @dataclass(frozen=True)
 class RunSpec:
     scenario: str
-    server: str  # a name from bench.catalog.SERVERS, or the label of a --target server
+    server: str  # a name from bench.catalog.SERVERS, or the label of a --target/--server-cmd
     protocol: Literal["raw", "socketio"]
-    loop: str  # the server's event loop ("external" for a --target server)
+    loop: str  # the server's event loop ("external" for a --target or --server-cmd server)
     mode: Mode
     connections: int
     payload_bytes: int
@@ -52,6 +52,11 @@ class RunSpec:
     slice_s: float = 0.0
     target_url: str | None = None  # set for a server someone else started
     server_pid: int | None = None
+    # --server-cmd: the user's server, started and stopped by the harness; its argument list
+    # with "{port}" where the harness's pick of a free port goes (bench.server_cmd).
+    server_cmd: tuple[str, ...] = ()
+    # --server-cmd: how long its port may take to accept connections after each start.
+    ready_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         # The label is the stack that runs the cell (bench.load.stacks), whatever was asked:
@@ -66,6 +71,12 @@ class RunSpec:
 
     @property
     def managed(self) -> bool:
+        """A server of the registry (bench.catalog), started by the harness."""
+        return self.target_url is None and not self.server_cmd
+
+    @property
+    def started_here(self) -> bool:
+        """The harness starts and stops the server: the registry's, or a --server-cmd."""
         return self.target_url is None
 
     def as_dict(self) -> dict[str, Any]:
