@@ -47,6 +47,7 @@ from bench.scenarios import (
     expand,
     load_suite,
 )
+from bench.server_cmd import check_label, check_program, default_label, parse_server_cmd
 from bench.spec import RunSpec
 from bench.target import websocket_url
 from servers.common import MAX_HANDICAP_US
@@ -61,6 +62,7 @@ ADHOC_SCENARIOS = {
     "connect": "connect", "fanout": "fanout", "memory": "memory", "reconnect": "reconnect",
 }  # fmt: skip
 DEFAULT_MEMORY_STEPS = ["0", "1000", "2000", "5000"]
+DEFAULT_READY_TIMEOUT_S = RunSpec.ready_timeout_s
 
 
 class _Parser(argparse.ArgumentParser):
@@ -228,15 +230,32 @@ def build_parser() -> _Parser:
         "which ran: connect, fan-out, memory and polling have the fast client only, reconnect "
         "the library clients only)",
     )  # fmt: skip
-    target = run.add_argument_group("a server someone else started")
+    target = run.add_argument_group("your own server: one someone else started, or its command")
     target.add_argument("--target", help="ws:// or http:// URL on a loopback address")
-    target.add_argument("--protocol", choices=("raw", "socketio"), help="the target's protocol")
     target.add_argument(
-        "--server-pid", type=_number(int), help="sample this process's CPU and memory"
+        "--server-cmd", metavar="'ARGV with {port}'",
+        help="start this command (split like a shell's, never run by one) on a free loopback "
+        "port the harness puts where {port} is ({host}: 127.0.0.1), wait until the port "
+        "accepts connections, pin, sample and stop it like the harness's own servers; every "
+        "mode, reconnect included (it is killed and restarted on the same port)",
+    )  # fmt: skip
+    target.add_argument(
+        "--protocol", choices=("raw", "socketio"),
+        help="the --target's or --server-cmd's protocol",
+    )  # fmt: skip
+    target.add_argument(
+        "--server-pid", type=_number(int), help="--target: sample this process's CPU and memory"
     )
     target.add_argument(
-        "--label", help="name for the target in the results (default: its protocol)"
+        "--label",
+        help="name for the server in the results (default: its protocol; with --server-cmd, "
+        "its script's or program's name)",
     )
+    target.add_argument(
+        "--ready-timeout", type=_number(float), metavar="S",
+        help=f"--server-cmd: seconds its port may take to accept connections after each "
+        f"start (default {DEFAULT_READY_TIMEOUT_S:g})",
+    )  # fmt: skip
     output = run.add_argument_group("output")
     output.add_argument("--out", type=Path, help="results folder (default results/runs/<UTC time>)")
     output.add_argument("--force", action="store_true", help="write into a non-empty --out")
@@ -370,8 +389,10 @@ def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
     cells = _runnable(_resolve_cells(args))
     handicap_us = getattr(args, "handicap_us", None)
     if handicap_us is not None:
-        if args.target:
-            raise UsageError("--handicap-us slows the harness's own servers, not a --target")
+        if args.target or args.server_cmd:
+            raise UsageError(
+                "--handicap-us slows the harness's own servers, not a --target or --server-cmd"
+            )
         if not 0 < handicap_us <= MAX_HANDICAP_US:
             raise UsageError(f"--handicap-us must be above 0 and at most {MAX_HANDICAP_US:g}")
         cells = [replace(cell, handicap_us=float(handicap_us)) for cell in cells]
@@ -410,10 +431,14 @@ def _runnable(cells: list[RunSpec]) -> list[RunSpec]:
 def _resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
     _validate_common(args)
     # "is not None": an empty --target or --scenario is bad input, not the ad-hoc default.
+    if args.server_cmd is not None:
+        return _server_cmd_cells(args)
+    if args.ready_timeout is not None:
+        raise UsageError("--ready-timeout goes with --server-cmd")
     if args.target is not None:
         return _target_cells(args)
     if args.protocol or args.server_pid or args.label:
-        raise UsageError("--protocol, --server-pid and --label go with --target")
+        raise UsageError("--protocol, --server-pid and --label go with --target or --server-cmd")
     if args.suite and args.scenario is not None:
         raise UsageError("give --suite or --scenario, not both")
     if args.suite or args.scenario is not None:
@@ -625,15 +650,56 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
     return cells
 
 
-def _target_scenario_cells(args: argparse.Namespace) -> list[RunSpec]:
+def _server_cmd_cells(args: argparse.Namespace) -> list[RunSpec]:
+    """The cells of a --server-cmd run: those a --target run of the same options would have,
+    on the server the harness starts from the command (reconnect storms included)."""
+    if (
+        args.target is not None or args.suite or args.servers or args.loops
+        or args.slice_s is not None or args.server_pid is not None
+    ):  # fmt: skip
+        raise UsageError(
+            "--server-cmd measures the one server it starts: leave out --target, --suite, "
+            "--servers, --loops, --slice, --server-pid"
+        )
+    if not args.protocol:
+        raise UsageError("--server-cmd needs --protocol raw or --protocol socketio")
+    command = parse_server_cmd(args.server_cmd)
+    check_program(command)
+    if args.label is not None:
+        check_label(args.label)
+        if args.label in SERVERS:
+            raise UsageError(
+                f"--label {args.label!r} is a server of the harness's registry: name yours "
+                "otherwise, so that its rows are not taken for the reference server's"
+            )
+        label = args.label
+    else:
+        label = default_label(command, args.protocol)
+        if label in SERVERS:
+            label = f"{label}-cmd"
+    ready_timeout_s = DEFAULT_READY_TIMEOUT_S
+    if args.ready_timeout is not None:
+        check_seconds("--ready-timeout", args.ready_timeout)
+        ready_timeout_s = float(args.ready_timeout)
+    if args.scenario is not None:
+        cells = _target_scenario_cells(args, refused={})
+    else:
+        cells = _target_mode_cells(args)
+    own = {"server": label, "server_cmd": command, "ready_timeout_s": ready_timeout_s}
+    return [replace(cell, **own) for cell in cells]
+
+
+def _target_scenario_cells(
+    args: argparse.Namespace, refused: dict[str, str] = TARGET_REFUSED_MODES
+) -> list[RunSpec]:
     """A scenario's cells as the default suite runs them, against the one --target server: its
-    entries for the target's protocol, one cell per setting (not per server or loop)."""
+    entries for the target's protocol, one cell per setting (not per server or loop).
+    ``refused``: modes that cannot run on that server, and why."""
     entries = entries_for_scenario(args.scenario)
     for entry in entries:
-        if entry["mode"] in TARGET_REFUSED_MODES:
+        if entry["mode"] in refused:
             raise UsageError(
-                f"scenario {args.scenario!r} cannot run against --target: "
-                f"{TARGET_REFUSED_MODES[entry['mode']]}"
+                f"scenario {args.scenario!r} cannot run against --target: {refused[entry['mode']]}"
             )
     fitting = [
         {**entry, "servers": [server], "loops": entry.get("loops", ["uvloop"])[:1], "slice_s": 0}

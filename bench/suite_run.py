@@ -174,6 +174,11 @@ async def run_suite(
             f"[bold yellow]wsbench: servers burn {handicaps[0]:g} µs of CPU per message "
             "(--handicap-us): these numbers are slowed on purpose[/bold yellow]"
         )
+    # --server-cmd: what ran under each label, and where ("{port}" is the harness's pick).
+    commands = {c.server: {"argv": list(c.server_cmd), "cwd": str(Path.cwd())}
+                for c in cells if c.server_cmd}  # fmt: skip
+    if commands:
+        meta["server_commands"] = commands
     meta["status"] = "running"
     write_json_atomically(out / "meta.json", meta)
     writer = ResultsWriter(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from typing import Any
 
 import pytest
@@ -51,6 +52,13 @@ def target_cell() -> RunSpec:
     return only
 
 
+def server_cmd_cell() -> RunSpec:
+    command = f"{sys.executable} server.py --port {{port}}"
+    argv = ["run", "--server-cmd", command, "--protocol", "raw"]
+    (only,) = resolve_cells(build_parser().parse_args(argv))
+    return only
+
+
 # What each stated default of `run` becomes: the cell resolved without that option.
 RUN_DEFAULTS: dict[str, Any] = {
     "--connections": lambda: cell().connections,
@@ -70,6 +78,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "--connect-rate": lambda: "full speed" if cell("--mode", "connect").rate_conns_s == 0 else "",
     "--out": lambda: OUT_DEFAULT,
     "--label": lambda: "its protocol" if target_cell().server == "raw" else "",
+    "--ready-timeout": lambda: server_cmd_cell().ready_timeout_s,
     "--let-cpus-idle": lambda: "keep them from halting",
     "--allow-long-run": lambda: "refuse",
     "--fail-fast": lambda: "record it",
