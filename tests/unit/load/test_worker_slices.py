@@ -1,16 +1,48 @@
 """The fast worker's time-sliced closed loop, driven against stand-in connections (no
-sockets): it may send only inside its own slices."""
+sockets) on a virtual clock: it may send only inside its own slices."""
 
 from __future__ import annotations
 
-from time import monotonic_ns
+import asyncio
 from typing import Any, cast
 
+import pytest
 import uvloop
 
+from bench.load import worker
 from bench.load.client import EchoConnection
 from bench.load.slices import SliceSchedule
 from bench.load.worker import run_closed_slices
+
+ORIGIN_NS = 10**12
+
+
+class VirtualClock:
+    """The worker's clock and alarm: sleeping until a time moves the clock there at once, so
+    when each send happens follows from the schedule, not from how promptly a busy host wakes
+    a process (a 20-ms slice is shorter than a time slice the host may take away). The real
+    alarm's wake-ups: tests/unit/load/test_alarm.py."""
+
+    def __init__(self) -> None:
+        self.now_ns = ORIGIN_NS
+
+    def monotonic_ns(self) -> int:
+        return self.now_ns
+
+    async def sleep_until(self, t_ns: int) -> None:
+        self.now_ns = max(self.now_ns, t_ns)
+        await asyncio.sleep(0)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
+    virtual = VirtualClock()
+    monkeypatch.setattr(worker, "monotonic_ns", virtual.monotonic_ns)
+    monkeypatch.setattr(worker, "Alarm", lambda: virtual)
+    return virtual
 
 
 class StandIn:
@@ -33,7 +65,7 @@ def test_sends_happen_only_inside_the_workers_own_slices() -> None:
     connections = [StandIn() for _ in range(3)]
 
     async def main() -> list[tuple[int, int]]:
-        intervals = schedule.intervals(monotonic_ns() + 5_000_000)
+        intervals = schedule.intervals(ORIGIN_NS + 5_000_000)
         for connection in connections:
             # One message still awaiting its echo from before: the top-up counts it.
             connection.outstanding["earlier"] = 0
@@ -57,7 +89,7 @@ def test_each_slice_tops_connections_up_again() -> None:
     connection = StandIn()
 
     async def main() -> list[tuple[int, int]]:
-        intervals = schedule.intervals(monotonic_ns() + 5_000_000)
+        intervals = schedule.intervals(ORIGIN_NS + 5_000_000)
         sends = connection.send
 
         def send_and_forget(t_ns: int) -> None:  # as if every echo came back at once
