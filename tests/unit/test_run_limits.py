@@ -30,7 +30,7 @@ def cells(*argv: str) -> list[RunSpec]:
         (["--suite", "default", "--repeat", "1000000"], "--repeat must be at most 1,000"),
         (["--inflight", "100000"], f"--inflight must be at most {MAX_INFLIGHT:,}"),
         (["--inflight", "1000", "--payload", "65536"], "exceed the kernel's socket send buffer"),
-        (["--suite", "default", "--repeat", "100"], "planned to take about"),
+        (["--servers", "aiohttp", "--duration", "4000"], "planned to take about"),
         (["--duration", "3000", "--warmup", "1000"], "pass --allow-long-run to confirm"),
     ],
 )
