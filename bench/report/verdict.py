@@ -62,6 +62,8 @@ def format_value(value: float, unit: str) -> str:
     if math.isnan(value):
         return "n/a"
     if unit == "us":
+        if value >= 1_000_000:  # ".3g" would write 1,020 ms as 1.02e+03
+            return f"{value / 1000:,.0f} ms"
         return f"{value / 1000:,.3g} ms" if value >= 1000 else f"{value:,.0f} µs"
     if unit == "ratio":
         return f"{value:.2f}"

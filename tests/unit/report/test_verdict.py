@@ -148,6 +148,7 @@ def test_memory_with_one_pass_is_judged_by_the_fits_own_intervals() -> None:
 def test_format_value_units() -> None:
     assert format_value(571.4, "us") == "571 µs"
     assert format_value(3420.0, "us") == "3.42 ms"
+    assert format_value(1_019_500.0, "us") == "1,020 ms"  # not 1.02e+03
     assert format_value(0.114, "ratio") == "0.11"
     assert format_value(29662.0, "msgs/s") == "29,662 msgs/s"
     assert format_value(12.84, "KiB") == "12.8 KiB"
