@@ -386,7 +386,7 @@ def _validate_common(args: argparse.Namespace) -> None:
 
 
 def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
-    cells = _runnable(_resolve_cells(args))
+    cells = _resolve_cells(args)
     handicap_us = getattr(args, "handicap_us", None)
     if handicap_us is not None:
         if args.target or args.server_cmd:
@@ -411,7 +411,7 @@ def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
     return cells
 
 
-def _runnable(cells: list[RunSpec]) -> list[RunSpec]:
+def runnable(cells: list[RunSpec]) -> list[RunSpec]:
     """The cells whose servers can start on this machine; one line on stderr for each server
     left out, naming what to install. None left: bad input."""
     missing = {
@@ -803,7 +803,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "run":
-            cells = resolve_cells(args)
+            # Checked in full first, so bad input is one line whatever this machine lacks;
+            # then the cells whose servers cannot start here are left out, saying why.
+            cells = runnable(resolve_cells(args))
             out = output_folder(args.out, args.force)
             ok = _run_with_signals(
                 suite_run.run_suite(

@@ -275,3 +275,21 @@ def test_cpus_are_kept_awake_unless_let_idle(command: str) -> None:
     parser = build_parser()
     assert parser.parse_args([command]).let_cpus_idle is False
     assert parser.parse_args([command, "--let-cpus-idle"]).let_cpus_idle is True
+
+
+def test_servers_that_cannot_start_here_are_skipped_with_one_line_each(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import catalog
+    from bench.cli import runnable
+
+    monkeypatch.setattr(catalog, "NODE_DIR", tmp_path)  # no node_modules there
+    cells = cells_for(["run", "--servers", "node-ws,aiohttp,node-socketio"])
+    assert {c.server for c in cells} == {"node-ws", "aiohttp", "node-socketio"}  # resolved all
+    kept = runnable(cells)
+    assert [c.server for c in kept] == ["aiohttp"]
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("wsbench: skipping node-") for line in lines)
+    assert all("npm ci" in line or "apt-get install nodejs" in line for line in lines)
+    with pytest.raises(UsageError, match="no cell left to run"):
+        runnable(cells_for(["run", "--servers", "node-ws"]))
