@@ -38,7 +38,7 @@ COLUMNS = [
     "client_cpu_pct", "client_bound", "generator_headroom",
     # Beyond the required set:
     "status", "failure", "missing", "unexpected", "disconnects", "inflight", "ack", "workers",
-    "slice_s", "msgs_per_cpu_s", "wire_bytes_up_per_msg", "wire_bytes_down_per_msg",
+    "slice_s", "round_msgs", "msgs_per_cpu_s", "wire_bytes_up_per_msg", "wire_bytes_down_per_msg",
     "wire_frames_up_per_msg", "wire_frames_down_per_msg", "http_requests_per_msg",
     "server_loop_lag_p99_ms", "server_loop_lag_max_ms", "server_cpus_steal_pct",
     "generator_cpus_steal_pct", "send_lag_p99_us", "slo_p99_ms",
@@ -174,6 +174,16 @@ def per_message(reports: list[WorkerReport], counter: str) -> float:
     return sum(v for v in values if v is not None) / messages
 
 
+def round_messages(reports: list[WorkerReport]) -> str:
+    """Echoes per measured round of a time-sliced run, summed over the workers, as
+    space-separated counts ("" when the run was not sliced or the workers disagree on rounds)."""
+    lengths = {len(r.round_received) for r in reports}
+    if len(lengths) != 1 or 0 in lengths:
+        return ""
+    rounds = zip(*(r.round_received for r in reports), strict=True)
+    return " ".join(str(sum(counts)) for counts in rounds)
+
+
 def row(result: RunResult) -> dict[str, Any]:
     spec = result.spec
     latency = hist.summarize(result.merged("latency_hist")) if result.reports else None
@@ -231,6 +241,7 @@ def row(result: RunResult) -> dict[str, Any]:
         "warmup_s": spec.warmup_s,
         "duration_s": spec.duration_s,
         "slice_s": spec.slice_s,
+        "round_msgs": round_messages(result.reports) if spec.mode == "closed" else "",
         "sent": sent,
         "received": received,
         "errors": errors,

@@ -1,4 +1,5 @@
-"""Statistics over repeats: medians with bootstrap confidence intervals, CV (pure, numpy only).
+"""Statistics over repeats (and the rounds of one time-sliced pass): medians with bootstrap
+confidence intervals, CV (pure, numpy only).
 
 The bootstrap uses a fixed seed so that the same numbers always give the same interval: a
 report rebuilt from stored results must not change.
@@ -54,6 +55,33 @@ def median_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> 
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(medians, [tail, 100 - tail])
     return Interval(median, float(low), float(high), int(data.size))
+
+
+def ratio_of_sums_interval(
+    numerators: Sequence[float], denominators: Sequence[float], confidence: float = CONFIDENCE
+) -> Interval:
+    """sum(numerators) / sum(denominators) and a percentile-bootstrap interval for it, the
+    pairs resampled together (the rounds of one time-sliced pass: each pair was measured in
+    the same round). The estimate is the whole pass's ratio, so it always lies in its interval,
+    which a median of per-round ratios need not. NaN bounds with fewer than two pairs; NaN
+    throughout when a pair has a NaN or the denominators sum to zero."""
+    top, bottom = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    nan = math.nan
+    if top.shape != bottom.shape or np.isnan(top).any() or np.isnan(bottom).any():
+        return Interval(nan, nan, nan, 0)
+    if top.size == 0 or float(bottom.sum()) == 0:
+        return Interval(nan, nan, nan, int(top.size))
+    estimate = float(top.sum() / bottom.sum())
+    if top.size == 1:
+        return Interval(estimate, nan, nan, 1)
+    rng = np.random.default_rng(SEED)
+    picks = rng.integers(0, top.size, size=(BOOTSTRAP_RESAMPLES, top.size))
+    sums_bottom = bottom[picks].sum(axis=1)
+    valid = sums_bottom > 0
+    ratios = top[picks].sum(axis=1)[valid] / sums_bottom[valid]
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return Interval(estimate, float(low), float(high), int(top.size))
 
 
 def coefficient_of_variation(values: Sequence[float]) -> float:

@@ -3,6 +3,10 @@
 A cell is everything that defines a run except its repeat. Ratios pair each Socket.IO cell with
 the raw server's cell that differs only in server and protocol (same loop, mode, payload...),
 repeat by repeat, since repeats are interleaved (A B A B) and drift hits both members of a pair.
+A cell measured once has no interval over repeats; when its pass was time-sliced with its raw
+counterpart (bench.load.slices: both loaded in turn in the same rounds), its throughput ratio
+is the pass's own with an interval over its rounds (resampled in pairs), and
+``throughput_ratio_interval_over`` says which it was.
 """
 
 from __future__ import annotations
@@ -13,7 +17,12 @@ from typing import Any
 
 import pandas as pd
 
-from bench.analyze.stats import coefficient_of_variation, median_interval, paired_ratios
+from bench.analyze.stats import (
+    coefficient_of_variation,
+    median_interval,
+    paired_ratios,
+    ratio_of_sums_interval,
+)
 from bench.analyze.tidy import load_runs
 from bench.catalog import raw_servers
 
@@ -128,6 +137,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         record["unstable"] = bool(record["throughput_cv"] > UNSTABLE_CV)
         if first["protocol"] == "socketio":
             record.update(_ratios(valid, runs, first["_pair"], ratio_metrics))
+            record["throughput_ratio_interval_over"] = _interval_basis(record, len(valid))
         records.append(record)
     return pd.DataFrame.from_records(records)
 
@@ -149,9 +159,56 @@ def _ratios(
             ours, theirs = _by_repeat(socketio_rows, column), _by_repeat(raw_rows, column)
             common = sorted(set(ours) & set(theirs))
             ratios = paired_ratios([ours[r] for r in common], [theirs[r] for r in common])
-            fields.update(_interval_fields(name, ratios))
-            fields[f"{name}_cv"] = coefficient_of_variation(ratios)
+            rounds = (
+                _round_throughputs(socketio_rows, raw_rows, common[0])
+                if prefix == "throughput" and len(common) == 1
+                else None
+            )
+            if rounds is None:
+                fields.update(_interval_fields(name, ratios))
+                fields[f"{name}_cv"] = coefficient_of_variation(ratios)
+                continue
+            # One time-sliced pass: the pass's ratio, its interval over the rounds.
+            interval = ratio_of_sums_interval(*rounds)
+            fields[f"{name}_median"] = interval.median
+            fields[f"{name}_ci_low"], fields[f"{name}_ci_high"] = interval.low, interval.high
+            fields[f"{name}_cv"] = coefficient_of_variation(paired_ratios(*rounds))
     return fields
+
+
+def _round_throughputs(
+    ours: pd.DataFrame, theirs: pd.DataFrame, repeat: int
+) -> tuple[list[float], list[float]] | None:
+    """Both sides' throughput round by round of one time-sliced pass, or None when the two
+    rows were not loaded in the same rounds (not sliced, not together, another round count)
+    or the raw side echoed nothing in some round (no finite ratio for it: no interval, rather
+    than one that leaves that round out)."""
+    a = ours[ours["repeat"] == repeat].iloc[0]
+    b = theirs[theirs["repeat"] == repeat].iloc[0]
+    if "round_msgs" not in a.index or a.get("started_utc") != b.get("started_utc"):
+        return None
+    counts_a, counts_b = round_counts(a["round_msgs"]), round_counts(b["round_msgs"])
+    if len(counts_a) < 2 or len(counts_a) != len(counts_b) or 0 in counts_b:
+        return None
+    # Per round: messages over that round's share of the measured time, on each side.
+    slice_a = float(a["duration_s"]) / len(counts_a)
+    slice_b = float(b["duration_s"]) / len(counts_b)
+    return [n / slice_a for n in counts_a], [n / slice_b for n in counts_b]
+
+
+def round_counts(value: Any) -> list[int]:
+    """runs.csv's ``round_msgs`` (space-separated counts; empty or NaN when not sliced)."""
+    return [int(v) for v in value.split()] if isinstance(value, str) else []
+
+
+def _interval_basis(record: dict[str, Any], repeats: int) -> str:
+    """What the throughput ratios' intervals are over: "repeats", "rounds" (of one sliced
+    pass), or "" when no throughput ratio has an interval."""
+    lows = [v for k, v in record.items() if k.startswith("throughput_ratio_vs_")
+            and k.endswith("_ci_low") and not math.isnan(v)]  # fmt: skip
+    if not lows:
+        return ""
+    return "repeats" if repeats >= 2 else "rounds"
 
 
 def write_summary(folder: Path) -> Path:

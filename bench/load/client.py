@@ -45,6 +45,8 @@ class Tally:
         self.latency = LatencyRecorder()
         self.send_lag = LatencyRecorder()
         self.error_samples: list[str] = []
+        # Time-sliced closed loop: echoes counted when each measured slice began.
+        self.round_marks: list[int] = []
 
     def note_error(self, text: str) -> None:
         if len(self.error_samples) < MAX_ERROR_SAMPLES:

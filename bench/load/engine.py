@@ -222,6 +222,15 @@ async def run_worker(plan: WorkerPlan, connect: Connect[C], drive: Drive[C]) -> 
     return build_report(plan, connections, tally, connect_times, connect_s, wire_counts)
 
 
+def round_counts(marks: Sequence[int], received: int) -> list[int]:
+    """Echoes counted in each measured round of a time-sliced run, from the running totals at
+    each round's start (``Tally.round_marks``) and the final total; none without slices."""
+    if not marks:
+        return []
+    ends = [*marks[1:], received]
+    return [end - start for start, end in zip(marks, ends, strict=True)]
+
+
 def build_report(
     plan: WorkerPlan,
     connections: Sequence[Connection],
@@ -236,11 +245,12 @@ def build_report(
     warmup_missing = sum(len(c.outstanding) for c in connections) - missing
     if warmup_missing:
         tally.note_error(f"{warmup_missing} echoes of warm-up messages never came")
+    received = sum(c.received for c in connections)
     return WorkerReport(
         worker_index=plan.worker_index,
         connections=len(connections),
         sent=sum(c.sent for c in connections),
-        received=sum(c.received for c in connections),
+        received=received,
         missing=missing,
         unexpected=sum(c.unexpected for c in connections) + warmup_missing,
         disconnects=sum(c.disconnected for c in connections),
@@ -250,6 +260,7 @@ def build_report(
         connect_s=connect_s,
         clamped=tally.latency.clamped,
         error_samples=tally.error_samples,
+        round_received=round_counts(tally.round_marks, received),
         **wire_counts,
     )
 

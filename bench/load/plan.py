@@ -102,6 +102,9 @@ class WorkerReport:
     clamped: int = 0
     error_samples: list[str] = field(default_factory=list)
     negotiated_extensions: list[str] = field(default_factory=list)
+    # Time-sliced closed loop: echoes counted in each measured round (bench.load.slices), so
+    # that servers loaded in the same rounds pair round by round; empty otherwise.
+    round_received: list[int] = field(default_factory=list)
     # Bytes on the wire (bench.metrics.wire) and WebSocket frames, from the start signal to
     # the end of the drain, over ``wire_messages`` messages (warm-up included); None when the
     # client stack cannot count them.

@@ -30,14 +30,25 @@ async def run_closed_loop(connections: list[EchoConnection], inflight: int, end_
 
 
 async def run_closed_slices(
-    connections: list[EchoConnection], inflight: int, intervals: list[tuple[int, int]]
+    connections: list[EchoConnection],
+    inflight: int,
+    intervals: list[tuple[int, int]],
+    tally: Tally | None = None,
+    first_measured: int = 0,
 ) -> None:
     """Closed loop in this worker's slices only (``bench.load.slices``): at each slice's start
-    every connection is topped up to ``inflight`` messages, and sends stop at its end."""
+    every connection is topped up to ``inflight`` messages, and sends stop at its end.
+
+    At the start of each measured slice the echoes counted so far are noted in
+    ``tally.round_marks`` (per-round counts, ``bench.load.engine.round_counts``): an echo is
+    counted in the round in which it arrived, so the few still in flight when a slice ends
+    (at most connections x inflight) fall into the next one; their sum is exact."""
     alarm = Alarm()
     try:
-        for start_ns, end_ns in intervals:
+        for index, (start_ns, end_ns) in enumerate(intervals):
             await alarm.sleep_until(start_ns)
+            if tally is not None and index >= first_measured:
+                tally.round_marks.append(sum(c.received for c in connections))
             for connection in connections:
                 connection.window_end_ns = end_ns
                 for _ in range(inflight - len(connection.outstanding)):
@@ -82,7 +93,10 @@ async def drive(
 ) -> None:
     schedule = plan.slices()
     if plan.mode == "closed" and schedule is not None:
-        await run_closed_slices(connections, plan.inflight, schedule.intervals(start_ns))
+        await run_closed_slices(
+            connections, plan.inflight, schedule.intervals(start_ns), tally,
+            schedule.warmup_rounds,
+        )  # fmt: skip
     elif plan.mode == "closed":
         await run_closed_loop(connections, plan.inflight, tally.window_end_ns)
     else:

@@ -218,7 +218,7 @@ def _pair_clauses(
             parts.append(";")
             continue
         parts += [" [", _figure(row, f"{base}_ci_low", "ratio"), ", "]
-        parts += [_figure(row, f"{base}_ci_high", "ratio"), "]"]
+        parts += [_figure(row, f"{base}_ci_high", "ratio"), "]", _basis_note(row, base)]
         if side == "neither":
             parts.append(": the interval includes 1, indistinguishable;")
         else:
@@ -300,7 +300,16 @@ def _ratio_parts(row: pd.Series, base: str) -> tuple[list[Part], tuple[float, fl
     if math.isnan(low) or math.isnan(high) or low == high:
         return [*parts, " (one pass: no interval)"], None
     parts += [" [", _figure(row, f"{base}_ci_low", "ratio"), ", "]
-    return [*parts, _figure(row, f"{base}_ci_high", "ratio"), "]"], (low, high)
+    high_part = _figure(row, f"{base}_ci_high", "ratio")
+    return [*parts, high_part, "]", _basis_note(row, base)], (low, high)
+
+
+def _basis_note(row: pd.Series, base: str) -> str:
+    """Says so when a throughput ratio's interval is over the rounds of one time-sliced pass
+    (summary.csv's ``throughput_ratio_interval_over``), not over repeats."""
+    if base.startswith("throughput_") and row.get("throughput_ratio_interval_over") == "rounds":
+        return " (over the rounds of one time-sliced pass)"
+    return ""
 
 
 def _protocol_cost(summary: pd.DataFrame) -> Verdict:
@@ -350,7 +359,7 @@ def _protocol_cost(summary: pd.DataFrame) -> Verdict:
             sides.append("neither")
     judged = {side for side in sides if side is not None}
     if not judged:
-        verdict.parts.append(": one pass, so no claim on how they differ.")
+        verdict.parts.append(": no intervals to tell them apart, so no claim on how they differ.")
     elif judged == {"raw"}:
         verdict.parts.append(
             ": a smaller share than Socket.IO keeps on Node, with the intervals apart, so "

@@ -538,3 +538,37 @@ def test_the_generator_drives_a_node_server_through_target(
     assert (row["status"], row["failure"], row["errors"]) == ("ok", "", "0")
     received = row["delivered"] if "fanout" in run else row["received"]
     assert int(float(received)) > 0
+
+
+def test_one_pass_of_both_node_servers_gives_their_ratio_an_interval(tmp_path: Path) -> None:
+    """Issue 17's first "done when": the two Node servers, one pass, closed loop, time-sliced
+    (the default with several servers): summary.csv has node-socketio/node-ws with an interval
+    over the pass's rounds, and the per-round counts add up to what was received."""
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "bench", "run", "--servers", "node-socketio,node-ws",
+            "--mode", "closed", "--connections", "10", "--duration", "3", "--warmup", "1",
+            "--out", str(out)]  # fmt: skip
+    result = subprocess.run(
+        argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(out / "runs.csv", newline="") as stream:
+        rows = {row["server"]: row for row in csv.DictReader(stream)}
+    assert set(rows) == {"node-socketio", "node-ws"}
+    for row in rows.values():
+        assert (row["status"], row["errors"], row["missing"]) == ("ok", "0", "0")
+        rounds = [int(n) for n in row["round_msgs"].split()]
+        assert len(rounds) == 30  # 3 s in 0.1-s slices
+        assert sum(rounds) == int(row["received"]) > 0
+    with open(out / "summary.csv", newline="") as stream:
+        summary = {row["server"]: row for row in csv.DictReader(stream)}
+    sio = summary["node-socketio"]
+    base = "throughput_ratio_vs_node-ws"
+    median, low, high = (float(sio[f"{base}_{s}"]) for s in ("median", "ci_low", "ci_high"))
+    assert sio["throughput_ratio_interval_over"] == "rounds"
+    assert low <= median <= high and low < high
+    # The pass's own ratio: one throughput over the other, as runs.csv has them.
+    expected = float(rows["node-socketio"]["throughput_msgs_s"]) / float(
+        rows["node-ws"]["throughput_msgs_s"]
+    )
+    assert median == pytest.approx(expected, rel=1e-3)

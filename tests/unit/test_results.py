@@ -5,7 +5,7 @@ import math
 
 from bench.load.plan import WorkerReport
 from bench.metrics import histogram as hist
-from bench.results import messages_per_cpu_second, row
+from bench.results import messages_per_cpu_second, round_messages, row
 from bench.runner import RunResult
 from bench.spec import RunSpec
 
@@ -94,3 +94,20 @@ def test_a_memory_row_fits_the_servers_memory_over_the_connections_held() -> Non
         10 * mib + 1000 * 16 * 1024,
     ]
     assert math.isnan(record["throughput_msgs_s"])
+
+
+def worker_report(rounds: list[int]) -> WorkerReport:
+    empty = hist.encode(hist.new_histogram())
+    return WorkerReport(
+        worker_index=0, connections=5, sent=sum(rounds), received=sum(rounds), missing=0,
+        unexpected=0, disconnects=0, latency_hist=empty, send_lag_hist=empty,
+        connect_hist=empty, connect_s=0.1, round_received=rounds,
+    )  # fmt: skip
+
+
+def test_round_messages_sum_the_workers_round_by_round() -> None:
+    assert round_messages([worker_report([3, 4, 5]), worker_report([10, 20, 30])]) == "13 24 35"
+    # Not sliced, or workers that disagree on the rounds: no per-round counts at all.
+    assert round_messages([worker_report([])]) == ""
+    assert round_messages([worker_report([1, 2]), worker_report([1, 2, 3])]) == ""
+    assert round_messages([]) == ""

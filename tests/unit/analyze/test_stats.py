@@ -9,6 +9,7 @@ from bench.analyze.stats import (
     fit_line,
     median_interval,
     paired_ratios,
+    ratio_of_sums_interval,
 )
 
 
@@ -74,3 +75,29 @@ def test_too_few_points_fit_nothing() -> None:
     assert math.isnan(fit_line([1000, 1000], [5.0, 6.0]).slope)
     two = fit_line([0, 10], [1.0, 2.0])
     assert two.slope == pytest.approx(0.1) and math.isnan(two.slope_ci_low)
+
+
+def test_a_ratio_of_sums_is_the_whole_pass_ratio_with_a_bootstrap_interval() -> None:
+    tops = [10.0, 12.0, 9.0, 30.0, 11.0, 10.0]
+    bottoms = [20.0, 20.0, 20.0, 40.0, 20.0, 22.0]
+    interval = ratio_of_sums_interval(tops, bottoms)
+    assert interval.median == pytest.approx(sum(tops) / sum(bottoms))
+    assert interval.n == 6
+    assert interval.low < interval.median < interval.high
+    assert interval.contains(interval.median)
+    # Resampled in pairs: the same numbers give the same interval (fixed seed).
+    assert ratio_of_sums_interval(tops, bottoms) == interval
+
+
+def test_a_ratio_of_sums_that_is_the_same_every_round_has_a_point_interval() -> None:
+    interval = ratio_of_sums_interval([1.0, 2.0, 3.0], [2.0, 4.0, 6.0])
+    assert (interval.median, interval.low, interval.high) == pytest.approx((0.5, 0.5, 0.5))
+
+
+def test_a_ratio_of_sums_without_two_clean_pairs_has_no_interval() -> None:
+    one = ratio_of_sums_interval([3.0], [4.0])
+    assert one.median == 0.75 and math.isnan(one.low) and math.isnan(one.high)
+    for tops, bottoms in (([], []), ([1.0, 2.0], [0.0, 0.0]), ([1.0, math.nan], [1.0, 1.0]),
+                          ([1.0, 2.0], [1.0])):  # fmt: skip
+        interval = ratio_of_sums_interval(tops, bottoms)
+        assert math.isnan(interval.median) and math.isnan(interval.low), (tops, bottoms)

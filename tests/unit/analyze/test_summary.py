@@ -99,3 +99,66 @@ def test_a_memory_cell_of_one_pass_keeps_its_fits_interval() -> None:
     assert (raw["mem_kib_per_conn_median"], raw["mem_kib_per_conn_ci_low"]) == (10.0, 9.0)
     assert raw["mem_kib_per_conn_ci_high"] == 11.0
     assert summary.loc["socketio-aiohttp"]["mem_kib_per_conn_ratio_vs_aiohttp_median"] == 3.0
+
+
+def sliced(server: str, protocol: str, rounds: list[int], **extra: object) -> dict:
+    """One pass of a time-sliced run: 2 s measured, echoes counted per round."""
+    throughput = sum(rounds) / 2.0
+    return run(server, protocol, 1, throughput, 10.0, duration_s=2.0,
+               round_msgs=" ".join(map(str, rounds)), started_utc="2026-12-01T22:00:00+00:00",
+               **extra)  # fmt: skip
+
+
+def test_one_sliced_pass_gives_the_ratio_an_interval_over_its_rounds() -> None:
+    raw_rounds = [1000, 1100, 900, 1000, 1050, 950]
+    sio_rounds = [500, 600, 430, 520, 480, 470]
+    summary = summarize(
+        pd.DataFrame([sliced("aiohttp", "raw", raw_rounds),
+                      sliced("socketio-aiohttp", "socketio", sio_rounds)])
+    ).set_index("server")  # fmt: skip
+    sio = summary.loc["socketio-aiohttp"]
+    # The pass's own ratio (throughput over throughput), not a median of per-round ratios.
+    assert sio["throughput_ratio_vs_aiohttp_median"] == pytest.approx(3000 / 6000)
+    base = "throughput_ratio_vs_aiohttp"
+    assert sio[f"{base}_ci_low"] < 0.5 < sio[f"{base}_ci_high"]
+    assert sio["throughput_ratio_interval_over"] == "rounds"
+    # Latency has no per-round figures: one pass, no interval.
+    assert math.isnan(sio["p99_ratio_vs_aiohttp_ci_low"])
+    # Raw rows carry no ratio, so no basis either.
+    assert not isinstance(summary.loc["aiohttp"]["throughput_ratio_interval_over"], str)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"started_utc": "2026-12-01T23:00:00+00:00"},  # not loaded in the same rounds
+        {"round_msgs": "1000 1100 900"},  # another round count
+        {"round_msgs": "1000 0 900 1000 1050 950"},  # a round with no echo: no finite ratio
+        {"round_msgs": math.nan},  # not sliced
+    ],
+    ids=["other-run", "other-rounds", "empty-round", "unsliced"],
+)
+def test_rounds_that_do_not_pair_give_no_interval(change: dict) -> None:
+    raw = {**sliced("aiohttp", "raw", [1000, 1100, 900, 1000, 1050, 950]), **change}
+    sio = sliced("socketio-aiohttp", "socketio", [500, 600, 430, 520, 480, 470])
+    row = summarize(pd.DataFrame([raw, sio])).set_index("server").loc["socketio-aiohttp"]
+    assert row["throughput_ratio_vs_aiohttp_median"] == pytest.approx(
+        sio["throughput_msgs_s"] / raw["throughput_msgs_s"]
+    )
+    assert math.isnan(row["throughput_ratio_vs_aiohttp_ci_low"])
+    assert row["throughput_ratio_interval_over"] == ""
+
+
+def test_with_repeats_the_interval_stays_over_repeats() -> None:
+    runs = [
+        sliced("aiohttp", "raw", [1000, 1000]),
+        sliced("socketio-aiohttp", "socketio", [500, 400]),
+        {**sliced("aiohttp", "raw", [1000, 1000]), "repeat": 2, "throughput_msgs_s": 900.0},
+        {**sliced("socketio-aiohttp", "socketio", [500, 400]), "repeat": 2,
+         "throughput_msgs_s": 500.0},
+    ]  # fmt: skip
+    row = summarize(pd.DataFrame(runs)).set_index("server").loc["socketio-aiohttp"]
+    ratios = sorted([450 / 1000, 500 / 900])
+    assert (row["throughput_ratio_vs_aiohttp_ci_low"],
+            row["throughput_ratio_vs_aiohttp_ci_high"]) == pytest.approx(ratios)  # fmt: skip
+    assert row["throughput_ratio_interval_over"] == "repeats"

@@ -10,7 +10,8 @@ import pytest
 import uvloop
 
 from bench.load import worker
-from bench.load.client import EchoConnection
+from bench.load.client import EchoConnection, Tally
+from bench.load.engine import round_counts
 from bench.load.slices import SliceSchedule
 from bench.load.worker import run_closed_slices
 
@@ -52,6 +53,7 @@ class StandIn:
         self.window_end_ns = 2**62
         self.outstanding: dict[Any, int] = {}
         self.sent_at: list[int] = []
+        self.received = 0
 
     def send(self, t_ns: int) -> None:
         if t_ns >= self.window_end_ns:
@@ -103,3 +105,39 @@ def test_each_slice_tops_connections_up_again() -> None:
     intervals = uvloop.run(main())
     per_slice = [sum(start <= t < end for t in connection.sent_at) for start, end in intervals]
     assert per_slice == [2, 2, 2]
+
+
+def test_the_echoes_counted_are_noted_at_each_measured_slices_start() -> None:
+    schedule = SliceSchedule.plan(slot=0, slots=2, slice_s=0.02, warmup_s=0.04, duration_s=0.06)
+    assert (schedule.warmup_rounds, schedule.measured_rounds) == (2, 3)
+    connections = [StandIn(), StandIn()]
+    tally = Tally()
+
+    async def main() -> None:
+        intervals = schedule.intervals(ORIGIN_NS + 5_000_000)
+        originals = [c.send for c in connections]
+        for connection, send in zip(connections, originals, strict=True):
+
+            def echo_at_once(t_ns: int, c: StandIn = connection, s: Any = send) -> None:
+                s(t_ns)
+                c.outstanding.clear()
+                c.received += 1  # counted as the echo would be, warm-up slices included
+
+            connection.send = echo_at_once  # type: ignore[method-assign]
+        await run_closed_slices(
+            cast(list[EchoConnection], connections), 1, intervals, tally,
+            schedule.warmup_rounds,
+        )  # fmt: skip
+
+    for connection in connections:
+        connection.received = 0
+    uvloop.run(main())
+    # Two warm-up slices (one message per connection each) before the first mark, then one
+    # mark per measured slice, before its top-up.
+    assert tally.round_marks == [4, 6, 8]
+    assert round_counts(tally.round_marks, 10) == [2, 2, 2]
+
+
+def test_round_counts_are_the_differences_up_to_the_final_total() -> None:
+    assert round_counts([], 50) == []
+    assert round_counts([0, 10, 25], 40) == [10, 15, 15]

@@ -238,3 +238,23 @@ def test_protocol_cost_without_node_says_what_it_needs() -> None:
     verdict = by_key(summary)["protocol-cost"]
     assert verdict.favours == "unmeasured"
     assert "needs node-socketio and node-ws" in sentence(verdict)
+
+
+def test_an_interval_over_one_passs_rounds_is_said_to_be_so() -> None:
+    one_pass = {"repeats": 1, "throughput_ratio_interval_over": "rounds"}
+    summary = summary_of(
+        echo_cell("aiohttp", 60_000.0, repeats=1),
+        echo_cell("socketio-aiohttp", 7_000.0, **one_pass,
+                  **ratio("throughput", "aiohttp", 0.12, 0.11, 0.13)),
+        node_cell("node-ws", 40_000.0, repeats=1),
+        node_cell("node-socketio", 24_000.0, **one_pass,
+                  **ratio("throughput", "node-ws", 0.6, 0.55, 0.65)),
+    )  # fmt: skip
+    note = "(over the rounds of one time-sliced pass)"
+    cost = sentence(by_key(summary)["protocol-cost"])
+    assert f"0.60 [0.55, 0.65] {note} to its raw server" in cost
+    assert f"0.12 [0.11, 0.13] {note} (socketio-aiohttp/aiohttp)" in cost
+    assert f"throughput ratio 0.12 [0.11, 0.13] {note}" in sentence(by_key(summary)["throughput"])
+    # Over repeats: no such note.
+    repeated = summary.assign(throughput_ratio_interval_over="repeats")
+    assert note not in sentence(by_key(repeated)["protocol-cost"])
