@@ -4,11 +4,13 @@ contract."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 
 from aiohttp import WSMessage, WSMsgType, web
 
-from servers.common import FAIRNESS, burn_handicap, run_server
+from servers.broker import Broker
+from servers.common import FAIRNESS, burn_handicap, run_server, scale_out, worker_announcement
 
 # --- Settings from the fairness contract -----------------------------------------------------
 
@@ -29,6 +31,9 @@ SHUTDOWN_TIMEOUT_S = 2.0
 # so open connections are tracked and closed with 1001 (going away), as websockets' server does.
 OPEN_WEBSOCKETS = web.AppKey("open_websockets", set[web.WebSocketResponse])
 RECEIVERS = web.AppKey("receivers", set[web.WebSocketResponse])
+# Scale-out: the text sent first on both fan-out paths (--worker-id), the broker (--broker-url).
+ANNOUNCEMENT: web.AppKey[str | None] = web.AppKey("announcement")
+BROKER: web.AppKey[Broker | None] = web.AppKey("broker")
 
 
 async def open_websocket(request: web.Request) -> web.WebSocketResponse:
@@ -60,9 +65,12 @@ async def echo(request: web.Request) -> web.WebSocketResponse:
 
 
 async def receive_broadcasts(request: web.Request) -> web.WebSocketResponse:
-    """A receiver: gets every published message until it leaves."""
+    """A receiver: gets every published message until it leaves (after the worker
+    announcement, with --worker-id)."""
     ws = await open_websocket(request)
     request.app[OPEN_WEBSOCKETS].add(ws)
+    if (announcement := request.app[ANNOUNCEMENT]) is not None:
+        await ws.send_str(announcement)
     request.app[RECEIVERS].add(ws)
     try:
         async for _ in ws:
@@ -74,20 +82,34 @@ async def receive_broadcasts(request: web.Request) -> web.WebSocketResponse:
 
 
 async def publish(request: web.Request) -> web.WebSocketResponse:
-    """Send every message to every receiver. aiohttp has no broadcast: like its users, this
-    loops over the connections, waiting for each send in turn."""
+    """Send every message to every receiver. With a broker, every message also goes to the
+    other processes' receivers through it."""
     ws = await open_websocket(request)
     request.app[OPEN_WEBSOCKETS].add(ws)
     try:
-        receivers = request.app[RECEIVERS]
+        if (announcement := request.app[ANNOUNCEMENT]) is not None:
+            await ws.send_str(announcement)
+        receivers, broker = request.app[RECEIVERS], request.app[BROKER]
         async for message in ws:
-            for receiver in tuple(receivers):
-                # A receiver that left meanwhile is skipped, not a reason to stop.
-                with contextlib.suppress(ConnectionResetError):
-                    await send(receiver, message)
+            if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
+                await broadcast(receivers, message.data)
+                if broker is not None:
+                    await broker.publish(message.data)
     finally:
         request.app[OPEN_WEBSOCKETS].discard(ws)
     return ws
+
+
+async def broadcast(receivers: set[web.WebSocketResponse], message: str | bytes) -> None:
+    """aiohttp has no broadcast: like its users, this loops over the connections, waiting for
+    each send in turn. Also what the broker delivers, from the other processes."""
+    for receiver in tuple(receivers):
+        # A receiver that left meanwhile is skipped, not a reason to stop.
+        with contextlib.suppress(ConnectionResetError):
+            if isinstance(message, str):
+                await receiver.send_str(message)
+            else:
+                await receiver.send_bytes(message)
 
 
 async def close_open_websockets(app: web.Application) -> None:
@@ -102,31 +124,50 @@ async def close_open_websockets(app: web.Application) -> None:
 class RunningAiohttp:
     port: int
     runner: web.AppRunner
+    broker: Broker | None
 
     async def close(self) -> None:
         await self.runner.cleanup()
+        if self.broker is not None:
+            await self.broker.close()
 
 
 async def start(host: str, port: int) -> RunningAiohttp:
+    settings = scale_out()
+    url, worker_id = settings.broker_url, settings.worker_id
     app = web.Application()
     app[OPEN_WEBSOCKETS] = set[web.WebSocketResponse]()
     app[RECEIVERS] = set[web.WebSocketResponse]()
+    # Subscribed before listening: a receiver that connects after READY misses nothing.
+    deliver = functools.partial(broadcast, app[RECEIVERS])
+    app[BROKER] = broker = None if url is None else await Broker.start(url, deliver)
+    app[ANNOUNCEMENT] = None if worker_id is None else worker_announcement(worker_id).decode()
     app.on_shutdown.append(close_open_websockets)
     app.router.add_get(FAIRNESS.fanout_path, receive_broadcasts)
     app.router.add_get(FAIRNESS.publish_path, publish)
     app.router.add_get("/", echo)
     # access_log=None: no line per request (stdout carries only READY).
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return RunningAiohttp(port=runner.addresses[0][1], runner=runner)
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, host, port, reuse_port=settings.reuse_port).start()
+    except BaseException:
+        await runner.cleanup()
+        if broker is not None:
+            await broker.close()
+        raise
+    return RunningAiohttp(port=runner.addresses[0][1], runner=runner, broker=broker)
 
 
 # --- Main ------------------------------------------------------------------------------------
 
 
 def main() -> int:
-    return run_server(start, "Plain WebSocket echo and fan-out server (aiohttp WebSocketResponse).")
+    return run_server(
+        start,
+        "Plain WebSocket echo and fan-out server (aiohttp WebSocketResponse).",
+        scales_out=True,
+    )
 
 
 if __name__ == "__main__":

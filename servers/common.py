@@ -1,8 +1,9 @@
 """What every server under test shares: the fairness contract, the command line and the life cycle.
 
 Each server module only says how its library starts listening with the contract's settings; this
-module parses ``--host/--port/--loop``, prints ``READY <port>`` once listening and stops cleanly
-on SIGTERM or SIGINT. Keeping that here is what lets the four servers read alike side by side.
+module parses ``--host/--port/--loop`` (and the scale-out options: several processes on one port,
+a Redis broker between them), prints ``READY <port>`` once listening and stops cleanly on SIGTERM
+or SIGINT. Keeping that here is what lets the four servers read alike side by side.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from array import array
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, cast
+from urllib.parse import urlsplit
 
 # --- The fairness contract -------------------------------------------------------------------
 # Every server and the generator obey these; tests check them against the running servers, and
@@ -60,6 +62,9 @@ class FairnessContract:
     socketio_join_event: str = "join"
     socketio_publish_event: str = "publish"
     socketio_fanout_event: str = "fanout"
+    # Scale-out (--worker-id): the event a Socket.IO publisher asks which process it is on
+    # (acknowledged with the worker id); raw servers announce it on both fan-out paths.
+    socketio_worker_event: str = "worker"
     # glibc's malloc. asyncio (not uvloop) reads every socket into a fresh 256 KiB buffer. glibc
     # serves blocks above its mmap threshold (128 KiB at start) with mmap, and raises the
     # threshold for good the first time the process frees such a block whole; until then each
@@ -97,6 +102,78 @@ StartServer = Callable[[str, int], Awaitable[RunningServer]]
 # Socket.IO servers also take the Engine.IO transports to allow.
 StartSocketioServer = Callable[[str, int, tuple[str, ...]], Awaitable[RunningServer]]
 ENGINEIO_TRANSPORTS = ("websocket", "polling")
+
+
+# --- Scale-out (issue 18): several processes on one port, a broker between them ---------------
+# The harness starts the first process with ``--port 0 --reuse-port``, reads its READY line,
+# then starts the others on that port. ``--worker-id`` tells a receiver which process it reached;
+# ``--broker-url`` carries every broadcast through Redis pub/sub so that each process's
+# receivers get what was published on any of them.
+MAX_WORKER_ID = 1023
+# Redis pub/sub channels: the raw servers' (servers/broker.py) and python-socketio's
+# AsyncRedisManager's, apart so that both kinds of server can share one Redis.
+BROKER_CHANNEL = "wsbench:fanout"
+SOCKETIO_BROKER_CHANNEL = "wsbench:socketio"
+_WORKER_ANNOUNCEMENT_PREFIX = b"worker "
+
+
+def worker_announcement(worker_id: int) -> bytes:
+    """The TEXT frame a raw server sends first on every fan-out connection under --worker-id."""
+    return _WORKER_ANNOUNCEMENT_PREFIX + str(worker_id).encode()
+
+
+def parse_worker_announcement(payload: bytes) -> int | None:
+    """The worker id that ``payload`` announces, or None if it is no announcement."""
+    digits = payload.removeprefix(_WORKER_ANNOUNCEMENT_PREFIX)
+    if digits is payload or not digits.isdigit() or worker_announcement(int(digits)) != payload:
+        return None
+    worker_id = int(digits)
+    return worker_id if worker_id <= MAX_WORKER_ID else None
+
+
+@dataclass(frozen=True)
+class ScaleOut:
+    """The scale-out options of this process, as the server modules read them at start."""
+
+    reuse_port: bool = False
+    worker_id: int | None = None
+    broker_url: str | None = None
+
+
+_scale_out = ScaleOut()
+
+
+def set_scale_out(settings: ScaleOut) -> None:
+    global _scale_out
+    _scale_out = settings
+
+
+def scale_out() -> ScaleOut:
+    return _scale_out
+
+
+class BrokerUnreachable(Exception):
+    """The broker could not be reached, or not subscribed to, at start."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the broker at {url}: {reason}")
+
+
+def broker_url_error(url: str) -> str | None:
+    """Why ``url`` is not of the form redis://HOST[:PORT][/DB], or None if it is."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a port that is not a number in range)
+    except ValueError:
+        return "not a URL"
+    if parts.scheme != "redis":
+        return "the scheme must be redis://"
+    if not parts.hostname:
+        return "no host"
+    database = parts.path.removeprefix("/")
+    if (database and not database.isdigit()) or parts.query or parts.fragment:
+        return "the path is a database number (redis://HOST:PORT/DB), nothing else"
+    return None
 
 
 # --- Handicap -------------------------------------------------------------------------------
@@ -137,7 +214,32 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
         help="burn this many microseconds of CPU per echoed message (off by default; for "
         "testing regression gates, never for measuring)",
     )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind with SO_REUSEPORT, so that several server processes listen on one port and "
+        "the kernel spreads connections over them: start the first with --port 0, the others "
+        "with the port its READY line gave (off by default)",
+    )
+    parser.add_argument(
+        "--worker-id",
+        type=int,
+        metavar="K",
+        help=f"this process's number, 0 to {MAX_WORKER_ID}: raw servers send every fan-out "
+        "receiver the text frame 'worker K' before any broadcast; Socket.IO servers acknowledge "
+        "the join event with K instead of true (default: none, no announcement)",
+    )
+    parser.add_argument(
+        "--broker-url",
+        metavar="redis://HOST:PORT/DB",
+        help="fan out through Redis pub/sub at this URL, so that receivers on every process get "
+        "every message published on any (default: none, broadcast within this process)",
+    )
     args = parser.parse_args(argv)
+    if args.worker_id is not None and not 0 <= args.worker_id <= MAX_WORKER_ID:
+        parser.error(f"--worker-id: an integer from 0 to {MAX_WORKER_ID}")
+    if args.broker_url is not None and (problem := broker_url_error(args.broker_url)):
+        parser.error(f"--broker-url: redis://HOST:PORT/DB expected ({problem}): {args.broker_url}")
     if not 0 <= args.handicap_us <= MAX_HANDICAP_US:
         parser.error(f"--handicap-us: a number of microseconds from 0 to {MAX_HANDICAP_US:g}")
     transports = tuple(t for t in args.transports.split(",") if t)
@@ -168,16 +270,19 @@ def settle_malloc(
     )
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     """A bound, listening TCP socket for a server that binds its own (to learn the port it
     got). Made with protocol IPPROTO_TCP, as getaddrinfo gives it to ``create_server``:
     asyncio's event loop sets TCP_NODELAY only on connections whose socket says so, and
     ``socket.create_server`` says 0; without it, a reply sent in two writes waits for the
-    client's delayed ACK (40 ms a message, measured). uvloop sets TCP_NODELAY regardless."""
+    client's delayed ACK (40 ms a message, measured). uvloop sets TCP_NODELAY regardless.
+    ``reuse_port`` adds SO_REUSEPORT (``--reuse-port``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(socket.SOMAXCONN)
     except BaseException:
@@ -244,11 +349,18 @@ def run_server(
     description: str,
     argv: Sequence[str] | None = None,
     socketio: bool = False,
+    scales_out: bool = False,
 ) -> int:
     """Entry point shared by every server module: parse argv, serve until SIGTERM/SIGINT.
     ``socketio`` servers' ``start`` also gets the ``--transports`` to allow; raw WebSocket
-    servers have no other transport and refuse anything else."""
+    servers have no other transport and refuse anything else. Servers that read ``scale_out()``
+    at start say ``scales_out``; the others refuse the scale-out options."""
     args = parse_args(description, argv)
+    settings = ScaleOut(args.reuse_port, args.worker_id, args.broker_url)
+    if not scales_out and settings != ScaleOut():
+        print("error: this server takes none of the scale-out options", file=sys.stderr)
+        return 2
+    set_scale_out(settings)
     set_handicap(args.handicap_us)
     settle_malloc()
     if socketio:
@@ -268,6 +380,9 @@ def run_server(
     try:
         with asyncio.Runner(loop_factory=lambda: new_event_loop(args.loop)) as runner:
             runner.run(_serve_until_signalled(cast(StartServer, start), args.host, args.port))
+    except BrokerUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # port in use, address not available
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 2

@@ -8,8 +8,12 @@ import socketio
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from servers.common import FAIRNESS, run_server
-from servers.socketio_common import create_socketio_server, stop_socketio_server
+from servers.common import FAIRNESS, run_server, scale_out
+from servers.socketio_common import (
+    create_socketio_server,
+    start_socketio_broker,
+    stop_socketio_server,
+)
 
 # --- Settings from the fairness contract -----------------------------------------------------
 
@@ -60,13 +64,21 @@ class RunningSocketioAiohttp:
 async def start(
     host: str, port: int, transports: tuple[str, ...] = FAIRNESS.socketio_transports
 ) -> RunningSocketioAiohttp:
-    sio = create_socketio_server(ASYNC_MODE, transports)
+    settings = scale_out()
+    sio = create_socketio_server(ASYNC_MODE, transports, settings.worker_id, settings.broker_url)
+    # Subscribed before listening: a client that connects after READY misses nothing.
+    await start_socketio_broker(sio)
     app = web.Application(middlewares=[refuse_compression])
     sio.attach(app)  # routes /socket.io/
     # access_log=None: no line per request (stdout carries only READY).
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, host, port, reuse_port=settings.reuse_port).start()
+    except BaseException:
+        await stop_socketio_server(sio)
+        await runner.cleanup()
+        raise
     return RunningSocketioAiohttp(port=runner.addresses[0][1], sio=sio, runner=runner)
 
 
@@ -74,7 +86,9 @@ async def start(
 
 
 def main() -> int:
-    return run_server(start, "Socket.IO echo server (python-socketio on aiohttp).", socketio=True)
+    return run_server(
+        start, "Socket.IO echo server (python-socketio on aiohttp).", socketio=True, scales_out=True
+    )
 
 
 if __name__ == "__main__":

@@ -9,8 +9,12 @@ from dataclasses import dataclass
 import socketio
 import uvicorn
 
-from servers.common import FAIRNESS, listening_socket, run_server
-from servers.socketio_common import create_socketio_server, stop_socketio_server
+from servers.common import FAIRNESS, listening_socket, run_server, scale_out
+from servers.socketio_common import (
+    create_socketio_server,
+    start_socketio_broker,
+    stop_socketio_server,
+)
 
 # --- Settings from the fairness contract -----------------------------------------------------
 
@@ -54,7 +58,10 @@ class RunningSocketioAsgi:
 async def start(
     host: str, port: int, transports: tuple[str, ...] = FAIRNESS.socketio_transports
 ) -> RunningSocketioAsgi:
-    sio = create_socketio_server(ASYNC_MODE, transports)
+    settings = scale_out()
+    sio = create_socketio_server(ASYNC_MODE, transports, settings.worker_id, settings.broker_url)
+    # Subscribed before listening: a client that connects after READY misses nothing.
+    await start_socketio_broker(sio)
     config = uvicorn.Config(
         socketio.ASGIApp(sio),  # routes /socket.io/
         # websockets' Sans-I/O protocol is the core the websockets server runs on, so this arm
@@ -78,7 +85,11 @@ async def start(
     server = uvicorn.Server(config)
     server.lifespan = config.lifespan_class(config)
     # Binding the socket here makes port 0 work and tells us the port that was picked.
-    sock = listening_socket(host, port)
+    try:
+        sock = listening_socket(host, port, reuse_port=settings.reuse_port)
+    except BaseException:
+        await stop_socketio_server(sio)
+        raise
     await server.startup(sockets=[sock])
     main_loop = asyncio.create_task(server.main_loop())
     return RunningSocketioAsgi(
@@ -93,6 +104,7 @@ def main() -> int:
     return run_server(
         start,
         socketio=True,
+        scales_out=True,
         description="Socket.IO echo server (python-socketio ASGI app under uvicorn).",
     )
 

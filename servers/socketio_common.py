@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import uuid
 from contextvars import ContextVar
 from typing import Any
 
 import socketio
 
-from servers.common import FAIRNESS, burn_handicap
+from servers import broker
+from servers.common import FAIRNESS, SOCKETIO_BROKER_CHANNEL, burn_handicap
 
 # Not part of the contract: the longest a stop waits for clients to be sent Engine.IO's close.
 DISCONNECT_TIMEOUT_S = 1.0
@@ -49,15 +52,22 @@ class _AckAwareServer(socketio.AsyncServer):  # type: ignore[misc]
 
 
 def create_socketio_server(
-    async_mode: str, transports: tuple[str, ...] = FAIRNESS.socketio_transports
+    async_mode: str,
+    transports: tuple[str, ...] = FAIRNESS.socketio_transports,
+    worker_id: int | None = None,
+    broker_url: str | None = None,
 ) -> socketio.AsyncServer:
     """A Socket.IO server with the contract's settings that echoes ``FAIRNESS.socketio_event``
     and broadcasts ``FAIRNESS.socketio_publish_event`` to the fan-out room.
 
     Each echoed message gets exactly one reply: the acknowledgement when the client asked for
-    one, otherwise an ``echo`` event emitted back to the sender only.
+    one, otherwise an ``echo`` event emitted back to the sender only. With ``worker_id``, the
+    join is acknowledged with it instead of ``true``, and the worker event answers it. With
+    ``broker_url``, the fan-out goes through Redis (python-socketio's AsyncRedisManager); call
+    ``start_socketio_broker`` before accepting connections.
     """
     sio = _AckAwareServer(
+        client_manager=None if broker_url is None else _redis_manager(broker_url),
         async_mode=async_mode,
         # The contract's WebSocket only (no long-polling handshake and upgrade before the first
         # message), unless the polling or connection scenarios ask for polling.
@@ -82,13 +92,25 @@ def create_socketio_server(
         await sio.emit(FAIRNESS.socketio_event, data, to=sid, namespace=FAIRNESS.socketio_namespace)
         return None
 
-    async def join(sid: str, data: Any) -> bool:
-        """A receiver of fan-out: into the room; the ack tells the client it is in."""
+    join_ack: bool | int = True if worker_id is None else worker_id
+
+    async def join(sid: str, data: Any) -> bool | int:
+        """A receiver of fan-out: into the room; the ack tells the client it is in (and, with
+        --worker-id, which process it is on)."""
         await sio.enter_room(sid, FAIRNESS.fanout_room, namespace=FAIRNESS.socketio_namespace)
-        return True
+        return join_ack
+
+    async def worker(sid: str, data: Any) -> int | None:
+        """Which process this connection is on (--worker-id): for the publisher."""
+        return worker_id
 
     async def publish(sid: str, data: Any) -> None:
-        """One emit to the room: python-socketio encodes it once and queues it per client."""
+        """One emit to the room: python-socketio encodes it once and queues it per client.
+        With a broker (AsyncPubSubManager.emit in python-socketio 5.18) the emit delivers to
+        this process's clients directly, then publishes the event once to Redis; every other
+        process's listener task emits it to its own clients, and skips what it published
+        itself (same host_id). So only deliveries to other processes cross the broker; the raw
+        servers' broker path (servers/broker.py) does the same."""
         await sio.emit(
             FAIRNESS.socketio_fanout_event, data, to=FAIRNESS.fanout_room,
             namespace=FAIRNESS.socketio_namespace,
@@ -98,7 +120,55 @@ def create_socketio_server(
     sio.on(FAIRNESS.socketio_event, echo, namespace=namespace)
     sio.on(FAIRNESS.socketio_join_event, join, namespace=namespace)
     sio.on(FAIRNESS.socketio_publish_event, publish, namespace=namespace)
+    if worker_id is not None:  # without --worker-id, the server knows no such event (as before)
+        sio.on(FAIRNESS.socketio_worker_event, worker, namespace=namespace)
     return sio
+
+
+def _redis_manager(url: str) -> socketio.AsyncRedisManager:
+    return socketio.AsyncRedisManager(
+        url,
+        channel=SOCKETIO_BROKER_CHANNEL,
+        redis_options={
+            # See servers.broker.client: an idle listener must not time out (redis-py 8).
+            "socket_timeout": None,
+            "socket_connect_timeout": broker.CONNECT_TIMEOUT_S,
+            # Lets start_socketio_broker find this process's subscription on the broker.
+            "client_name": f"wsbench-socketio-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+        },
+    )
+
+
+async def start_socketio_broker(sio: socketio.AsyncServer) -> None:
+    """With a broker: check it answers, start python-socketio's listener and wait until it is
+    subscribed, so that a client connecting after READY misses no broadcast. Raises
+    BrokerUnreachable (within broker.START_TIMEOUT_S each step). Without one: nothing."""
+    manager = sio.manager
+    if not isinstance(manager, socketio.AsyncRedisManager):
+        return
+    await broker.ping(manager.redis_url)
+    # python-socketio starts the listener on the first Engine.IO connection
+    # (AsyncServer._handle_eio_connect); started here instead, as it would be there.
+    sio.manager_initialized = True
+    manager.initialize()
+    try:
+        await broker.wait_subscribed(manager.redis_url, manager.redis_options["client_name"])
+    except BaseException:
+        await _stop_redis_manager(manager)
+        raise
+
+
+async def _stop_redis_manager(manager: socketio.AsyncRedisManager) -> None:
+    """Stop the listener task and close its Redis connections (sio.shutdown() leaves both)."""
+    manager.thread.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await manager.thread
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(broker.CLOSE_TIMEOUT_S):
+            if manager.pubsub is not None:
+                await manager.pubsub.aclose()
+            if manager.redis is not None:
+                await manager.redis.aclose()
 
 
 async def stop_socketio_server(sio: socketio.AsyncServer) -> None:
@@ -116,3 +186,5 @@ async def stop_socketio_server(sio: socketio.AsyncServer) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(sio.eio.disconnect(), DISCONNECT_TIMEOUT_S)
     await sio.shutdown()
+    if isinstance(sio.manager, socketio.AsyncRedisManager) and sio.manager_initialized:
+        await _stop_redis_manager(sio.manager)

@@ -3,13 +3,15 @@ fairness contract."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosedError
 
-from servers.common import FAIRNESS, burn_handicap, run_server
+from servers.broker import Broker
+from servers.common import FAIRNESS, burn_handicap, run_server, scale_out, worker_announcement
 
 # --- Settings from the fairness contract -----------------------------------------------------
 
@@ -26,16 +28,18 @@ MAX_MESSAGE_BYTES = FAIRNESS.max_message_bytes
 RECEIVERS: set[ServerConnection] = set()
 
 
-async def route(connection: ServerConnection) -> None:
+async def route(
+    connection: ServerConnection, announcement: str | None, broker: Broker | None
+) -> None:
     # websockets does no routing of its own: the fan-out paths are picked here, and every other
     # path gets the echo (the harness connects to "/").
     assert connection.request is not None
     path = urlsplit(connection.request.path).path
     try:
         if path == FAIRNESS.fanout_path:
-            await receive_broadcasts(connection)
+            await receive_broadcasts(connection, announcement)
         elif path == FAIRNESS.publish_path:
-            await publish(connection)
+            await publish(connection, announcement, broker)
         else:
             await echo(connection)
     except ConnectionClosedError:
@@ -52,8 +56,11 @@ async def echo(connection: ServerConnection) -> None:
         await connection.send(message)
 
 
-async def receive_broadcasts(connection: ServerConnection) -> None:
-    """A receiver: gets every published message until it leaves."""
+async def receive_broadcasts(connection: ServerConnection, announcement: str | None) -> None:
+    """A receiver: gets every published message until it leaves (after the worker
+    announcement, with --worker-id)."""
+    if announcement is not None:
+        await connection.send(announcement)
     RECEIVERS.add(connection)
     try:
         await connection.wait_closed()
@@ -61,11 +68,26 @@ async def receive_broadcasts(connection: ServerConnection) -> None:
         RECEIVERS.discard(connection)
 
 
-async def publish(connection: ServerConnection) -> None:
+async def publish(
+    connection: ServerConnection, announcement: str | None, broker: Broker | None
+) -> None:
     """Send every message to every receiver with websockets' broadcast(), which writes to each
-    connection without waiting for it (a slow receiver does not hold up the others)."""
-    async for message in connection:
-        broadcast(RECEIVERS, message)
+    connection without waiting for it (a slow receiver does not hold up the others). With a
+    broker, every message also goes to the other processes' receivers through it."""
+    if announcement is not None:
+        await connection.send(announcement)
+    if broker is None:
+        async for message in connection:
+            broadcast(RECEIVERS, message)
+    else:
+        async for message in connection:
+            broadcast(RECEIVERS, message)
+            await broker.publish(message)
+
+
+async def deliver(message: str | bytes) -> None:
+    """What another process published, from the broker."""
+    broadcast(RECEIVERS, message)
 
 
 # --- Start -----------------------------------------------------------------------------------
@@ -75,23 +97,37 @@ async def publish(connection: ServerConnection) -> None:
 class RunningWebsockets:
     port: int
     server: Server
+    broker: Broker | None
 
     async def close(self) -> None:
         # Closes open connections with 1001 (going away) and waits for their handlers.
         self.server.close()
         await self.server.wait_closed()
+        if self.broker is not None:
+            await self.broker.close()
 
 
 async def start(host: str, port: int) -> RunningWebsockets:
-    server = await serve(
-        route,
-        host,
-        port,
-        compression=COMPRESSION,
-        ping_interval=PING_INTERVAL_S,
-        max_size=MAX_MESSAGE_BYTES,
-    )
-    return RunningWebsockets(port=server.sockets[0].getsockname()[1], server=server)
+    settings = scale_out()
+    # Subscribed before listening: a receiver that connects after READY misses nothing.
+    url, worker_id = settings.broker_url, settings.worker_id
+    broker = None if url is None else await Broker.start(url, deliver)
+    announcement = None if worker_id is None else worker_announcement(worker_id).decode()
+    try:
+        server = await serve(
+            functools.partial(route, announcement=announcement, broker=broker),
+            host,
+            port,
+            compression=COMPRESSION,
+            ping_interval=PING_INTERVAL_S,
+            max_size=MAX_MESSAGE_BYTES,
+            reuse_port=settings.reuse_port,
+        )
+    except BaseException:
+        if broker is not None:
+            await broker.close()
+        raise
+    return RunningWebsockets(port=server.sockets[0].getsockname()[1], server=server, broker=broker)
 
 
 # --- Main ------------------------------------------------------------------------------------
@@ -99,7 +135,9 @@ async def start(host: str, port: int) -> RunningWebsockets:
 
 def main() -> int:
     return run_server(
-        start, "Plain WebSocket echo and fan-out server (websockets, asyncio implementation)."
+        start,
+        "Plain WebSocket echo and fan-out server (websockets, asyncio implementation).",
+        scales_out=True,
     )
 
 
