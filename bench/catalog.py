@@ -48,6 +48,9 @@ class ServerInfo:
     colour: str = "#7f7f7f"
     # The suites' scenarios it joins when they select servers by kind (None: every one).
     scenarios: frozenset[str] | None = None
+    # Runs as several processes on one port behind a Redis broker (--server-workers): the
+    # server takes --reuse-port, --worker-id and --broker-url (servers.common).
+    scales_out: bool = True
 
     @property
     def raw_counterpart(self) -> str | None:
@@ -127,14 +130,14 @@ SERVERS: dict[str, ServerInfo] = {
         ServerInfo(
             "node-ws", "raw", "Node.js ws 8 WebSocketServer", "ws",
             ("{node}", "servers/node/ws.js"), runtime="node", loops=NODE_LOOPS,
-            packages=("ws",), colour="#9467bd", scenarios=NODE_SCENARIOS,
+            packages=("ws",), colour="#9467bd", scenarios=NODE_SCENARIOS, scales_out=False,
         ),
         # socket.io's default wsEngine is ws, so node-ws is its raw counterpart.
         ServerInfo(
             "node-socketio", "socketio", "Node.js socket.io 4 Server", "ws",
             ("{node}", "servers/node/socketio.js"), runtime="node", loops=NODE_LOOPS,
             packages=("socket.io", "engine.io", "ws"), colour="#8c564b",
-            scenarios=NODE_SCENARIOS,
+            scenarios=NODE_SCENARIOS, scales_out=False,
         ),
     )
 }  # fmt: skip

@@ -26,11 +26,14 @@ from bench.limits import socket_send_buffer_max
 from bench.load.stacks import CLIENTS, FAST, ONE_STACK_MODES, only_client
 from bench.plan_time import format_duration, planned_run_s
 from bench.processes import repo_root
+from bench.redis_broker import check_redis_url
+from bench.redis_broker import missing_reason as redis_missing_reason
 from bench.runner import connection_budget
 from bench.scenarios import (
     DEFAULT_SLICE_S,
     MAX_INFLIGHT,
     MAX_SECONDS,
+    MAX_SERVER_WORKERS,
     PACED_MODES,
     SUITES,
     TRANSPORTS,
@@ -40,6 +43,7 @@ from bench.scenarios import (
     check_positive,
     check_repeat,
     check_seconds,
+    check_server_workers,
     check_slice,
     check_slow_share,
     check_transport,
@@ -201,6 +205,17 @@ def build_parser() -> _Parser:
     what.add_argument(
         "--workers", type=_number(int),
         help=f"generator processes (default {_ADHOC_DEFAULTS['workers']})",
+    )  # fmt: skip
+    what.add_argument(
+        "--server-workers", type=_number(int), metavar="N",
+        help="run each server as N processes on one port (SO_REUSEPORT), broadcasts relayed "
+        f"between them by Redis (default 1; at most {MAX_SERVER_WORKERS}; closed, open, "
+        "connect and fanout modes; such cells are not time-sliced)",
+    )  # fmt: skip
+    what.add_argument(
+        "--redis-url", metavar="URL",
+        help="with several server processes: use this Redis (redis://HOST:PORT/DB on "
+        "loopback) instead of a redis-server the harness starts for each cell",
     )  # fmt: skip
     what.add_argument(
         "--handicap-us", type=_number(float), metavar="N",
@@ -396,6 +411,7 @@ def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
         if not 0 < handicap_us <= MAX_HANDICAP_US:
             raise UsageError(f"--handicap-us must be above 0 and at most {MAX_HANDICAP_US:g}")
         cells = [replace(cell, handicap_us=float(handicap_us)) for cell in cells]
+    cells = _scale_out(cells, args)
     send_buffer_bytes = socket_send_buffer_max()
     for cell in cells:
         connection_budget(cell)  # refuses, naming the limits, what the machine cannot hold
@@ -411,6 +427,34 @@ def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
     return cells
 
 
+def _scale_out(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
+    """--server-workers (every cell, the suite's own count overridden) and --redis-url (the
+    cells with several processes)."""
+    workers = getattr(args, "server_workers", None)
+    redis_url = getattr(args, "redis_url", None)
+    if workers is not None:
+        if args.target or args.server_cmd:
+            raise UsageError(
+                "--server-workers starts the harness's own servers, not a --target or --server-cmd"
+            )
+        for cell in cells:
+            check_server_workers("--server-workers", workers, cell.mode, cell.transport)
+        cells = [
+            replace(cell, server_workers=workers, slice_s=cell.slice_s if workers == 1 else 0.0)
+            for cell in cells
+        ]
+    if redis_url is not None:
+        check_redis_url("--redis-url", redis_url)
+        if not any(cell.server_workers > 1 for cell in cells):
+            raise UsageError(
+                "--redis-url relays broadcasts between server processes: it goes with "
+                "--server-workers 2 or more, or a scale-out scenario"
+            )
+        cells = [replace(cell, redis_url=redis_url) if cell.server_workers > 1 else cell
+                 for cell in cells]  # fmt: skip
+    return cells
+
+
 def runnable(cells: list[RunSpec]) -> list[RunSpec]:
     """The cells whose servers can start on this machine; one line on stderr for each server
     left out, naming what to install. None left: bad input."""
@@ -423,6 +467,20 @@ def runnable(cells: list[RunSpec]) -> list[RunSpec]:
         count = sum(cell.server == server for cell in cells)
         print(f"wsbench: skipping {server}'s {count} cell(s): {why}", file=sys.stderr)
     kept = [cell for cell in cells if cell.server not in missing or not cell.managed]
+    # Several processes: servers not built for it, and a broker that cannot start here.
+    single = [c for c in kept if c.server_workers > 1 and not SERVERS[c.server].scales_out]
+    for server in dict.fromkeys(c.server for c in single):
+        count = sum(c.server == server for c in single)
+        missing[server] = f"{server} does not run as several processes behind a broker yet"
+        print(f"wsbench: skipping {server}'s {count} cell(s) with several server processes: "
+              f"{missing[server]}", file=sys.stderr)  # fmt: skip
+    kept = [c for c in kept if c not in single]
+    needs_redis = [c for c in kept if c.server_workers > 1 and not c.redis_url]
+    if needs_redis and (why_not := redis_missing_reason()):
+        print(f"wsbench: skipping {len(needs_redis)} cell(s) with several server processes: "
+              f"{why_not}", file=sys.stderr)  # fmt: skip
+        kept = [c for c in kept if c not in needs_redis]
+        missing["redis-server"] = why_not
     if not kept:
         raise UsageError("no cell left to run: " + "; ".join(dict.fromkeys(missing.values())))
     return kept

@@ -49,6 +49,10 @@ COLUMNS = [
     "slow_receivers", "slow_delivered", "slow_missing", "slow_dropped",
     "server_rss_growth_bytes", "mem_kib_per_conn",
     "mem_kib_per_conn_ci_low", "mem_kib_per_conn_ci_high", "mem_r2", "mem_intercept_mib",
+    "server_workers", "broker", "broker_version", "server_cpu_pct_per_worker",
+    "publisher_worker", "fanout_local_p50_us", "fanout_local_p99_us", "fanout_remote_p50_us",
+    "fanout_remote_p99_us", "receivers_per_worker", "delivered_per_worker",
+    "missing_per_worker", "duplicated_per_worker",
     "mem_uss_kib_per_conn", "mem_points", "recovery_p50_s", "recovery_p99_s", "recovery_all_s",
     "recovered_clients", "lost", "backoff", "handicap_us",
     "extensions_negotiated", "extensions_offered_by_probe", "server_exit_status", "started_utc",
@@ -162,6 +166,78 @@ def fanout_fields(result: RunResult, deliveries: hist.LatencySummary | None) -> 
         "slow_dropped": sum(r.slow_dropped for r in result.reports),
         "server_rss_growth_bytes": result.server_rss_growth_bytes,
     }
+
+
+SCALEOUT_COLUMNS = (
+    "publisher_worker", "fanout_local_p50_us", "fanout_local_p99_us", "fanout_remote_p50_us",
+    "fanout_remote_p99_us", "receivers_per_worker", "delivered_per_worker",
+    "missing_per_worker", "duplicated_per_worker",
+)  # fmt: skip
+
+
+def per_worker_text(counts: dict[str, int]) -> str:
+    """``{"0": 500, "1": 498}`` as ``0:500 1:498`` (a server process's id, then its count)."""
+    return " ".join(f"{worker}:{count}" for worker, count in sorted(counts.items(), key=_by_id))
+
+
+def _by_id(item: tuple[str, int]) -> int:
+    return int(item[0])
+
+
+def _summed(dicts: list[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for counts in dicts:
+        for worker, count in counts.items():
+            total[worker] = total.get(worker, 0) + count
+    return total
+
+
+def scaleout_fields(result: RunResult) -> dict[str, Any]:
+    """Scale-out fan-out rows (several server processes): where the publisher was, the delivery
+    latency on its process (local) and across the broker (remote), and the counts per process.
+    Empty (NaN, "") elsewhere."""
+    reports = [r for r in result.reports if r.publisher_worker >= 0]
+    if result.spec.mode != "fanout" or not reports:
+        return {name: ("" if name.endswith("_per_worker") else math.nan)
+                for name in SCALEOUT_COLUMNS}  # fmt: skip
+
+    def percentiles(attribute: str) -> tuple[float, float]:
+        merged = hist.merge(getattr(r, attribute) for r in reports)
+        if merged.get_total_count() == 0:
+            return math.nan, math.nan
+        found = hist.summarize(merged)
+        return found.p50_us, found.p99_us
+
+    local_p50, local_p99 = percentiles("fanout_local_hist")
+    remote_p50, remote_p99 = percentiles("fanout_remote_hist")
+    return {
+        "publisher_worker": reports[0].publisher_worker,
+        "fanout_local_p50_us": local_p50,
+        "fanout_local_p99_us": local_p99,
+        "fanout_remote_p50_us": remote_p50,
+        "fanout_remote_p99_us": remote_p99,
+        "receivers_per_worker": per_worker_text(_summed([r.worker_receivers for r in reports])),
+        "delivered_per_worker": per_worker_text(_summed([r.worker_delivered for r in reports])),
+        "missing_per_worker": per_worker_text(_summed([r.worker_missing for r in reports])),
+        "duplicated_per_worker": per_worker_text(_summed([r.worker_duplicated for r in reports])),
+    }
+
+
+def deaf_workers(reports: list[WorkerReport], server_workers: int) -> list[str]:
+    """Scale-out fan-out: one phrase per server process whose receivers got nothing (or that
+    got no receivers at all), naming it; [] when every process delivered."""
+    receivers = _summed([r.worker_receivers for r in reports])
+    delivered = _summed([r.worker_delivered for r in reports])
+    found = []
+    for worker in range(server_workers):
+        key = str(worker)
+        if receivers.get(key, 0) == 0:
+            found.append(f"server worker {worker} got no receivers (the kernel put them all "
+                         "on the others)")  # fmt: skip
+        elif delivered.get(key, 0) == 0:
+            found.append(f"server worker {worker} delivered nothing to its "
+                         f"{receivers[key]:,} receivers")  # fmt: skip
+    return found
 
 
 def per_message(reports: list[WorkerReport], counter: str) -> float:
@@ -286,6 +362,15 @@ def row(result: RunResult) -> dict[str, Any]:
         "connect_failures": sum(r.connect_failures for r in result.reports),
         "server_cpu_us_per_conn": _round(server_cpu_us_per_connection(result)),
         **fanout_fields(result, latency),
+        "server_workers": spec.server_workers,
+        "broker": spec.broker,
+        "broker_version": result.broker_version,
+        "server_cpu_pct_per_worker": " ".join(
+            f"{k}:{u.cpu_pct:.1f}" for k, u in enumerate(result.server_worker_usage)
+        )
+        if len(result.server_worker_usage) > 1
+        else "",
+        **scaleout_fields(result),
         **memory_fields(result),
         **reconnect_fields(result),
         "extensions_negotiated": result.probe.extensions_negotiated if result.probe else "",

@@ -36,8 +36,9 @@ from bench.load.coordinator import START_DELAY_S, WorkerPool
 from bench.load.plan import WorkerPlan, WorkerReport
 from bench.metrics import fairness, looplag
 from bench.metrics import histogram as hist
-from bench.metrics.sampling import ProcessSampler, WindowUsage
+from bench.metrics.sampling import ProcessSampler, WindowUsage, summed_usage
 from bench.processes import STOP_GRACE_S, python_argv, start_process, stop_process
+from bench.redis_broker import BrokerFailed, RedisServer, ping
 from bench.server_cmd import (
     fill_in,
     free_port,
@@ -132,6 +133,9 @@ class RunResult:
     # Memory cells: per step, (connections, the server's median RSS, median USS) in bytes.
     memory_points: list[tuple[int, float, float]] = field(default_factory=list)
     capacity_probes: list[dict[str, Any]] = field(default_factory=list)
+    # Scale-out: each server process's own figures (server_usage is their sum).
+    server_worker_usage: list[WindowUsage] = field(default_factory=list)
+    broker_version: str = ""
 
     def merged(self, attribute: str) -> Any:
         return hist.merge(getattr(r, attribute) for r in self.reports)
@@ -150,14 +154,17 @@ class ManagedServer:
         transports: tuple[str, ...] = (),
         handicap_us: float = 0.0,
         command: Sequence[str] = (),
+        extra_args: Sequence[str] = (),
     ) -> None:
         """``name`` from ``SERVERS``; or any name with the ``module`` to run (the calibration
         echo server, which shares the servers' command line), or with the whole ``command``
         (UserServer). ``transports``: Socket.IO servers' Engine.IO transports, when not the
         contract's WebSocket only. ``handicap_us``: CPU the server burns per echoed message
-        (testing gates only)."""
+        (testing gates only). ``extra_args``: appended to the common ones (a ServerGroup's
+        member: port sharing, its worker id, the broker)."""
         self.transports = transports
         self.handicap_us = handicap_us
+        self.extra_args = list(extra_args)
         self.name = name
         # The command before the common arguments: the record's, or the module's.
         if command:
@@ -179,6 +186,7 @@ class ManagedServer:
             argv += ["--transports", ",".join(self.transports)]
         if self.handicap_us:
             argv += ["--handicap-us", f"{self.handicap_us:g}"]
+        argv += self.extra_args
         self.process = await start_process(
             argv,
             cpus=self.cpus,
@@ -229,6 +237,99 @@ class ManagedServer:
     def sampled_pid(self) -> int | None:
         """The process whose CPU and memory are the server's."""
         return self.process.pid if self.process is not None else None
+
+    @property
+    def more_sampled_pids(self) -> list[int]:
+        """The server's other processes, sampled and summed with ``sampled_pid`` (scale-out)."""
+        return []
+
+    def loop_lag_samples(self) -> list[tuple[int, int]]:
+        return looplag.read_samples(self.loop_lag_path)
+
+
+class ServerGroup(ManagedServer):
+    """``workers`` processes of one registry server sharing one port (SO_REUSEPORT: the kernel
+    spreads connections over them), all pinned to the server CPUs, with a Redis broker relaying
+    broadcasts between them: a redis-server the group starts first and stops last, or the
+    user's ``redis_url``. Each process is told its worker id, which it announces to fan-out
+    connections (servers.common). Alive while every process is; stopped together."""
+
+    def __init__(
+        self, name: str, loop: str, cpus: frozenset[int], log_path: Path, workers: int,
+        redis_url: str = "", transports: tuple[str, ...] = (), handicap_us: float = 0.0,
+    ) -> None:  # fmt: skip
+        super().__init__(name, loop, cpus, log_path, transports=transports,
+                         handicap_us=handicap_us)  # fmt: skip
+        self.workers = workers
+        self.redis_url = redis_url
+        self.redis: RedisServer | None = (
+            None if redis_url else RedisServer(log_path.with_name("redis.log"), cpus)
+        )
+        self.broker_version = ""
+        self.members: list[ManagedServer] = []
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or (self.redis.url if self.redis else "")
+
+    async def start(self, port: int = 0) -> None:
+        try:
+            if self.redis is not None:
+                await self.redis.start()
+                self.broker_version = self.redis.version
+            else:
+                self.broker_version = await ping(self.redis_url)
+        except BrokerFailed as exc:
+            raise RunFailed(str(exc)) from exc
+        self.members = [self._member(k) for k in range(self.workers)]
+        # The first picks the port; the others then share it.
+        await self.members[0].start(port)
+        self.port = self.members[0].port
+        await asyncio.gather(*(m.start(self.port) for m in self.members[1:]))
+        self.process = self.members[0].process
+
+    def _member(self, k: int) -> ManagedServer:
+        args = ["--reuse-port", "--worker-id", str(k), "--broker-url", self.broker_url]
+        member = ManagedServer(
+            self.name, self.loop, self.cpus, self.log_path.with_name(f"server-{k}.log"),
+            transports=self.transports, handicap_us=self.handicap_us, extra_args=args,
+        )  # fmt: skip
+        member.loop_lag_path = self.log_path.with_name(f"loop-lag-{k}.txt")
+        return member
+
+    def alive(self) -> bool:
+        return bool(self.members) and all(m.alive() for m in self.members)
+
+    def exit_description(self) -> str:
+        for k, member in enumerate(self.members):
+            if not member.alive():
+                return f"worker {k}: {member.exit_description()}"
+        return self.members[0].exit_description() if self.members else "never started"
+
+    async def kill_and_restart(self) -> int:
+        raise RunFailed("a reconnect storm restarts one server process: not with --server-workers")
+
+    async def stop(self) -> int | None:
+        """Every process (the first's exit status, or the first bad one), then the broker."""
+        try:
+            statuses = await asyncio.gather(*(m.stop() for m in self.members))
+        finally:
+            if self.redis is not None:
+                await self.redis.stop()
+        bad = [s for s in statuses if s not in (0, None)]
+        return bad[0] if bad else (statuses[0] if statuses else None)
+
+    @property
+    def sampled_pid(self) -> int | None:
+        return self.members[0].sampled_pid if self.members else None
+
+    @property
+    def more_sampled_pids(self) -> list[int]:
+        return [pid for m in self.members[1:] if (pid := m.sampled_pid) is not None]
+
+    def loop_lag_samples(self) -> list[tuple[int, int]]:
+        """Every process's samples together: the lag any of them showed."""
+        return sorted(sample for m in self.members for sample in m.loop_lag_samples())
 
 
 class UserServer(ManagedServer):
@@ -355,6 +456,7 @@ def worker_plans(spec: RunSpec, url: str) -> list[WorkerPlan]:
             transport=spec.transport,
             memory_steps=spec.memory_steps,
             slow_share=spec.slow_share,
+            server_workers=spec.server_workers,
             worker_index=index,
             worker_count=spec.workers,
             source_addresses=budget.source_addresses,
@@ -370,8 +472,11 @@ async def measure(
     pinning: Pinning,
     log_dir: Path,
     result: RunResult,
+    more_server_pids: Sequence[int] = (),
 ) -> None:
-    """One measured run of open or closed loop against a running server, into ``result``."""
+    """One measured run of open or closed loop against a running server, into ``result``.
+    ``more_server_pids``: the server's other processes (scale-out), whose CPU and memory are
+    added to the first's."""
     try:
         plans = worker_plans(spec, url)
     except UsageError as exc:  # the target's limit changed since the command was checked
@@ -383,6 +488,7 @@ async def measure(
         roles = {f"worker-{i}": pid for i, pid in enumerate(pool.pids)}
         if server_pid is not None:
             roles["server"] = server_pid
+        roles.update({f"server-{k}": pid for k, pid in enumerate(more_server_pids, start=1)})
         sampler = ProcessSampler(
             roles, uss_roles=frozenset({"server"}) if spec.mode == "memory" else frozenset()
         )
@@ -404,7 +510,11 @@ async def measure(
             result.memory_points = memory_points(spec, result.reports, sampler)
         record_steal(result, sampler, pinning, window_start, window_end)
         if server_pid is not None:
-            result.server_usage = sampler.usage("server", window_start, window_end)
+            result.server_worker_usage = [
+                sampler.usage(f"server-{k}" if k else "server", window_start, window_end)
+                for k in range(1 + len(more_server_pids))
+            ]
+            result.server_usage = summed_usage(result.server_worker_usage)
             if spec.mode == "fanout":
                 result.server_rss_growth_bytes = sampler.rss_growth("server", start_ns, reported_ns)
             if spec.mode == "connect":
@@ -550,6 +660,12 @@ async def prepare_target(
                 spec.server, spec.server_cmd, frozenset(pinning.server_cpus),
                 log_dir / "server.log", spec.ready_timeout_s,
             )  # fmt: skip
+        elif spec.server_workers > 1:
+            server = ServerGroup(
+                spec.server, spec.loop, frozenset(pinning.server_cpus), log_dir / "server.log",
+                spec.server_workers, spec.redis_url, transports=server_transports(spec),
+                handicap_us=spec.handicap_us,
+            )  # fmt: skip
         else:
             server = ManagedServer(
                 spec.server, spec.loop, frozenset(pinning.server_cpus), log_dir / "server.log",
@@ -560,6 +676,8 @@ async def prepare_target(
         except BaseException:
             await server.stop()
             raise
+        if isinstance(server, ServerGroup):
+            result.broker_version = server.broker_version
         url = websocket_url(f"ws://{LOOPBACK}:{server.port}/", spec.protocol)
         server_pid: int | None = server.sampled_pid
     else:
@@ -618,7 +736,7 @@ async def _stop_server(server: ManagedServer, result: RunResult) -> None:
             f"ignored SIGTERM for {STOP_GRACE_S:.0f} s, so it was killed "
             f"({server.exit_description()})"
         )
-    samples = looplag.read_samples(server.loop_lag_path)
+    samples = server.loop_lag_samples()
     result.server_loop_lag_p99_ms, result.server_loop_lag_max_ms = looplag.lag_ms_in_window(
         samples, *result.window_s
     )
@@ -642,11 +760,18 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
                 raise RunFailed("a reconnect storm restarts the server: it must be a managed one")
             await measure_reconnect(spec, url, server, pinning, log_dir, result)
         else:
-            await measure(spec, url, server_pid, pinning, log_dir, result)
+            more = server.more_sampled_pids if server is not None else []
+            await measure(spec, url, server_pid, pinning, log_dir, result, more)
         if server is not None and not server.alive():
             raise RunFailed(
                 f"server {spec.server} exited during the run ({server.exit_description()})"
             )
+        if spec.mode == "fanout" and spec.server_workers > 1:
+            from bench.results import deaf_workers  # (bench.results imports this module)
+
+            deaf = deaf_workers(result.reports, spec.server_workers)
+            if deaf:
+                raise RunFailed("; ".join(deaf))
     except RunFailed as exc:
         result.status, result.failure = "failed", str(exc)
     except Exception as exc:  # keep the suite going

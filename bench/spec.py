@@ -57,6 +57,11 @@ class RunSpec:
     server_cmd: tuple[str, ...] = ()
     # --server-cmd: how long its port may take to accept connections after each start.
     ready_timeout_s: float = 30.0
+    # Scale-out: processes of the server on one port (SO_REUSEPORT); with more than one, a
+    # Redis broker relays broadcasts between them (bench.redis_broker): the harness's own
+    # redis-server, or ``redis_url`` (--redis-url) when the user names one.
+    server_workers: int = 1
+    redis_url: str = ""
 
     def __post_init__(self) -> None:
         # The label is the stack that runs the cell (bench.load.stacks), whatever was asked:
@@ -78,6 +83,11 @@ class RunSpec:
     def started_here(self) -> bool:
         """The harness starts and stops the server: the registry's, or a --server-cmd."""
         return self.target_url is None
+
+    @property
+    def broker(self) -> str:
+        """What relays broadcasts between the server's processes ("" for one process)."""
+        return "redis" if self.server_workers > 1 else ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -36,6 +36,7 @@ from bench.load.plan import WorkerPlan
 from bench.metrics.environment import stamp
 from bench.plan_time import format_duration, planned_run_s
 from bench.processes import generator_and_server_cpus, repo_root, stop_all
+from bench.redis_broker import redis_py_version, redis_server_version
 from bench.report.compare_page import render_compare_page, run_description, write_compare_page
 from bench.report.html import write_report
 from bench.report.markdown import reference_table
@@ -179,6 +180,17 @@ async def run_suite(
                 for c in cells if c.server_cmd}  # fmt: skip
     if commands:
         meta["server_commands"] = commands
+    # Scale-out: the broker that relayed broadcasts between server processes.
+    if any(c.server_workers > 1 for c in cells):
+        urls = sorted({c.redis_url for c in cells if c.server_workers > 1})
+        meta["broker"] = {
+            "kind": "redis",
+            "started_by_harness": "" in urls,
+            "redis_urls": [u for u in urls if u],
+            "redis_server_version": redis_server_version(),
+            "redis_py_version": redis_py_version(),
+            "server_workers": sorted({c.server_workers for c in cells if c.server_workers > 1}),
+        }
     meta["status"] = "running"
     write_json_atomically(out / "meta.json", meta)
     writer = ResultsWriter(out)

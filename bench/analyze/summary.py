@@ -29,7 +29,7 @@ from bench.catalog import raw_servers
 CELL_KEYS = [
     "scenario", "server", "protocol", "transport", "loop", "client", "mode", "connections",
     "payload_bytes", "payload_kind", "target_rate", "target_conns_s", "inflight", "ack",
-    "workers",
+    "workers", "server_workers",
 ]  # fmt: skip
 # What a Socket.IO cell and its raw counterpart share.
 PAIR_KEYS = [k for k in CELL_KEYS if k not in ("server", "protocol")]
@@ -61,7 +61,8 @@ MEDIAN_COLUMNS = [
     "server_cpu_us_per_conn", "recipients", "fanout_p99_us", "delivered", "slow_receivers",
     "slow_dropped", "slow_missing", "server_rss_growth_bytes", "mem_r2", "mem_intercept_mib",
     "recovery_p50_s", "recovery_p99_s", "recovery_all_s", "recovered_clients", "lost",
-    "capacity_msgs_s", "slo_p99_ms",
+    "capacity_msgs_s", "slo_p99_ms", "fanout_local_p50_us", "fanout_local_p99_us",
+    "fanout_remote_p50_us", "fanout_remote_p99_us",
 ]  # fmt: skip
 BY_MODE = {
     "connect": (CONNECT_METRICS, CONNECT_RATIO_METRICS, "connects_per_s"),
@@ -106,6 +107,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     # Results written before a column existed lack it: it was not measured.
     optional = [*CONNECT_METRICS.values(), "fanout_last_p99_us", "mem_kib_per_conn",
                 "msgs_per_cpu_s"]  # fmt: skip
+    if "server_workers" not in runs.columns:  # written before scale-out: one process
+        runs = runs.assign(server_workers=1)
     missing = [c for c in [*CELL_KEYS, *optional] if c not in runs.columns]
     runs = runs.assign(**{column: math.nan for column in missing})
     runs = runs.assign(_cell=_key(runs), _pair=_pair_key(runs))

@@ -52,6 +52,13 @@ class FanoutBook:
         self.unexpected = 0
         # Per message: latency of each first delivery to a fast receiver, in arrival order (ns).
         self.latencies_ns: list[list[int]] = []
+        # Scale-out: the server process each receiver and the publisher are on (-1: one
+        # process, no split); deliveries to receivers on the publisher's process ("local")
+        # and on the others ("remote", across the broker), per message.
+        self.workers = [-1] * recipients
+        self.publisher_worker = -1
+        self.local_ns: list[list[int]] = []
+        self.remote_ns: list[list[int]] = []
 
     def publish(self, seq: int, intended_ns: int, frame: bytes) -> None:
         if seq != len(self.frames):
@@ -59,6 +66,8 @@ class FanoutBook:
         self.frames.append(frame)
         self.intended_ns.append(intended_ns)
         self.latencies_ns.append([])
+        self.local_ns.append([])
+        self.remote_ns.append([])
         for counts in self.counts:
             counts.append(0)
 
@@ -84,7 +93,11 @@ class FanoutBook:
         else:
             self.highest[receiver] = seq
         if receiver >= self.slow:
-            self.latencies_ns[seq].append(now_ns - self.intended_ns[seq])
+            latency = now_ns - self.intended_ns[seq]
+            self.latencies_ns[seq].append(latency)
+            if self.publisher_worker >= 0:
+                local = self.workers[receiver] == self.publisher_worker
+                (self.local_ns if local else self.remote_ns)[seq].append(latency)
 
     def counts_summary(self, slow: bool = False) -> FanoutCounts:
         """The fast receivers' counts (``slow``: the slow ones'); unexpected frames and
@@ -125,3 +138,36 @@ class FanoutBook:
                 median.append(times[(len(times) - 1) // 2])
                 last.append(times[-1])
         return first, median, last
+
+    def split_latencies_ns(self) -> tuple[list[int], list[int]]:
+        """Scale-out: every first delivery of a measured message to a fast receiver on the
+        publisher's server process, and to one on another process."""
+        measured = range(self.first_measured, len(self.frames))
+        local = [t for seq in measured for t in self.local_ns[seq]]
+        remote = [t for seq in measured for t in self.remote_ns[seq]]
+        return local, remote
+
+    def counts_by_worker(self) -> dict[int, WorkerCounts]:
+        """Scale-out: the fast receivers' counts per server process they are on."""
+        measured = len(self.frames) - self.first_measured
+        found: dict[int, WorkerCounts] = {}
+        for receiver in range(self.slow, self.recipients):
+            window = self.counts[receiver][self.first_measured :]
+            delivered = len(window) - window.count(0)
+            duplicated = sum(c - 1 for c in window if c > 1)
+            before = found.get(self.workers[receiver], WorkerCounts(0, 0, 0, 0))
+            found[self.workers[receiver]] = WorkerCounts(
+                before.receivers + 1, before.delivered + delivered,
+                before.missing + measured - delivered, before.duplicated + duplicated,
+            )  # fmt: skip
+        return dict(sorted(found.items()))
+
+
+@dataclass(frozen=True)
+class WorkerCounts:
+    """One server process's share of a scale-out fan-out: its receivers and their counts."""
+
+    receivers: int
+    delivered: int
+    missing: int
+    duplicated: int

@@ -42,11 +42,16 @@ from bench.load.schedule import NS_PER_S, constant_rate
 from bench.metrics import histogram as hist
 from bench.protocol import socketio as sio
 from bench.protocol.exchange import Exchange, FrameBuilder
-from servers.common import FAIRNESS
+from servers.common import FAIRNESS, parse_worker_announcement
 
 # Socket.IO: the join event with ack id 1, and the acknowledgement that confirms it.
 JOIN_FRAME = f'421["{FAIRNESS.socketio_join_event}",null]'.encode()
 JOIN_ACK = b"431[true]"
+# Scale-out (several server processes, servers.common): the process a connection is on. Raw
+# servers say it in the first frame of a fan-out or publish connection; Socket.IO servers in
+# the acknowledgement of the join (receivers) or of the worker event (the publisher).
+WORKER_FRAME = f'421["{FAIRNESS.socketio_worker_event}",null]'.encode()
+ACK_PREFIX, ACK_SUFFIX = b"431[", b"]"
 DRAIN_POLL_S = 0.01
 # Slow receivers read for SLOW_READ_S every SLOW_PERIOD_S: a client on a poor link that
 # catches up in short bursts.
@@ -63,19 +68,33 @@ def fanout_urls(url: str, protocol: str) -> tuple[str, str]:
     return base + FAIRNESS.fanout_path, base + FAIRNESS.publish_path
 
 
+def announced_worker(data: bytes, socketio: bool) -> int | None:
+    """The server process a scale-out announcement names (``worker K``, or Socket.IO's
+    ``431[K]``), or None when ``data`` is not one."""
+    if not socketio:
+        return parse_worker_announcement(data)
+    if not (data.startswith(ACK_PREFIX) and data.endswith(ACK_SUFFIX)):
+        return None
+    number = data[len(ACK_PREFIX) : -len(ACK_SUFFIX)]
+    return int(number) if number.isdigit() else None
+
+
 class Receiver(EchoConnection):
     """A connection that only receives broadcasts: every frame after the join goes to the
-    book, under this receiver's number."""
+    book, under this receiver's number. With ``expects_worker`` (scale-out) it is joined once
+    the server said which of its processes the connection is on (``worker``)."""
 
     book: FanoutBook
     number = 0
+    expects_worker = False
 
     def __init__(
         self, exchange: Exchange, tally: Tally, closed_loop: bool, upgrade: bool = False
     ) -> None:
         super().__init__(exchange, tally, closed_loop, upgrade)
         self.joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not self.socketio:
+        self.worker = -1
+        if not self.socketio and not self.expects_worker:
             self.joined.set_result(None)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -89,7 +108,13 @@ class Receiver(EchoConnection):
                 self._not_an_echo(kind, data)
             return  # control frames: picows answers pings; a close ends the connection
         self.frames_received += 1
-        if self.handshake_step >= 2 and data == JOIN_ACK:
+        if self.handshake_step < 2:
+            self._not_an_echo(frame.msg_type, data)
+        elif not self.expects_worker and data == JOIN_ACK:
+            self.joined.set_result(None)
+        elif self.expects_worker and (worker := announced_worker(data, self.socketio)) is not None:
+            # (A raw server's announcement may come before the book is handed over.)
+            self.worker = worker
             self.joined.set_result(None)
         else:
             self._not_an_echo(frame.msg_type, data)
@@ -97,6 +122,38 @@ class Receiver(EchoConnection):
     def join(self) -> None:
         if self.socketio:
             self.transport.send(TEXT, JOIN_FRAME)  # type: ignore[union-attr]
+
+
+class AnnouncedReceiver(Receiver):
+    """A receiver of a server with several processes (scale-out)."""
+
+    expects_worker = True
+
+
+class Publisher(EchoConnection):
+    """Scale-out: the publishing connection, which first learns its server process (raw: the
+    publish path's first frame; Socket.IO: the worker event's acknowledgement). It receives
+    nothing else: any other frame is refused as for every publisher."""
+
+    def __init__(
+        self, exchange: Exchange, tally: Tally, closed_loop: bool, upgrade: bool = False
+    ) -> None:
+        super().__init__(exchange, tally, closed_loop, upgrade)
+        self.known: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        data = frame.get_payload_as_bytes()
+        if self.handshake_step >= 2 and not self.known.done():
+            worker = announced_worker(data, self.socketio)
+            if worker is not None:
+                self.frames_received += 1
+                self.known.set_result(worker)
+                return
+        super().on_ws_frame(transport, frame)
+
+    def ask(self) -> None:
+        if self.socketio:
+            self.transport.send(TEXT, WORKER_FRAME)  # type: ignore[union-attr]
 
 
 async def run(plan: WorkerPlan) -> WorkerReport:
@@ -118,26 +175,32 @@ async def run(plan: WorkerPlan) -> WorkerReport:
     tally = Tally()
     max_frame_bytes = plan.payload_bytes + FRAME_SLACK_BYTES
     numbers = iter(range(plan.connections))
+    scale_out = plan.server_workers > 1
 
     async def open_receiver(
         plan: WorkerPlan, tally: Tally, local_addr: tuple[str, int] | None
     ) -> Receiver:
         receiver = await connect(
             receiver_url, receive, tally, False, plan.connect_timeout_s, max_frame_bytes,
-            local_addr, listener_class=Receiver,
+            local_addr, listener_class=AnnouncedReceiver if scale_out else Receiver,
         )  # fmt: skip
         assert isinstance(receiver, Receiver)
         receiver.book, receiver.number = book, next(numbers)
         receiver.join()
         await asyncio.wait_for(receiver.joined, plan.connect_timeout_s)
+        book.workers[receiver.number] = receiver.worker
         return receiver
 
     receivers, connect_times, connect_s = await open_connections(plan, tally, open_receiver)
     publisher: EchoConnection | None = None
     try:
         publisher = await connect(
-            publisher_url, publish, tally, False, plan.connect_timeout_s, max_frame_bytes
-        )
+            publisher_url, publish, tally, False, plan.connect_timeout_s, max_frame_bytes,
+            listener_class=Publisher if scale_out else EchoConnection,
+        )  # fmt: skip
+        if isinstance(publisher, Publisher):
+            publisher.ask()
+            book.publisher_worker = await asyncio.wait_for(publisher.known, plan.connect_timeout_s)
         emit("connected", connections=len(receivers), connect_s=connect_s)
         start_ns = await read_start_signal()
         slow_readers = [r for r in receivers if r.number < slow]
@@ -259,6 +322,18 @@ def fanout_report(
         "fanout_median_hist": _histogram(median),
         "fanout_last_hist": _histogram(last),
     }
+    if book.publisher_worker >= 0:
+        local, remote = book.split_latencies_ns()
+        by_worker = book.counts_by_worker()
+        fields.update(
+            publisher_worker=book.publisher_worker,
+            worker_receivers={str(w): c.receivers for w, c in by_worker.items()},
+            worker_delivered={str(w): c.delivered for w, c in by_worker.items()},
+            worker_missing={str(w): c.missing for w, c in by_worker.items()},
+            worker_duplicated={str(w): c.duplicated for w, c in by_worker.items()},
+            fanout_local_hist=_histogram(local),
+            fanout_remote_hist=_histogram(remote),
+        )
     return WorkerReport(**fields)
 
 

@@ -53,6 +53,9 @@ class WorkerPlan:
     memory_steps: tuple[int, ...] = ()
     # Fan-out: the share of receivers that read slowly (bench.load.fanout_worker).
     slow_share: float = 0.0
+    # Scale-out: the server's processes; with more than one, fan-out connections learn which
+    # process they are on from its announcement (servers.common).
+    server_workers: int = 1
 
     def slices(self) -> SliceSchedule | None:
         if self.slots <= 1:
@@ -129,6 +132,16 @@ class WorkerReport:
     slow_receivers: int = 0
     slow_delivered: int = 0
     slow_missing: int = 0
+    # Scale-out fan-out: the publisher's server process, per process (keys: its worker id as
+    # text, JSON's) the fast receivers on it and their counts, and the latency of deliveries
+    # on the publisher's process (local) and across the broker (remote).
+    publisher_worker: int = -1
+    worker_receivers: dict[str, int] = field(default_factory=dict)
+    worker_delivered: dict[str, int] = field(default_factory=dict)
+    worker_missing: dict[str, int] = field(default_factory=dict)
+    worker_duplicated: dict[str, int] = field(default_factory=dict)
+    fanout_local_hist: str = ""
+    fanout_remote_hist: str = ""
     slow_dropped: int = 0
     # Memory: [connections, CLOCK_MONOTONIC ns when they were all open] per step.
     memory_steps_ns: list[list[int]] = field(default_factory=list)

@@ -59,6 +59,19 @@ class WindowUsage:
         return WindowUsage(self.cpu_pct / active_fraction, self.rss_max_bytes, self.samples)
 
 
+def summed_usage(usages: list[WindowUsage]) -> WindowUsage:
+    """Several processes of one server as one: CPU shares and peak RSS added (the peaks of
+    different processes may fall at different moments, so the RSS is an upper bound), the
+    fewest samples any had."""
+    if len(usages) == 1:
+        return usages[0]
+    return WindowUsage(
+        sum(u.cpu_pct for u in usages),
+        sum(u.rss_max_bytes for u in usages),
+        min((u.samples for u in usages), default=0),
+    )
+
+
 class ProcessSampler:
     """Samples a set of processes until stopped; ``usage(pid, start, end)`` summarises a window."""
 

@@ -54,6 +54,7 @@ _ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
     "memory_steps": list,
     "repeat": int,
     "slow_share": (int, float),
+    "server_workers": (int, list),
 }
 # Bounds on what a run may ask for: beyond them a run is a mistake, not a measurement, and it
 # would hold the machine (or send load) until killed.
@@ -68,6 +69,36 @@ MAX_INFLIGHT = 1_024
 FRAME_OVERHEAD_BYTES = 14 + ENVELOPE_ALLOWANCE_BYTES
 TRANSPORTS = ("websocket", "polling", POLLING_UPGRADE)
 MODES = ("closed", "open", "connect", "fanout", "memory", "reconnect")
+# Scale-out: at most this many processes of one server (a 2-core machine already shares its
+# server core among them; more is a mistake, not a measurement), in the modes that run
+# against several processes. Memory and reconnect measure or restart one process.
+MAX_SERVER_WORKERS = 8
+SCALE_OUT_MODES = ("closed", "open", "connect", "fanout")
+
+
+def check_server_workers(where: str, workers: int, mode: str, transport: str) -> None:
+    """Several processes of a server: a count from 1 to MAX_SERVER_WORKERS, in a mode that
+    runs against them, and not over long-polling (UsageError, one line)."""
+    if (
+        isinstance(workers, bool)
+        or not isinstance(workers, int)
+        or not (1 <= workers <= MAX_SERVER_WORKERS)
+    ):
+        raise UsageError(f"{where}: a number of processes from 1 to {MAX_SERVER_WORKERS}")
+    if workers == 1:
+        return
+    if mode not in SCALE_OUT_MODES:
+        raise UsageError(
+            f"{where}: {mode} mode measures one server process; several run in "
+            f"{', '.join(SCALE_OUT_MODES)} modes"
+        )
+    if transport != "websocket":
+        raise UsageError(
+            f"{where}: Socket.IO over long-polling needs sticky sessions (every request of a "
+            "session at the same process), which port sharing cannot give: use WebSocket"
+        )
+
+
 # Modes that send on a fixed schedule of rate_msgs_s (fan-out: the publish rate; reconnect:
 # all clients' requests together).
 PACED_MODES = ("open", "fanout", "reconnect")
@@ -281,6 +312,10 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
     for size in _as_list(entry.get("payload_bytes", 32)):
         check_positive(f"{where}: payload_bytes", size)
         check_payload(size)
+    for workers in _as_list(entry.get("server_workers", 1)):
+        check_server_workers(
+            f"{where}: server_workers", workers, mode, entry.get("transport", "websocket")
+        )
 
 
 def parse_suite(text: str, name: str) -> Suite:
@@ -349,10 +384,12 @@ def expand(
             _as_list(entry.get("connections", max(entry.get("memory_steps", [10])))),
             _as_list(entry.get("rate_msgs_s", 0.0)),
             _as_list(entry.get("rate_conns_s", 0.0)),
+            _as_list(entry.get("server_workers", 1)),
             _loop_server_pairs(entry.get("loops", ["uvloop"]), entry["servers"]),
         )
         steps = tuple(entry.get("memory_steps", ()))
-        for payload_bytes, payload_kind, connections, rate, conns_rate, (loop, server) in axes:
+        for (payload_bytes, payload_kind, connections, rate, conns_rate, server_workers,
+             (loop, server)) in axes:  # fmt: skip
             cells.append((times, RunSpec(
                     scenario=entry["scenario"],
                     server=server,
@@ -372,9 +409,11 @@ def expand(
                     ack=entry.get("ack", False),
                     workers=entry.get("workers", 1),
                     transport=entry.get("transport", "websocket"),
+                    # Several processes run alone: slices load one server process each.
                     slice_s=float(
                         entry.get("slice_s", DEFAULT_SLICE_S if entry["mode"] == "closed" else 0)
-                    ),
+                    ) if server_workers == 1 else 0.0,
+                    server_workers=server_workers,
                 )))  # fmt: skip
     passes = max((times for times, _ in cells), default=0)
     return [

@@ -68,6 +68,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "--duration": lambda: cell().duration_s,
     "--warmup": lambda: cell().warmup_s,
     "--workers": lambda: cell().workers,
+    "--server-workers": lambda: cell().server_workers,
     "--repeat": lambda: cell().repeat,
     "--slice": lambda: cells("--servers", "aiohttp,websockets")[0].slice_s,
     "--client": lambda: cell().client,

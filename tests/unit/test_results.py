@@ -5,7 +5,13 @@ import math
 
 from bench.load.plan import WorkerReport
 from bench.metrics import histogram as hist
-from bench.results import messages_per_cpu_second, round_messages, row
+from bench.results import (
+    deaf_workers,
+    messages_per_cpu_second,
+    per_worker_text,
+    round_messages,
+    row,
+)
 from bench.runner import RunResult
 from bench.spec import RunSpec
 
@@ -111,3 +117,25 @@ def test_round_messages_sum_the_workers_round_by_round() -> None:
     assert round_messages([worker_report([])]) == ""
     assert round_messages([worker_report([1, 2]), worker_report([1, 2, 3])]) == ""
     assert round_messages([]) == ""
+
+
+def scale_out_report(receivers: dict[str, int], delivered: dict[str, int]) -> WorkerReport:
+    report = worker_report([])
+    report.worker_receivers.update(receivers)
+    report.worker_delivered.update(delivered)
+    return report
+
+
+def test_a_server_process_whose_receivers_got_nothing_is_named() -> None:
+    fine = scale_out_report({"0": 500, "1": 500}, {"0": 5000, "1": 5000})
+    assert deaf_workers([fine], 2) == []
+    deaf = scale_out_report({"0": 500, "1": 500}, {"0": 5000, "1": 0})
+    assert deaf_workers([deaf], 2) == ["server worker 1 delivered nothing to its 500 receivers"]
+    lonely = scale_out_report({"0": 1000}, {"0": 10000})
+    assert deaf_workers([lonely], 2) == [
+        "server worker 1 got no receivers (the kernel put them all on the others)"
+    ]
+
+
+def test_per_worker_counts_read_in_worker_order() -> None:
+    assert per_worker_text({"10": 1, "2": 3, "0": 5}) == "0:5 2:3 10:1"

@@ -89,3 +89,29 @@ def test_slow_receivers_are_counted_apart_and_not_timed() -> None:
     assert (fast.recipients, fast.delivered, fast.missing) == (3, 4, 2)
     assert (slow.recipients, slow.delivered, slow.missing) == (1, 1, 1)
     assert sorted(book.delivery_latencies_ns()) == [101, 102, 103, 500]  # fast ones only
+
+
+def test_scale_out_splits_latency_by_the_publishers_process_and_counts_per_process() -> None:
+    book = book_with(messages=3, recipients=4, first_measured=1)
+    book.workers = [0, 1, 0, 1]
+    book.publisher_worker = 1
+    for seq in range(3):
+        for receiver in range(4):
+            if (receiver, seq) != (2, 2):  # receiver 2 (process 0) misses message 2
+                book.deliver(receiver, frame(seq), 1_000 * seq + 10 * (receiver + 1))
+    book.deliver(3, frame(1), 5_000)  # a duplicate on process 1
+    local, remote = book.split_latencies_ns()
+    # Measured messages 1 and 2 only; receivers 1 and 3 share the publisher's process.
+    assert sorted(local) == [20, 20, 40, 40]
+    assert sorted(remote) == [10, 10, 30]
+    by_worker = book.counts_by_worker()
+    assert {w: (c.receivers, c.delivered, c.missing, c.duplicated)
+            for w, c in by_worker.items()} == {0: (2, 3, 1, 0), 1: (2, 4, 0, 1)}  # fmt: skip
+
+
+def test_without_scale_out_nothing_is_split() -> None:
+    book = book_with(messages=2, recipients=2)
+    for seq in range(2):
+        book.deliver(0, frame(seq), 1_000 * seq + 5)
+    assert book.split_latencies_ns() == ([], [])
+    assert list(book.counts_by_worker()) == [-1]
