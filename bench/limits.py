@@ -6,6 +6,8 @@ up front with the limits named, instead of halfway through connecting.
 
 from __future__ import annotations
 
+import math
+
 import resource
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,14 +60,22 @@ class ConnectionBudget:
     source_addresses: tuple[str, ...]
 
 
+# Several server processes: each may get this share more than an even split of connections.
+SERVER_SHARE_MARGIN = 0.10
+
+
 def plan_connections(
     connections: int,
     workers: int,
     worker_files_limit: int,
     server_files_limit: int | None,
     ports: tuple[int, int],
+    server_processes: int = 1,
 ) -> ConnectionBudget:
-    """Split connections over workers and loopback source addresses, or refuse (pure)."""
+    """Split connections over workers and loopback source addresses, or refuse (pure).
+    ``server_processes``: the server's processes sharing its port; the kernel spreads
+    connections over them by a hash, so each is allowed for its share plus
+    SERVER_SHARE_MARGIN (at 50,000 over 3 the share's spread is about 100 connections)."""
     per_worker = [
         connections // workers + (1 if i < connections % workers else 0) for i in range(workers)
     ]
@@ -76,10 +86,16 @@ def plan_connections(
             f"{largest + RESERVED_FILES:,} open files in one process, but the limit is "
             f"{worker_files_limit:,}; use more --workers or fewer --connections"
         )
-    if server_files_limit is not None and connections + RESERVED_FILES > server_files_limit:
+    share = connections if server_processes == 1 else math.ceil(
+        connections / server_processes * (1 + SERVER_SHARE_MARGIN)
+    )
+    if server_files_limit is not None and share + RESERVED_FILES > server_files_limit:
+        where = "the server process" if server_processes == 1 else (
+            f"each of the server's {server_processes} processes"
+        )
         raise UsageError(
-            f"{connections:,} connections need {connections + RESERVED_FILES:,} open files in "
-            f"the server process, but its limit is {server_files_limit:,}"
+            f"{connections:,} connections need {share + RESERVED_FILES:,} open files in "
+            f"{where}, but its limit is {server_files_limit:,}"
         )
     usable_ports = int((ports[1] - ports[0] + 1) * PORT_RANGE_SHARE)
     addresses_needed = -(-connections // usable_ports)

@@ -429,7 +429,7 @@ def connection_budget(spec: RunSpec) -> ConnectionBudget:
     """How connections split over workers and source addresses; UsageError when they can't."""
     return plan_connections(
         spec.connections, spec.workers, hard_open_files_limit(), server_files_limit(spec),
-        port_range(),
+        port_range(), spec.server_workers,
     )  # fmt: skip
 
 

@@ -33,6 +33,13 @@ def test_too_many_for_the_server_names_its_limit() -> None:
     plan_connections(1_024 - RESERVED_FILES, 1, 20_000, 1_024, PORTS)
 
 
+def test_several_server_processes_each_hold_their_share_with_a_margin() -> None:
+    # 50,000 over 3 processes: 16,667 each, 18,334 with the 10% margin, within 20,000.
+    plan_connections(50_000, 3, 20_000, 20_000, PORTS, server_processes=3)
+    with pytest.raises(UsageError, match="in each of the server's 2 processes"):
+        plan_connections(50_000, 3, 20_000, 20_000, PORTS, server_processes=2)
+
+
 def test_source_addresses_spread_when_ports_run_out() -> None:
     budget = plan_connections(60_000, 4, 20_000, None, PORTS)
     assert budget.source_addresses == ("127.0.0.1", "127.0.0.2", "127.0.0.3")
