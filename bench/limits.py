@@ -7,7 +7,6 @@ up front with the limits named, instead of halfway through connecting.
 from __future__ import annotations
 
 import math
-
 import resource
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,12 +85,16 @@ def plan_connections(
             f"{largest + RESERVED_FILES:,} open files in one process, but the limit is "
             f"{worker_files_limit:,}; use more --workers or fewer --connections"
         )
-    share = connections if server_processes == 1 else math.ceil(
-        connections / server_processes * (1 + SERVER_SHARE_MARGIN)
+    share = (
+        connections
+        if server_processes == 1
+        else math.ceil(connections / server_processes * (1 + SERVER_SHARE_MARGIN))
     )
     if server_files_limit is not None and share + RESERVED_FILES > server_files_limit:
-        where = "the server process" if server_processes == 1 else (
-            f"each of the server's {server_processes} processes"
+        where = (
+            "the server process"
+            if server_processes == 1
+            else (f"each of the server's {server_processes} processes")
         )
         raise UsageError(
             f"{connections:,} connections need {share + RESERVED_FILES:,} open files in "
