@@ -110,7 +110,11 @@ def uses_calibration(cell: RunSpec) -> bool:
 
 
 def sliceable(cell: RunSpec) -> bool:
-    return cell.slice_s > 0 and cell.mode == "closed" and cell.managed and uses_fast_client(cell)
+    # Several server processes are never sliced: a slice loads one server process.
+    return (
+        cell.slice_s > 0 and cell.mode == "closed" and cell.managed and uses_fast_client(cell)
+        and cell.server_workers == 1
+    )  # fmt: skip
 
 
 def run_groups(cells: list[RunSpec]) -> list[list[RunSpec]]:

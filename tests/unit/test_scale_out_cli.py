@@ -98,3 +98,12 @@ def test_the_scaleout_scenario_has_fanout_at_two_processes_and_echo_at_one_and_t
     assert fanout == {(s, 2) for s in servers}
     assert echo == {(s, n) for s in servers for n in (1, 2)}
     assert all(c.connections == 1000 for c in cells if c.mode == "fanout")
+
+
+def test_cells_with_several_processes_are_never_time_sliced() -> None:
+    from bench.spec import sliceable
+
+    cells = cells_for(["run", "--scenario", "scaleout", "--servers", "websockets,aiohttp",
+                       "--slice", "0.1"])  # fmt: skip
+    closed = [c for c in cells if c.mode == "closed"]
+    assert {(c.server_workers, sliceable(c)) for c in closed} == {(1, True), (2, False)}
