@@ -107,6 +107,8 @@ def run_id_for(index: int, cell: RunSpec) -> str:
 
 def _progress_line(index: int, total: int, record: dict[str, Any]) -> str:
     head = f"[{index}/{total}] {record['server']:<17} {record['loop']:<8} {record['mode']:<6}"
+    if record.get("server_workers", 1) > 1:  # scale-out: how many processes, and the broker
+        head += f" x{record['server_workers']} {record['broker']}"
     if record["status"] != "ok":
         return f"{head} [red]FAILED[/red] {escape(str(record['failure']))}"
     flags = []

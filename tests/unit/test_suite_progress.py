@@ -61,3 +61,15 @@ def test_a_failure_text_with_brackets_is_printed_as_text() -> None:
     stream = io.StringIO()
     Console(file=stream, width=200).print(line)  # raised MarkupError before escaping
     assert "[/bold] [red)" in stream.getvalue()
+
+
+def test_a_row_with_several_server_processes_says_how_many_and_the_broker() -> None:
+    from bench.suite_run import _progress_line
+
+    record = {"server": "aiohttp", "loop": "uvloop", "mode": "closed", "status": "failed",
+              "failure": "x", "server_workers": 2, "broker": "redis"}  # fmt: skip
+    assert _progress_line(1, 2, record).startswith(
+        "[1/2] aiohttp           uvloop   closed x2 redis"
+    )
+    one = {**record, "server_workers": 1, "broker": ""}
+    assert "x1" not in _progress_line(1, 2, one)
