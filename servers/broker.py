@@ -106,21 +106,48 @@ class Broker:
         return broker
 
     async def publish(self, message: str | bytes) -> None:
-        """To the other processes; this one's receivers are the caller's to deliver to."""
-        await self._publisher.publish(BROKER_CHANNEL, encode(self.origin, message))
+        """To the other processes; this one's receivers are the caller's to deliver to. Two
+        attempts, then the message is given up for the other processes (one line on stderr),
+        as python-socketio's AsyncRedisManager._publish does: a broker outage loses
+        broadcasts, never the publisher's connection."""
+        data = encode(self.origin, message)
+        for attempts_left in (1, 0):
+            try:
+                await self._publisher.publish(BROKER_CHANNEL, data)
+                return
+            except (RedisError, OSError) as exc:
+                if not attempts_left:
+                    print(f"error: cannot publish to the broker at {self.url}, giving up this "
+                          f"message: {_reason(exc)}", file=sys.stderr)  # fmt: skip
 
     async def _deliver_all(self, deliver: Deliver) -> None:
-        try:
-            async for message in self._pubsub.listen():
-                if message["type"] != "message":
-                    continue
-                origin, payload = decode(message["data"])
-                # This process delivered its own messages already, as python-socketio does.
-                if origin != self.origin:
-                    await deliver(payload)
-        except (RedisError, OSError) as exc:
-            # redis-py has already retried (and resubscribed) by now.
-            print(f"error: lost the broker at {self.url}: {_reason(exc)}", file=sys.stderr)
+        """Relay until closed. When the broker goes away, subscribe again after 1 s, then 2,
+        4... at most 60 s apart: python-socketio's listener (_redis_listen_with_retries) does
+        exactly that, so a broker fault costs both kinds of server the same wait."""
+        retry_s = 1.0
+        subscribed = True
+        while True:
+            try:
+                if not subscribed:
+                    self._pubsub = self._subscriber.pubsub()
+                    await self._pubsub.subscribe(BROKER_CHANNEL)
+                    subscribed, retry_s = True, 1.0
+                async for message in self._pubsub.listen():
+                    if message["type"] != "message":
+                        continue
+                    origin, payload = decode(message["data"])
+                    # This process delivered its own messages already, as python-socketio does.
+                    if origin != self.origin:
+                        await deliver(payload)
+            except (RedisError, OSError) as exc:
+                print(f"error: lost the broker at {self.url}: {_reason(exc)}; subscribing "
+                      f"again in {retry_s:g} s", file=sys.stderr)  # fmt: skip
+                subscribed = False
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await asyncio.sleep(retry_s)
+                retry_s = min(2 * retry_s, 60.0)
 
     async def close(self) -> None:
         if self._relay is not None:
