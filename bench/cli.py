@@ -443,12 +443,22 @@ def _scale_out(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
             replace(cell, server_workers=workers, slice_s=cell.slice_s if workers == 1 else 0.0)
             for cell in cells
         ]
+    if any(cell.broker_fault and cell.server_workers < 2 for cell in cells):
+        raise UsageError(
+            "broker-fault kills the broker between server processes: it needs "
+            "--server-workers 2 or more"
+        )
     if redis_url is not None:
         check_redis_url("--redis-url", redis_url)
         if not any(cell.server_workers > 1 for cell in cells):
             raise UsageError(
                 "--redis-url relays broadcasts between server processes: it goes with "
                 "--server-workers 2 or more, or a scale-out scenario"
+            )
+        if any(cell.broker_fault for cell in cells):
+            raise UsageError(
+                "broker-fault kills and restarts the broker: it must be the harness's own "
+                "redis-server, not --redis-url"
             )
         cells = [replace(cell, redis_url=redis_url) if cell.server_workers > 1 else cell
                  for cell in cells]  # fmt: skip

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.analyze import broker_fault
 from bench.analyze.stats import fit_line
 from bench.calibration import MIN_HEADROOM, headroom
 from bench.load.plan import WorkerReport
@@ -52,7 +53,8 @@ COLUMNS = [
     "server_workers", "broker", "broker_version", "server_cpu_pct_per_worker",
     "publisher_worker", "fanout_local_p50_us", "fanout_local_p99_us", "fanout_remote_p50_us",
     "fanout_remote_p99_us", "receivers_per_worker", "delivered_per_worker",
-    "missing_per_worker", "duplicated_per_worker",
+    "missing_per_worker", "duplicated_per_worker", "broker_fault", "broker_down_s",
+    "broker_recovery_s", "lost_broadcasts", "recovery_per_worker", "broker_fault_note",
     "mem_uss_kib_per_conn", "mem_points", "recovery_p50_s", "recovery_p99_s", "recovery_all_s",
     "recovered_clients", "lost", "backoff", "handicap_us",
     "extensions_negotiated", "extensions_offered_by_probe", "server_exit_status", "started_utc",
@@ -223,6 +225,32 @@ def scaleout_fields(result: RunResult) -> dict[str, Any]:
     }
 
 
+def broker_fault_fields(result: RunResult) -> dict[str, Any]:
+    """Broker-fault rows: how long the broker was gone, what was lost, and when each server
+    process's receivers got broadcasts again (bench.analyze.broker_fault); empty elsewhere."""
+    reports = [r for r in result.reports if r.publisher_worker >= 0]
+    if not result.spec.broker_fault or not reports or not result.broker_restarted_ns:
+        return {"broker_down_s": math.nan, "broker_recovery_s": math.nan,
+                "lost_broadcasts": math.nan, "recovery_per_worker": "",
+                "broker_fault_note": ""}  # fmt: skip
+    (report,) = reports  # fan-out runs one generator worker
+    fault = broker_fault.analyse(
+        report.message_intended_ns,
+        {int(w): row for w, row in report.worker_message_delivered.items()},
+        {int(w): n for w, n in report.worker_receivers.items()},
+        result.broker_restarted_ns,
+    )
+    return {
+        "broker_down_s": _round((result.broker_restarted_ns - result.broker_killed_ns) / 1e9, 3),
+        "broker_recovery_s": _round(fault.recovery_s, 3),
+        "lost_broadcasts": fault.lost_broadcasts,
+        "recovery_per_worker": " ".join(
+            f"{w}:{'never' if math.isnan(t) else f'{t:.3f}'}" for w, t in fault.per_worker_s.items()
+        ),
+        "broker_fault_note": fault.note,
+    }
+
+
 def deaf_workers(reports: list[WorkerReport], server_workers: int) -> list[str]:
     """Scale-out fan-out: one phrase per server process whose receivers got nothing (or that
     got no receivers at all), naming it; [] when every process delivered."""
@@ -268,6 +296,10 @@ def row(result: RunResult) -> dict[str, Any]:
     sent = sum(r.sent for r in result.reports)
     received = sum(r.received for r in result.reports)
     errors = sum(r.errors for r in result.reports)
+    if spec.broker_fault:
+        # Deliveries the broker's outage cost are the scenario's figure (lost_broadcasts), not
+        # errors; duplicates and frames that match no message still are.
+        errors -= sum(r.missing for r in result.reports)
     if spec.mode == "reconnect" and result.reports:
         # A client that never exchanged messages again is an error; lost messages are the
         # storm's figure (the server was down), not errors.
@@ -371,6 +403,8 @@ def row(result: RunResult) -> dict[str, Any]:
         if len(result.server_worker_usage) > 1
         else "",
         **scaleout_fields(result),
+        "broker_fault": spec.broker_fault,
+        **broker_fault_fields(result),
         **memory_fields(result),
         **reconnect_fields(result),
         "extensions_negotiated": result.probe.extensions_negotiated if result.probe else "",

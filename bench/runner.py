@@ -13,7 +13,7 @@ import math
 import shlex
 import signal
 import traceback
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,6 +136,9 @@ class RunResult:
     # Scale-out: each server process's own figures (server_usage is their sum).
     server_worker_usage: list[WindowUsage] = field(default_factory=list)
     broker_version: str = ""
+    # Broker faults: when the broker was killed and when it answered again (monotonic ns).
+    broker_killed_ns: int = 0
+    broker_restarted_ns: int = 0
 
     def merged(self, attribute: str) -> Any:
         return hist.merge(getattr(r, attribute) for r in self.reports)
@@ -473,16 +476,19 @@ async def measure(
     log_dir: Path,
     result: RunResult,
     more_server_pids: Sequence[int] = (),
+    during: Callable[[int], Awaitable[None]] | None = None,
 ) -> None:
     """One measured run of open or closed loop against a running server, into ``result``.
     ``more_server_pids``: the server's other processes (scale-out), whose CPU and memory are
-    added to the first's."""
+    added to the first's. ``during``: run beside the load from the start signal (given its
+    time), awaited before the run ends (a broker fault)."""
     try:
         plans = worker_plans(spec, url)
     except UsageError as exc:  # the target's limit changed since the command was checked
         raise RunFailed(str(exc)) from exc
     pool = WorkerPool(plans, frozenset(pinning.generator_cpus), log_dir, module=spec.worker_module)
     sampler: ProcessSampler | None = None
+    side: asyncio.Future[None] | None = None
     try:
         result.connect_s = await pool.spawn_and_connect()
         roles = {f"worker-{i}": pid for i, pid in enumerate(pool.pids)}
@@ -494,9 +500,13 @@ async def measure(
         )
         sampler.start()
         start_ns = await pool.go()
+        if during is not None:
+            side = asyncio.ensure_future(during(start_ns))
         window_start = start_ns + int(spec.warmup_s * 1e9)
         window_end = window_start + int(spec.duration_s * 1e9)
         result.reports = await pool.reports()
+        if side is not None:
+            await side
         reported_ns = monotonic_ns()
         if spec.mode == "connect":
             # The storm lasts until its slowest worker's last attempt finished.
@@ -526,10 +536,38 @@ async def measure(
             sampler.usage(f"worker-{i}", window_start, window_end) for i in range(spec.workers)
         ]
     finally:
+        if side is not None and not side.done():
+            side.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await side
         if sampler is not None:
             with contextlib.suppress(Exception):
                 await sampler.stop()
         await pool.close()
+
+
+# Broker faults: the broker is killed this far into the measured window, and started again on
+# the same port this long after.
+BROKER_FAULT_AT = 0.25
+BROKER_DOWN_S = 1.0
+
+
+async def inject_broker_fault(
+    spec: RunSpec, group: ServerGroup, result: RunResult, start_ns: int
+) -> None:
+    """SIGKILL the group's redis-server (its clients get no goodbye), then start it again on
+    the same port; the times go into ``result``. RunFailed when it does not come back."""
+    assert group.redis is not None
+    kill_ns = start_ns + int((spec.warmup_s + BROKER_FAULT_AT * spec.duration_s) * 1e9)
+    await asyncio.sleep(max(0.0, (kill_ns - monotonic_ns()) / 1e9))
+    result.broker_killed_ns = monotonic_ns()
+    await group.redis.kill()
+    await asyncio.sleep(BROKER_DOWN_S)
+    try:
+        await group.redis.start(group.redis.port)
+    except BrokerFailed as exc:
+        raise RunFailed(f"the broker did not come back after its fault: {exc}") from exc
+    result.broker_restarted_ns = monotonic_ns()
 
 
 async def measure_reconnect(
@@ -761,7 +799,16 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
             await measure_reconnect(spec, url, server, pinning, log_dir, result)
         else:
             more = server.more_sampled_pids if server is not None else []
-            await measure(spec, url, server_pid, pinning, log_dir, result, more)
+            fault = None
+            if spec.broker_fault:
+                if not isinstance(server, ServerGroup) or server.redis is None:
+                    raise RunFailed("a broker fault needs the harness's own redis-server")
+                group = server
+
+                async def fault(start_ns: int) -> None:
+                    await inject_broker_fault(spec, group, result, start_ns)
+
+            await measure(spec, url, server_pid, pinning, log_dir, result, more, fault)
         if server is not None and not server.alive():
             raise RunFailed(
                 f"server {spec.server} exited during the run ({server.exit_description()})"

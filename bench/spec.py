@@ -62,6 +62,9 @@ class RunSpec:
     # redis-server, or ``redis_url`` (--redis-url) when the user names one.
     server_workers: int = 1
     redis_url: str = ""
+    # Scale-out fan-out: the harness kills its broker (SIGKILL) a quarter into the window and
+    # restarts it on the same port (bench.runner.BROKER_DOWN_S later): scenario broker-fault.
+    broker_fault: bool = False
 
     def __post_init__(self) -> None:
         # The label is the stack that runs the cell (bench.load.stacks), whatever was asked:

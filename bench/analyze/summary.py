@@ -62,7 +62,7 @@ MEDIAN_COLUMNS = [
     "slow_dropped", "slow_missing", "server_rss_growth_bytes", "mem_r2", "mem_intercept_mib",
     "recovery_p50_s", "recovery_p99_s", "recovery_all_s", "recovered_clients", "lost",
     "capacity_msgs_s", "slo_p99_ms", "fanout_local_p50_us", "fanout_local_p99_us",
-    "fanout_remote_p50_us", "fanout_remote_p99_us",
+    "fanout_remote_p50_us", "fanout_remote_p99_us", "broker_recovery_s", "lost_broadcasts",
 ]  # fmt: skip
 BY_MODE = {
     "connect": (CONNECT_METRICS, CONNECT_RATIO_METRICS, "connects_per_s"),

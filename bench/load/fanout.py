@@ -162,6 +162,22 @@ class FanoutBook:
             )  # fmt: skip
         return dict(sorted(found.items()))
 
+    def deliveries_by_worker(self) -> dict[int, list[int]]:
+        """Scale-out: per server process, per measured message, how many of the process's
+        fast receivers got it (for what a broker fault did, message by message)."""
+        measured = range(self.first_measured, len(self.frames))
+        found: dict[int, list[int]] = {}
+        for receiver in range(self.slow, self.recipients):
+            counts = self.counts[receiver]
+            row = found.setdefault(self.workers[receiver], [0] * len(measured))
+            for index, seq in enumerate(measured):
+                if counts[seq]:
+                    row[index] += 1
+        return dict(sorted(found.items()))
+
+    def measured_intended_ns(self) -> list[int]:
+        return self.intended_ns[self.first_measured :]
+
 
 @dataclass(frozen=True)
 class WorkerCounts:

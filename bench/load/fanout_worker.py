@@ -333,6 +333,10 @@ def fanout_report(
             worker_duplicated={str(w): c.duplicated for w, c in by_worker.items()},
             fanout_local_hist=_histogram(local),
             fanout_remote_hist=_histogram(remote),
+            message_intended_ns=book.measured_intended_ns(),
+            worker_message_delivered={
+                str(w): row for w, row in book.deliveries_by_worker().items()
+            },
         )
     return WorkerReport(**fields)
 

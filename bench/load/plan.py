@@ -142,6 +142,10 @@ class WorkerReport:
     worker_duplicated: dict[str, int] = field(default_factory=dict)
     fanout_local_hist: str = ""
     fanout_remote_hist: str = ""
+    # ... and per measured message: its intended publish time (CLOCK_MONOTONIC ns) and, per
+    # process, how many of its fast receivers got it (what a broker fault did).
+    message_intended_ns: list[int] = field(default_factory=list)
+    worker_message_delivered: dict[str, list[int]] = field(default_factory=dict)
     slow_dropped: int = 0
     # Memory: [connections, CLOCK_MONOTONIC ns when they were all open] per step.
     memory_steps_ns: list[list[int]] = field(default_factory=list)

@@ -55,7 +55,9 @@ _ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
     "repeat": int,
     "slow_share": (int, float),
     "server_workers": (int, list),
+    "broker_fault": bool,
 }
+_BOOL_KEYS = ("ack", "broker_fault")
 # Bounds on what a run may ask for: beyond them a run is a mistake, not a measurement, and it
 # would hold the machine (or send load) until killed.
 MAX_SECONDS = 86_400.0  # a duration or warm-up of more than a day
@@ -244,7 +246,9 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
     for key, value in entry.items():
         if key not in _ENTRY_KEYS:
             raise UsageError(f"{where}: unknown key {key!r}")
-        if not isinstance(value, _ENTRY_KEYS[key]) or isinstance(value, bool) != (key == "ack"):
+        if not isinstance(value, _ENTRY_KEYS[key]) or isinstance(value, bool) != (
+            key in _BOOL_KEYS
+        ):
             raise UsageError(f"{where}: {key} has the wrong type ({value!r})")
     for key in _REQUIRED:
         if key not in entry:
@@ -315,6 +319,13 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
     for workers in _as_list(entry.get("server_workers", 1)):
         check_server_workers(
             f"{where}: server_workers", workers, mode, entry.get("transport", "websocket")
+        )
+    if entry.get("broker_fault") and (
+        mode != "fanout" or min(_as_list(entry.get("server_workers", 1))) < 2
+    ):
+        raise UsageError(
+            f"{where}: broker_fault kills the broker between server processes: fanout mode "
+            "with server_workers of 2 or more"
         )
 
 
@@ -414,6 +425,7 @@ def expand(
                         entry.get("slice_s", DEFAULT_SLICE_S if entry["mode"] == "closed" else 0)
                     ) if server_workers == 1 else 0.0,
                     server_workers=server_workers,
+                    broker_fault=entry.get("broker_fault", False),
                 )))  # fmt: skip
     passes = max((times for times, _ in cells), default=0)
     return [

@@ -107,3 +107,21 @@ def test_cells_with_several_processes_are_never_time_sliced() -> None:
                        "--slice", "0.1"])  # fmt: skip
     closed = [c for c in cells if c.mode == "closed"]
     assert {(c.server_workers, sliceable(c)) for c in closed} == {(1, True), (2, False)}
+
+
+def test_broker_fault_needs_the_harnesss_own_broker_and_several_processes() -> None:
+    cells = cells_for(["run", "--scenario", "broker-fault", "--servers", "aiohttp"])
+    assert [(c.mode, c.server_workers, c.broker_fault) for c in cells] == [("fanout", 2, True)]
+    with pytest.raises(UsageError, match="must be the harness's own redis-server"):
+        cells_for(["run", "--scenario", "broker-fault", "--redis-url", "redis://127.0.0.1:1/0"])
+    with pytest.raises(UsageError, match="needs --server-workers 2 or more"):
+        cells_for(["run", "--scenario", "broker-fault", "--server-workers", "1"])
+
+
+def test_a_suite_entry_with_broker_fault_must_be_a_scale_out_fanout() -> None:
+    from bench.scenarios import parse_suite
+
+    entry = ('[[run]]\nscenario = "x"\nservers = ["aiohttp"]\nmode = "closed"\n'
+             'duration_s = 1\nserver_workers = 2\nbroker_fault = true\n')  # fmt: skip
+    with pytest.raises(UsageError, match="broker_fault kills the broker"):
+        parse_suite(entry, "t")
