@@ -111,7 +111,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         runs = runs.assign(server_workers=1)
     missing = [c for c in [*CELL_KEYS, *optional] if c not in runs.columns]
     runs = runs.assign(**{column: math.nan for column in missing})
-    runs = runs.assign(_cell=_key(runs), _pair=_pair_key(runs))
+    # (One copy, whole: a frame of many columns assigned one by one is fragmented.)
+    runs = runs.copy().assign(_cell=_key(runs), _pair=_pair_key(runs))
     records: list[dict[str, Any]] = []
     for _, group in runs.groupby("_cell", sort=False):
         valid = group[group["status"] == "ok"]
