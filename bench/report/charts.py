@@ -405,6 +405,35 @@ def fanout(summary: pd.DataFrame) -> Chart | None:
     )
 
 
+def scaleout(summary: pd.DataFrame) -> Chart | None:
+    """Scale-out fan-out: median delivery latency to receivers on the publisher's process and
+    across the broker, per server."""
+    local, remote = "fanout_local_p50_us_median", "fanout_remote_p50_us_median"
+    summary = _plotted(summary, local, remote)
+    rows = _preferred_loop(_where(summary, scenario="scaleout", mode="fanout"))
+    if rows.empty or local not in rows.columns:
+        return None
+    rows, labels = _bar_order(rows)
+    figure, axes = _new("Broadcast across server processes")
+    colours = [colour(str(s)) for s in rows["server"]]
+    series = {
+        "same process as the publisher": [v / 1000 for v in rows[local]],
+        "across the broker": [v / 1000 for v in rows[remote]],
+    }
+    _bars(axes, labels, series, colours)
+    axes.set_yscale("log")
+    axes.set_ylabel("publish to receipt, p50 (ms, log scale)")
+    _legend(axes, fontsize=7)
+    return Chart(
+        "chart-scaleout",
+        "Fan-out across server processes",
+        "Each server as two processes on one port with Redis between them: median latency of "
+        "deliveries to receivers on the publisher's process (solid) and on the other one "
+        "(pale), from the intended publish time.",
+        _svg(figure),
+    )
+
+
 def _bars(
     axes: Axes, labels: list[str], series: dict[str, list[float]], colours: list[str]
 ) -> None:
@@ -529,6 +558,7 @@ def all_charts(
         lambda: rate_latency(summary),
         lambda: memory(runs),
         lambda: fanout(summary),
+        lambda: scaleout(summary),
         lambda: wire_bytes(summary),
         lambda: connect(summary),
     ]

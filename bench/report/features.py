@@ -78,7 +78,8 @@ FEATURES = [
         "Horizontal scaling through a message queue",
         "by hand (a pub/sub of your choice)",
         "client managers for Redis, Kafka, RabbitMQ...",
-        None,
+        # Several server processes behind a Redis broker (--server-workers, scaleout).
+        lambda r: pd.to_numeric(_column(r, "server_workers"), errors="coerce").fillna(1) > 1,
     ),
 ]
 

@@ -555,6 +555,49 @@ def _fanout(summary: pd.DataFrame) -> Verdict:
     return verdict
 
 
+def _scale_out(summary: pd.DataFrame) -> Verdict:
+    """Several processes behind a broker: what crossing it costs a broadcast, what a second
+    process costs an echo, and how broadcasts come back after a broker fault."""
+    verdict = Verdict(
+        "scaleout", "What does running several processes cost?", chart="chart-scaleout"
+    )
+    fanout = _one_per_server(_where(summary, scenario="scaleout", mode="fanout"))
+    column = "fanout_remote_p50_us_median"
+    if fanout.empty or column not in fanout.columns:
+        return _unmeasured(verdict)
+    verdict.parts = [
+        "Each server as ",
+        _figure(fanout.iloc[0], "server_workers", ""),
+        " processes on one port with Redis between them, broadcasting to ",
+        _figure(fanout.iloc[0], "recipients_median", ""),
+        " receivers: median latency on the publisher's process ",
+        *_values(fanout, "fanout_local_p50_us_median", "us"),
+        "; across the broker ",
+        *_values(fanout, column, "us"),
+        ".",
+    ]
+    echo = _where(summary, scenario="scaleout", mode="closed")
+    if not echo.empty:
+        one = _one_per_server(_where(echo, server_workers=1))
+        two = _one_per_server(echo[echo["server_workers"] > 1])
+        if not one.empty and not two.empty:
+            verdict.parts += [" Echo, one process: ", *_values(one, "throughput_median", "")]
+            verdict.parts += ["; two: ", *_values(two, "throughput_median", ""), " msgs/s."]
+    fault = _one_per_server(_where(summary, scenario="broker-fault"))
+    if not fault.empty and "broker_recovery_s_median" in fault.columns:
+        verdict.parts += [" After the broker was killed and restarted, broadcasts were whole "
+                          "again after ", *_values(fault, "broker_recovery_s_median", "s"),
+                          "; broadcasts lost ", *_values(fault, "lost_broadcasts_median", ""),
+                          "."]  # fmt: skip
+    verdict.parts.append(
+        " Every process shares this machine's one server core here, so these are the costs "
+        "of the broker and of a second process, not what more cores would add; no ranking "
+        "is claimed."
+    )
+    verdict.favours = "neither"
+    return verdict
+
+
 def _reconnect(summary: pd.DataFrame) -> Verdict:
     verdict = Verdict("reconnect", "How fast do clients come back after a server restart?")
     cells = _one_per_server(_where(summary, mode="reconnect"))
@@ -673,6 +716,7 @@ QUESTIONS: list[Callable[[pd.DataFrame], Verdict]] = [
     _memory,
     _connect,
     _fanout,
+    _scale_out,
     _reconnect,
     _slow_consumers,
     _polling,

@@ -29,3 +29,19 @@ def test_a_chart_of_a_target_run_has_its_label() -> None:
     }])  # fmt: skip
     chart = connection_throughput(summary)
     assert chart is not None and ">mine<" in chart.svg
+
+
+def test_the_scaleout_chart_sets_local_beside_remote_latency_per_server() -> None:
+    from bench.report.charts import scaleout
+
+    def cell(server: str, local_us: float, remote_us: float) -> dict[str, object]:
+        return {"scenario": "scaleout", "server": server, "transport": "websocket",
+                "loop": "uvloop", "mode": "fanout", "repeats": 1, "server_workers": 2,
+                "fanout_local_p50_us_median": local_us,
+                "fanout_remote_p50_us_median": remote_us}  # fmt: skip
+
+    chart = scaleout(pd.DataFrame([cell("websockets", 12_000.0, 32_000.0),
+                                   cell("socketio-aiohttp", 530_000.0, 780_000.0)]))  # fmt: skip
+    assert chart is not None and chart.id == "chart-scaleout"
+    assert ">websockets<" in chart.svg and ">socketio-aiohttp<" in chart.svg
+    assert scaleout(pd.DataFrame([{"scenario": "echo", "server": "aiohttp"}])) is None

@@ -48,3 +48,12 @@ def test_use_when_lists_come_from_verdict_sides_and_exercised_features() -> None
     socketio = [item.text for item in lists["socketio"]]
     assert any("acknowledgements" in text and "ack" in text for text in socketio)
     assert not any("broadcast" in text for text in socketio)  # not exercised in this run
+
+
+def test_horizontal_scaling_is_measured_by_runs_on_several_server_processes() -> None:
+    runs = pd.DataFrame.from_records([
+        run("scaleout", mode="fanout", server_workers=2),
+        run("echo", server_workers=1),
+    ])  # fmt: skip
+    rows = {row.name: row for row in feature_matrix(runs)}
+    assert rows["Horizontal scaling through a message queue"].measured_by == "scaleout"

@@ -258,3 +258,32 @@ def test_an_interval_over_one_passs_rounds_is_said_to_be_so() -> None:
     # Over repeats: no such note.
     repeated = summary.assign(throughput_ratio_interval_over="repeats")
     assert note not in sentence(by_key(repeated)["protocol-cost"])
+
+
+def scale_cell(server: str, mode: str, workers: int, **extra: Any) -> dict[str, Any]:
+    return {**echo_cell(server, extra.pop("throughput", NAN)), "scenario": "scaleout",
+            "mode": mode, "server_workers": workers, **extra}  # fmt: skip
+
+
+def test_scale_out_quotes_local_and_remote_latency_echo_at_one_and_two_and_broker_faults() -> None:
+    summary = summary_of(
+        scale_cell("websockets", "fanout", 2, recipients_median=1000.0,
+                   fanout_local_p50_us_median=12_000.0, fanout_remote_p50_us_median=32_000.0),
+        scale_cell("websockets", "closed", 1, throughput=8_000.0),
+        scale_cell("websockets", "closed", 2, throughput=8_500.0),
+        {**scale_cell("websockets", "fanout", 2), "scenario": "broker-fault",
+         "broker_recovery_s_median": 1.9, "lost_broadcasts_median": 150.0},
+    )  # fmt: skip
+    verdict = by_key(summary)["scaleout"]
+    text = sentence(verdict)
+    assert "publisher's process websockets 12 ms; across the broker websockets 32 ms" in text
+    assert "Echo, one process: websockets 8,000; two: websockets 8,500 msgs/s" in text
+    assert "whole again after websockets 1.90 s; broadcasts lost websockets 150" in text
+    assert verdict.favours == "neither" and verdict.chart == "chart-scaleout"
+    for figure in verdict.figures:
+        assert figure.value == summary.loc[figure.row, figure.column]
+
+
+def test_scale_out_unmeasured_without_its_rows() -> None:
+    verdict = by_key(summary_of(echo_cell("aiohttp", 1.0)))["scaleout"]
+    assert verdict.favours == "unmeasured"
