@@ -150,7 +150,9 @@ async def start(host: str, port: int) -> RunningAiohttp:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     try:
         await runner.setup()
-        await web.TCPSite(runner, host, port, reuse_port=settings.reuse_port).start()
+        await web.TCPSite(
+            runner, host, port, reuse_port=settings.reuse_port, backlog=FAIRNESS.listen_backlog
+        ).start()
     except BaseException:
         await runner.cleanup()
         if broker is not None:

@@ -77,6 +77,8 @@ async def start(
         access_log=False,
         # The event loop is common.run_server's (asyncio or uvloop), not uvicorn's choice.
         loop="none",
+        # uvicorn listens on the socket it is given again, with its own backlog (2048).
+        backlog=FAIRNESS.listen_backlog,
     )
     # Server.serve() would install its own SIGINT/SIGTERM handlers over common.run_server's, so
     # its steps are taken one by one instead: load, startup, main loop as a task, shutdown.

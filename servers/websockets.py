@@ -122,6 +122,7 @@ async def start(host: str, port: int) -> RunningWebsockets:
             ping_interval=PING_INTERVAL_S,
             max_size=MAX_MESSAGE_BYTES,
             reuse_port=settings.reuse_port,
+            backlog=FAIRNESS.listen_backlog,
         )
     except BaseException:
         if broker is not None:

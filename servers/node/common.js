@@ -28,6 +28,8 @@ const FAIRNESS = Object.freeze({
   socketioJoinEvent: "join",
   socketioPublishEvent: "publish",
   socketioFanoutEvent: "fanout",
+  // Node's listen defaults to 511; the contract's queue is the same on every server.
+  listenBacklog: 4096,
 });
 
 const ENGINEIO_TRANSPORTS = ["websocket", "polling"];
@@ -185,7 +187,7 @@ function runServer({ description, socketio, start }) {
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
-  httpServer.listen({ host: args.host, port: args.port }, () => {
+  httpServer.listen({ host: args.host, port: args.port, backlog: FAIRNESS.listenBacklog }, () => {
     stopSampling = sampleLoopLag();
     // The harness reads this line to learn the port; nothing else goes to stdout.
     process.stdout.write(`READY ${httpServer.address().port}\n`);
