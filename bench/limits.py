@@ -15,8 +15,11 @@ from bench.errors import UsageError
 
 # Files a process needs besides its connections: interpreter, event loop, pipes, logs.
 RESERVED_FILES = 64
-# Use at most this share of one source address's ephemeral ports (TIME_WAIT, other programs).
-PORT_RANGE_SHARE = 0.9
+# Use at most this share of one source address's ephemeral ports: the kernel searches for a
+# free port at each connect(), and the fuller the range the longer it searches (50,000
+# connections over 3 processes: set up in 179 s over 2 addresses at 90% of their ports, in
+# 53 s over 7 at 30%, docs/measurements.md); TIME_WAITs and other programs hold ports too.
+PORT_RANGE_SHARE = 0.3
 DEFAULT_PORT_RANGE = (32768, 60999)
 
 
