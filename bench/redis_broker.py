@@ -21,6 +21,7 @@ from bench.errors import UsageError
 from bench.processes import start_process, stop_process
 from bench.server_cmd import free_port
 from bench.target import is_loopback
+from servers.common import broker_url_error
 
 REDIS_SERVER = "redis-server"
 INSTALL_HINT = "apt-get install redis-server"
@@ -57,22 +58,22 @@ def redis_server_version() -> str:
 
 
 def check_redis_url(option: str, url: str) -> str:
-    """A ``redis://HOST:PORT/DB`` URL on a loopback address, or UsageError in one line."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme != "redis" or not parts.hostname or port is None:
-        raise UsageError(f"{option}: give redis://HOST:PORT/DB (got {url!r})")
-    if not is_loopback(parts.hostname):
+    """A ``redis://HOST:PORT/DB`` URL on a loopback address, or UsageError in one line. The
+    form is the servers' own rule (servers.common.broker_url_error); the harness also wants
+    the port named and the host on this machine."""
+    problem = broker_url_error(url)
+    if problem is None and urlsplit(url).port is None:
+        problem = "no port"
+    if problem is not None:
         raise UsageError(
-            f"{option}: {parts.hostname} is not a loopback address; load and brokers stay "
+            f"{option}: give redis://HOST:PORT/DB, the database a number ({problem}; got {url!r})"
+        )
+    host = urlsplit(url).hostname or ""
+    if not is_loopback(host):
+        raise UsageError(
+            f"{option}: {host} is not a loopback address; load and brokers stay "
             "on this machine (127.0.0.0/8, ::1)"
         )
-    db = parts.path.lstrip("/")
-    if db and not db.isdigit():
-        raise UsageError(f"{option}: the database must be a number (got {db!r})")
     return url
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from bench.analyze import broker_fault
 from bench.analyze.stats import fit_line
 from bench.calibration import MIN_HEADROOM, headroom
+from bench.load.fanout import summed_per_worker
 from bench.load.plan import WorkerReport
 from bench.load.reconnect import BACKOFF, Recovery, recovery
 from bench.metrics import histogram as hist
@@ -186,14 +187,6 @@ def _by_id(item: tuple[str, int]) -> int:
     return int(item[0])
 
 
-def _summed(dicts: list[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for counts in dicts:
-        for worker, count in counts.items():
-            total[worker] = total.get(worker, 0) + count
-    return total
-
-
 def scaleout_fields(result: RunResult) -> dict[str, Any]:
     """Scale-out fan-out rows (several server processes): where the publisher was, the delivery
     latency on its process (local) and across the broker (remote), and the counts per process.
@@ -218,10 +211,18 @@ def scaleout_fields(result: RunResult) -> dict[str, Any]:
         "fanout_local_p99_us": local_p99,
         "fanout_remote_p50_us": remote_p50,
         "fanout_remote_p99_us": remote_p99,
-        "receivers_per_worker": per_worker_text(_summed([r.worker_receivers for r in reports])),
-        "delivered_per_worker": per_worker_text(_summed([r.worker_delivered for r in reports])),
-        "missing_per_worker": per_worker_text(_summed([r.worker_missing for r in reports])),
-        "duplicated_per_worker": per_worker_text(_summed([r.worker_duplicated for r in reports])),
+        "receivers_per_worker": per_worker_text(
+            summed_per_worker([r.worker_receivers for r in reports])
+        ),
+        "delivered_per_worker": per_worker_text(
+            summed_per_worker([r.worker_delivered for r in reports])
+        ),
+        "missing_per_worker": per_worker_text(
+            summed_per_worker([r.worker_missing for r in reports])
+        ),
+        "duplicated_per_worker": per_worker_text(
+            summed_per_worker([r.worker_duplicated for r in reports])
+        ),
     }
 
 
@@ -249,23 +250,6 @@ def broker_fault_fields(result: RunResult) -> dict[str, Any]:
         ),
         "broker_fault_note": fault.note,
     }
-
-
-def deaf_workers(reports: list[WorkerReport], server_workers: int) -> list[str]:
-    """Scale-out fan-out: one phrase per server process whose receivers got nothing (or that
-    got no receivers at all), naming it; [] when every process delivered."""
-    receivers = _summed([r.worker_receivers for r in reports])
-    delivered = _summed([r.worker_delivered for r in reports])
-    found = []
-    for worker in range(server_workers):
-        key = str(worker)
-        if receivers.get(key, 0) == 0:
-            found.append(f"server worker {worker} got no receivers (the kernel put them all "
-                         "on the others)")  # fmt: skip
-        elif delivered.get(key, 0) == 0:
-            found.append(f"server worker {worker} delivered nothing to its "
-                         f"{receivers[key]:,} receivers")  # fmt: skip
-    return found
 
 
 def per_message(reports: list[WorkerReport], counter: str) -> float:

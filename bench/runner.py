@@ -33,6 +33,7 @@ from bench.limits import (
 )
 from bench.load.capacity import CapacitySearch, ProbeOutcome
 from bench.load.coordinator import START_DELAY_S, WorkerPool
+from bench.load.fanout import deaf_workers
 from bench.load.plan import WorkerPlan, WorkerReport
 from bench.metrics import fairness, looplag
 from bench.metrics import histogram as hist
@@ -814,8 +815,6 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
                 f"server {spec.server} exited during the run ({server.exit_description()})"
             )
         if spec.mode == "fanout" and spec.server_workers > 1:
-            from bench.results import deaf_workers  # (bench.results imports this module)
-
             deaf = deaf_workers(result.reports, spec.server_workers)
             if deaf:
                 raise RunFailed("; ".join(deaf))

@@ -9,8 +9,10 @@ stalled server shows in them) per delivery and per message (first, median and la
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
+from bench.load.plan import WorkerReport
 from bench.protocol.exchange import SEQ_DIGITS
 
 
@@ -187,3 +189,31 @@ class WorkerCounts:
     delivered: int
     missing: int
     duplicated: int
+
+
+# --- Across generator workers: the reports' per-process counts (keys: worker ids as text) ----
+
+
+def summed_per_worker(dicts: list[dict[str, int]]) -> dict[str, int]:
+    """Per server process, the counts of several reports added (zeros kept)."""
+    total: Counter[str] = Counter()
+    for counts in dicts:
+        total.update(counts)
+    return dict(total)
+
+
+def deaf_workers(reports: list[WorkerReport], server_workers: int) -> list[str]:
+    """Scale-out fan-out: one phrase per server process whose receivers got nothing (or that
+    got no receivers at all), naming it; [] when every process delivered."""
+    receivers = summed_per_worker([r.worker_receivers for r in reports])
+    delivered = summed_per_worker([r.worker_delivered for r in reports])
+    found = []
+    for worker in range(server_workers):
+        key = str(worker)
+        if receivers.get(key, 0) == 0:
+            found.append(f"server worker {worker} got no receivers (the kernel put them all "
+                         "on the others)")  # fmt: skip
+        elif delivered.get(key, 0) == 0:
+            found.append(f"server worker {worker} delivered nothing to its "
+                         f"{receivers[key]:,} receivers")  # fmt: skip
+    return found

@@ -3,10 +3,10 @@ from __future__ import annotations
 import json
 import math
 
+from bench.load.fanout import deaf_workers
 from bench.load.plan import WorkerReport
 from bench.metrics import histogram as hist
 from bench.results import (
-    deaf_workers,
     messages_per_cpu_second,
     per_worker_text,
     round_messages,
