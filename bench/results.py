@@ -43,7 +43,7 @@ COLUMNS = [
     "slice_s", "round_msgs", "msgs_per_cpu_s", "wire_bytes_up_per_msg", "wire_bytes_down_per_msg",
     "wire_frames_up_per_msg", "wire_frames_down_per_msg", "http_requests_per_msg",
     "server_loop_lag_p99_ms", "server_loop_lag_max_ms", "server_cpus_steal_pct",
-    "generator_cpus_steal_pct", "send_lag_p99_us", "slo_p99_ms",
+    "generator_cpus_steal_pct", "generator_cpu_pct", "send_lag_p99_us", "slo_p99_ms",
     "capacity_msgs_s", "connect_s", "connect_p50_us", "connect_p99_us", "target_conns_s",
     "connects_per_s", "connect_failures", "server_cpu_us_per_conn", "recipients",
     "fanout_p50_us", "fanout_p99_us", "fanout_first_p99_us", "fanout_median_p99_us",
@@ -291,6 +291,9 @@ def row(result: RunResult) -> dict[str, Any]:
         errors += found.clients - found.recovered
     nan = math.nan
     client_cpu = max((u.cpu_pct for u in result.client_usage), default=math.nan)
+    # All generator processes together, over the same window as the server's CPU: the gate
+    # compares the two across machines (bench.gate.check).
+    generator_cpu = sum(u.cpu_pct for u in result.client_usage) if result.client_usage else math.nan
     send_lag_p99 = send_lag.p99_us if send_lag else math.nan
     connect_mode = spec.mode == "connect"
     # A connect storm's messages are one per connection, not a throughput; memory rows send
@@ -356,6 +359,7 @@ def row(result: RunResult) -> dict[str, Any]:
         "server_cpus_steal_pct": _round(result.server_cpus_steal_pct, 2),
         "generator_cpus_steal_pct": _round(result.generator_cpus_steal_pct, 2),
         "client_cpu_pct": _round(client_cpu),
+        "generator_cpu_pct": _round(generator_cpu),
         "client_bound": client_bound,
         "generator_headroom": _round(generator_headroom, 2),
         "status": result.status,

@@ -36,9 +36,13 @@ PAIR_KEYS = [k for k in CELL_KEYS if k not in ("server", "protocol")]
 UNSTABLE_CV = 0.10
 # "efficiency": messages per second of server CPU. CPU time is only charged while a process
 # runs, so it holds still when a shared host steals time and throughput does not.
+# "efficiency_vs_generator": the generator's CPU over the server's for the same messages in the
+# same window (their msgs per CPU-second, divided): host speed moves both, so the regression gate
+# compares it across machines, where a calibration measured at another moment moved 50% in
+# minutes (docs/gate.md).
 METRICS = {
     "throughput": "throughput_msgs_s", "p50": "p50_us", "p99": "p99_us",
-    "efficiency": "msgs_per_cpu_s",
+    "efficiency": "msgs_per_cpu_s", "efficiency_vs_generator": "efficiency_vs_generator",
 }  # fmt: skip
 # Connect storms: connections per second and set-up latency instead of messages.
 CONNECT_METRICS = {
@@ -112,7 +116,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in [*CELL_KEYS, *optional] if c not in runs.columns]
     runs = runs.assign(**{column: math.nan for column in missing})
     # (One copy, whole: a frame of many columns assigned one by one is fragmented.)
-    runs = runs.copy().assign(_cell=_key(runs), _pair=_pair_key(runs))
+    runs = runs.copy().assign(
+        _cell=_key(runs), _pair=_pair_key(runs),
+        efficiency_vs_generator=_efficiency_vs_generator(runs),
+    )  # fmt: skip
     records: list[dict[str, Any]] = []
     for _, group in runs.groupby("_cell", sort=False):
         valid = group[group["status"] == "ok"]
@@ -144,6 +151,23 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             record["throughput_ratio_interval_over"] = _interval_basis(record, len(valid))
         records.append(record)
     return pd.DataFrame.from_records(records)
+
+
+def _efficiency_vs_generator(runs: pd.DataFrame) -> pd.Series:
+    """Per run: generator CPU over server CPU. Runs written before ``generator_cpu_pct``
+    existed had it as ``client_cpu_pct`` when one generator process ran."""
+
+    def column(name: str) -> pd.Series:
+        if name in runs.columns:
+            return runs[name].astype(float)
+        return pd.Series(math.nan, index=runs.index)
+
+    if "generator_cpu_pct" in runs.columns:
+        generator = column("generator_cpu_pct")
+    else:
+        generator = column("client_cpu_pct").where(runs["workers"] == 1)
+    server = column("server_cpu_pct")
+    return (generator / server).where(server > 0)
 
 
 def _ratios(

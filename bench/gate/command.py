@@ -94,6 +94,14 @@ def print_result(result: GateResult, console: Console | None = None) -> None:
             f"[bold red]wsbench check: {failed} of {len(result.rows)} checks failed[/bold red]"
             + aside
         )
+        # Repeated after the table, one line each: a log cut to its last lines still names them.
+        for row in result.rows:
+            if row.failed:
+                change = "" if math.isnan(row.change_pct) else f" {row.change_pct:+.1f}%"
+                console.print(
+                    f"failed: {row.metric} {row.cell}: {row.baseline} -> {row.current}{change}"
+                    f" (interval {row.interval}; threshold {row.threshold})"
+                )
     else:
         console.print(f"wsbench check: all {len(result.rows)} checks passed{aside}")
 

@@ -162,3 +162,25 @@ def test_with_repeats_the_interval_stays_over_repeats() -> None:
     assert (row["throughput_ratio_vs_aiohttp_ci_low"],
             row["throughput_ratio_vs_aiohttp_ci_high"]) == pytest.approx(ratios)  # fmt: skip
     assert row["throughput_ratio_interval_over"] == "repeats"
+
+
+def test_efficiency_against_the_generator_is_the_ratio_of_their_cpu_in_each_run() -> None:
+    runs = pd.DataFrame(
+        [run("aiohttp", "raw", r, 100.0, 10.0, server_cpu_pct=server, generator_cpu_pct=gen)
+         for r, server, gen in ((1, 100.0, 80.0), (2, 50.0, 40.0), (3, 90.0, 72.0))]
+    )  # fmt: skip
+    cell = summarize(runs).iloc[0]
+    # 80/100, 40/50, 72/90: the host's speed moved both sides alike, the ratio held.
+    assert cell["efficiency_vs_generator_median"] == pytest.approx(0.8)
+    assert cell["efficiency_vs_generator_ci_low"] == pytest.approx(0.8)
+    assert cell["efficiency_vs_generator_ci_high"] == pytest.approx(0.8)
+
+
+def test_runs_from_before_the_generator_cpu_column_use_one_workers_client_cpu() -> None:
+    one = summarize(pd.DataFrame([run("aiohttp", "raw", 1, 100.0, 10.0, server_cpu_pct=50.0,
+                                      client_cpu_pct=25.0)]))  # fmt: skip
+    assert one.iloc[0]["efficiency_vs_generator_median"] == pytest.approx(0.5)
+    # Two generator processes: the busiest one's CPU is not their sum, so no figure.
+    two = summarize(pd.DataFrame([run("aiohttp", "raw", 1, 100.0, 10.0, server_cpu_pct=50.0,
+                                      client_cpu_pct=25.0, workers=2)]))  # fmt: skip
+    assert math.isnan(two.iloc[0]["efficiency_vs_generator_median"])

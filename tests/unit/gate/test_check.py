@@ -167,6 +167,37 @@ def test_another_machine_compares_throughput_against_each_runs_ceiling() -> None
     assert not slower.passed
 
 
+def test_another_machine_compares_efficiency_against_the_generators_cpu_in_the_same_runs() -> None:
+    other = copy.deepcopy(META)
+    other["machine"]["cpu_model"] = "EPYC"
+    other["calibration"][0]["ceiling_msgs_s"] = 150_000.0  # calibrated in a fast moment
+    vs_generator = {"efficiency_vs_generator_median": 0.75, "efficiency_vs_generator_ci_low": 0.74,
+                    "efficiency_vs_generator_ci_high": 0.76}  # fmt: skip
+    efficiency = {"efficiency_median": 50_000.0, "efficiency_ci_low": 49_000.0,
+                  "efficiency_ci_high": 51_000.0}  # fmt: skip
+    old = frame(cell(**efficiency, **vs_generator))
+    rules = parse_thresholds(
+        {"metrics": {"efficiency": {"direction": "higher", "tolerance_pct": 20}}}
+    )
+
+    def run_gate(old: pd.DataFrame, new: pd.DataFrame, meta: dict[str, Any]) -> Any:
+        return gate(old, META, new, meta, rules)
+
+    # The same efficiency is a third less of the faster ceiling, but not of the generator's
+    # CPU measured beside it: a pass.
+    steady = run_gate(old, frame(cell(**efficiency, **vs_generator)), other)
+    rows = {r.metric: r for r in steady.rows}
+    assert "efficiency/ceiling" not in rows and rows["efficiency/generator"].verdict == "pass"
+    # The server spending 40% more CPU than the generator for the same messages: a regression.
+    costly = {"efficiency_vs_generator_median": 0.45, "efficiency_vs_generator_ci_low": 0.44,
+              "efficiency_vs_generator_ci_high": 0.46}  # fmt: skip
+    result = run_gate(old, frame(cell(**efficiency, **costly)), other)
+    assert {r.metric: r for r in result.rows}["efficiency/generator"].verdict == FAIL
+    # Results without the generator's figure fall back to the ceiling.
+    fallback = run_gate(frame(cell(**efficiency)), frame(cell(**efficiency)), other)
+    assert "efficiency/ceiling" in {r.metric for r in fallback.rows}
+
+
 def test_the_same_machine_at_another_speed_compares_absolute_figures_and_says_so() -> None:
     slowed_host = copy.deepcopy(META)
     slowed_host["calibration"][0]["ceiling_msgs_s"] = 50_000.0  # the host's speed halved
@@ -244,6 +275,9 @@ def test_the_command_exits_0_on_pass_1_on_failure_2_on_bad_input(
     assert main(["check", str(tmp_path / "same"), *base]) == 0
     assert main(["check", str(tmp_path / "slow"), *base]) == 1
     printed = capsys.readouterr()
+    # The failed check is named again on the last line, for logs cut to their tail.
+    last = (printed.out + printed.err).strip().splitlines()[-1]
+    assert last.startswith("failed: throughput echo websockets") and "-66.7%" in last
     for heading in ("metric", "cell", "baseline", "current", "change", "interval", "threshold",
                     "verdict"):  # fmt: skip
         assert heading in printed.out + printed.err
