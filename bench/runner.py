@@ -469,6 +469,15 @@ def worker_plans(spec: RunSpec, url: str) -> list[WorkerPlan]:
     ]
 
 
+def spawned_pool(spec: RunSpec, pinning: Pinning, log_dir: Path) -> WorkerPool:
+    """The cell's generator workers, to be started (``WorkerPool.spawn``) while its server
+    starts; their plans need the server's port, so they come later."""
+    return WorkerPool(
+        [], frozenset(pinning.generator_cpus), log_dir, module=spec.worker_module,
+        count=spec.workers,
+    )  # fmt: skip
+
+
 async def measure(
     spec: RunSpec,
     url: str,
@@ -478,16 +487,20 @@ async def measure(
     result: RunResult,
     more_server_pids: Sequence[int] = (),
     during: Callable[[int], Awaitable[None]] | None = None,
+    pool: WorkerPool | None = None,
 ) -> None:
     """One measured run of open or closed loop against a running server, into ``result``.
     ``more_server_pids``: the server's other processes (scale-out), whose CPU and memory are
     added to the first's. ``during``: run beside the load from the start signal (given its
-    time), awaited before the run ends (a broker fault)."""
+    time), awaited before the run ends (a broker fault). ``pool``: workers already started
+    (``spawned_pool``), given their plans here; closed here either way."""
+    if pool is None:
+        pool = spawned_pool(spec, pinning, log_dir)
     try:
-        plans = worker_plans(spec, url)
+        pool.plans = worker_plans(spec, url)
     except UsageError as exc:  # the target's limit changed since the command was checked
+        await pool.close()
         raise RunFailed(str(exc)) from exc
-    pool = WorkerPool(plans, frozenset(pinning.generator_cpus), log_dir, module=spec.worker_module)
     sampler: ProcessSampler | None = None
     side: asyncio.Future[None] | None = None
     try:
@@ -786,12 +799,19 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
     result = RunResult(spec, run_id, datetime.now(UTC).isoformat(timespec="seconds"))
     log_dir = out_dir / "logs" / run_id
     server: ManagedServer | None = None
+    # The workers start on the generator's cores while the server starts on its own.
+    # (Capacity searches and reconnect storms start their own, below.)
+    own_pool = spec.mode not in ("capacity", "reconnect")
+    pool = spawned_pool(spec, pinning, log_dir) if own_pool else None
+    spawning = asyncio.ensure_future(pool.spawn()) if pool is not None else None
     try:
         try:
             server, url, server_pid = await prepare_target(spec, pinning, log_dir, result)
         except TargetFailed as exc:
             server = exc.server
             raise
+        if spawning is not None:
+            await spawning
         if spec.mode == "capacity":
             await search_capacity(spec, url, server_pid, pinning, log_dir, result)
         elif spec.mode == "reconnect":
@@ -809,7 +829,7 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
                 async def fault(start_ns: int) -> None:
                     await inject_broker_fault(spec, group, result, start_ns)
 
-            await measure(spec, url, server_pid, pinning, log_dir, result, more, fault)
+            await measure(spec, url, server_pid, pinning, log_dir, result, more, fault, pool)
         if server is not None and not server.alive():
             raise RunFailed(
                 f"server {spec.server} exited during the run ({server.exit_description()})"
@@ -823,6 +843,12 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
     except Exception as exc:  # keep the suite going
         _record_internal_error(result, log_dir, exc)
     finally:
+        if spawning is not None and not spawning.done():
+            spawning.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await spawning
+        if pool is not None:
+            await pool.close()  # a second close (after measure's) stops nothing twice
         if server is not None:
             await _stop_server(server, result)
     return result
@@ -837,6 +863,7 @@ class _Slot:
     server: ManagedServer
     url: str
     log_dir: Path
+    pool: WorkerPool
 
 
 async def measure_sliced(slots: list[_Slot], pinning: Pinning) -> None:
@@ -855,10 +882,8 @@ async def measure_sliced(slots: list[_Slot], pinning: Pinning) -> None:
             for p in slot_plans
         ]
         plans.append(slot_plans[0])
-        pools.append(
-            WorkerPool(slot_plans, frozenset(pinning.generator_cpus), slot.log_dir,
-                       module=spec.worker_module)
-        )  # fmt: skip
+        slot.pool.plans = slot_plans
+        pools.append(slot.pool)
     sampler: ProcessSampler | None = None
     try:
         connect_times = await asyncio.gather(*(pool.spawn_and_connect() for pool in pools))
@@ -906,8 +931,13 @@ async def run_sliced(
         RunResult(spec, run_id, started) for spec, run_id in zip(specs, run_ids, strict=True)
     ]
     servers: list[tuple[ManagedServer, RunResult]] = []
+    # Every slot's workers start on the generator's cores while the servers start.
+    pools = [
+        spawned_pool(spec, pinning, out_dir / "logs" / result.run_id)
+        for spec, result in zip(specs, results, strict=True)
+    ]
 
-    async def start_one(spec: RunSpec, result: RunResult) -> _Slot | None:
+    async def start_one(spec: RunSpec, result: RunResult, pool: WorkerPool) -> _Slot | None:
         log_dir = out_dir / "logs" / result.run_id
         try:
             server, url, _ = await prepare_target(spec, pinning, log_dir, result)
@@ -921,13 +951,18 @@ async def run_sliced(
             return None
         assert server is not None
         servers.append((server, result))
-        return _Slot(spec, result, server, url, log_dir)
+        return _Slot(spec, result, server, url, log_dir, pool)
 
     try:
         # Started and probed together: the servers wait for their turn anyway.
-        started_slots = await asyncio.gather(
-            *(start_one(spec, result) for spec, result in zip(specs, results, strict=True))
-        )
+        started_slots, _ = await asyncio.gather(
+            asyncio.gather(
+                *(start_one(spec, result, pool)
+                  for spec, result, pool in zip(specs, results, pools, strict=True))
+            ),
+            # (A failed start shows again, as the cell's failure, when the pass connects.)
+            asyncio.gather(*(pool.spawn() for pool in pools), return_exceptions=True),
+        )  # fmt: skip
         slots = [slot for slot in started_slots if slot is not None]
         if slots:
             try:
@@ -946,5 +981,6 @@ async def run_sliced(
                         f"({slot.server.exit_description()})"
                     )
     finally:
+        await asyncio.gather(*(pool.close() for pool in pools))
         await asyncio.gather(*(_stop_server(server, result) for server, result in servers))
     return results

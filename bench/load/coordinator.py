@@ -17,8 +17,12 @@ from bench.errors import RunFailed
 from bench.load.plan import WorkerPlan, WorkerReport
 from bench.processes import python_argv, start_process, stop_process
 
-# Delay between the start signal and the first send, so that every worker has read it.
-START_DELAY_S = 0.3
+# Delay between the start signal and the first send, so that every worker has read it: an
+# idle worker waits on its stdin in its event loop, a wake-up of well under a millisecond; 0.1 s
+# leaves room for a busy host's scheduling (0.3 s until 2026-12-02, 0.2 s a cell of the suite's
+# 10-minute budget). A worker that reads it late starts late; open-loop latency still counts
+# from the intended send times.
+START_DELAY_S = 0.1
 # Allowance on top of a phase's own length before a worker counts as hung.
 GRACE_S = 20.0
 
@@ -31,8 +35,12 @@ class WorkerPool:
         log_dir: Path,
         module: str = "bench.load.worker",
         grace_s: float = GRACE_S,
+        count: int | None = None,
     ) -> None:
+        """``count``: how many processes ``spawn`` starts before the plans are known (the
+        plans, as many, are set before ``connect``); by default one per plan."""
         self.plans = plans
+        self.count = len(plans) if count is None else count
         self.module = module
         self.grace_s = grace_s
         self.cpus = cpus
@@ -43,19 +51,33 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [p.pid for p in self.processes]
 
-    async def spawn_and_connect(self) -> float:
-        """Start the workers and wait until each has opened its connections; returns the
-        slowest worker's connecting time in seconds."""
+    async def spawn(self) -> None:
+        """Start the worker processes, which then wait for their plans on stdin. Run beside
+        the server's start (on the other cores), it takes the interpreters' start-up, about
+        0.4 s a cell and 2 s for a time-sliced pass of four servers, off the suite's time."""
+        if self.processes:
+            return
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for plan in self.plans:
-            process = await start_process(
-                python_argv(self.module),
-                cpus=self.cpus,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=self.log_dir / f"worker-{plan.worker_index}.log",
+        for index in range(self.count):
+            self.processes.append(
+                await start_process(
+                    python_argv(self.module),
+                    cpus=self.cpus,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=self.log_dir / f"worker-{index}.log",
+                )
             )
-            self.processes.append(process)
+
+    async def spawn_and_connect(self) -> float:
+        """Start the workers (unless ``spawn`` did) and wait until each has opened its
+        connections; returns the slowest worker's connecting time in seconds."""
+        await self.spawn()
+        if len(self.plans) != len(self.processes):
+            raise RunFailed(
+                f"{len(self.plans)} worker plans for {len(self.processes)} worker processes"
+            )
+        for plan, process in zip(self.plans, self.processes, strict=True):
             assert process.stdin is not None
             process.stdin.write(plan.to_json().encode() + b"\n")
             await process.stdin.drain()

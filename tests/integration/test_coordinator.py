@@ -85,3 +85,26 @@ def test_a_dead_worker_fails_every_server_of_a_time_sliced_run_and_stops_them(
     # The servers started (the fairness probe saw them) and were stopped cleanly.
     assert all(r.probe is not None and r.server_exit_status == 0 for r in results)
     assert {p.pid for p in children()} - before == set()
+
+
+def test_workers_started_before_their_plans_get_them_and_a_count_mismatch_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Started beside the server (bench.runner.spawned_pool), given plans once its port is known.
+    module_argv_patch(monkeypatch, "dies")  # reads its plan, then exits with status 7
+    before = {p.pid for p in children()}
+    pool = WorkerPool([], frozenset(), tmp_path, grace_s=1.0 * TIME_FACTOR, count=2)
+
+    async def spawn_then_plan(plans: list[WorkerPlan]) -> None:
+        await pool.spawn()
+        assert len(pool.pids) == 2 and all(psutil.pid_exists(pid) for pid in pool.pids)
+        pool.plans = plans
+        await run_pool(pool)
+
+    # The processes waited for their plans: they read them, then died as this worker does.
+    with pytest.raises(RunFailed, match=r"generator worker [01] exited with status 7"):
+        asyncio.run(spawn_then_plan([PLAN, PLAN]))
+    pool = WorkerPool([], frozenset(), tmp_path, grace_s=1.0 * TIME_FACTOR, count=2)
+    with pytest.raises(RunFailed, match="1 worker plans for 2 worker processes"):
+        asyncio.run(spawn_then_plan([PLAN]))
+    assert {p.pid for p in children()} - before == set()
