@@ -34,7 +34,7 @@ from bench.limits import (
 from bench.load.capacity import CapacitySearch, ProbeOutcome
 from bench.load.coordinator import START_DELAY_S, WorkerPool
 from bench.load.fanout import deaf_workers
-from bench.load.plan import WorkerPlan, WorkerReport
+from bench.load.plan import CONNECT_TIMEOUT_S, WorkerPlan, WorkerReport
 from bench.metrics import fairness, looplag
 from bench.metrics import histogram as hist
 from bench.metrics.sampling import ProcessSampler, WindowUsage, summed_usage
@@ -449,6 +449,7 @@ def worker_plans(spec: RunSpec, url: str) -> list[WorkerPlan]:
             protocol=spec.protocol,
             mode=mode,
             connections=connections[index],
+            connect_timeout_s=CONNECT_TIMEOUT_S[spec.protocol],
             payload_bytes=spec.payload_bytes,
             payload_kind=spec.payload_kind,
             warmup_s=spec.warmup_s,

@@ -347,8 +347,10 @@ async def _serve_until_signalled(start: StartServer, host: str, port: int) -> No
     print(f"READY {server.port}", flush=True)
     await stop.wait()
     sampler.cancel()
-    await server.close()
+    # Written before closing: closing 15,000 Socket.IO connections outlasted the harness's
+    # 5-s grace (it killed the server, and the samples were lost with it).
     _write_loop_lag(lag_samples)
+    await server.close()
 
 
 def run_server(

@@ -15,6 +15,13 @@ from bench.load.slices import SliceSchedule
 Mode = Literal["closed", "open", "connect", "fanout", "memory", "reconnect"]
 
 
+# A connection's set-up limit per protocol, as its reference client waits: websockets'
+# ``open_timeout`` (10 s) for raw WebSocket, socket.io-client's Manager ``timeout`` (20 s) for
+# Socket.IO. python-socketio's full collections took 2.5 s at 15,000 connections in one process
+# (gc.callbacks, 2026-12-02), and three such processes share one core at 50,000 connections.
+CONNECT_TIMEOUT_S = {"raw": 10.0, "socketio": 20.0}
+
+
 @dataclass(frozen=True)
 class WorkerPlan:
     url: str
@@ -31,6 +38,8 @@ class WorkerPlan:
     ack: bool = False
     worker_index: int = 0
     worker_count: int = 1
+    # How long one connection's set-up may take: the protocol's reference client's own limit
+    # (CONNECT_TIMEOUT_S), unless a plan says otherwise.
     connect_timeout_s: float = 10.0
     connect_concurrency: int = 64
     # After the window closes, how long to wait for echoes still in flight.
