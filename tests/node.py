@@ -20,8 +20,9 @@ from tests.conftest import READY_TIMEOUT_S, REPO_ROOT, TIME_FACTOR, read_ready_p
 NODE_DIR = REPO_ROOT / "servers" / "node"
 # The scripts, by the names a harness registry would give the servers.
 NODE_SERVERS = {"node-socketio": "socketio.js", "node-ws": "ws.js"}
-# The packages the lock pins and the tests rely on.
-NODE_PACKAGES = ("socket.io", "ws", "socket.io-client")
+# The packages the lock pins and the tests rely on (the Redis client and adapter: scale-out), so
+# that a node_modules from before one of them was added is installed again.
+NODE_PACKAGES = ("socket.io", "ws", "socket.io-client", "redis", "@socket.io/redis-adapter")
 SKIP_REASON = "node-socketio/node-ws need Node.js 20 and npm: apt-get install nodejs npm"
 REQUIRE_NODE_ENV = "WSBENCH_REQUIRE_NODE"
 # npm ci downloads about 25 small packages (or takes them from npm's cache).
