@@ -3,7 +3,8 @@
 //
 // The Node counterpart of servers/common.py, so that the Node and Python servers read alike:
 // each server only says how its library serves on an HTTP server; this module parses
-// --host/--port, prints "READY <port>" once listening and stops cleanly on SIGTERM or SIGINT.
+// --host/--port (and the scale-out options: several processes on one port, a Redis broker
+// between them), prints "READY <port>" once listening and stops cleanly on SIGTERM or SIGINT.
 
 const fs = require("node:fs");
 const http = require("node:http");
@@ -28,6 +29,8 @@ const FAIRNESS = Object.freeze({
   socketioJoinEvent: "join",
   socketioPublishEvent: "publish",
   socketioFanoutEvent: "fanout",
+  // Scale-out (--worker-id): the event a Socket.IO publisher asks which process it is on.
+  socketioWorkerEvent: "worker",
   // Node's listen defaults to 511; the contract's queue is the same on every server.
   listenBacklog: 4096,
 });
@@ -57,45 +60,163 @@ function burnHandicap() {
   }
 }
 
+// --- Scale-out (issue 18): several processes on one port, a broker between them ---------------
+// As servers/common.py: the harness starts the first process on a free port, the others on the
+// port its READY line gave. --worker-id tells a receiver which process it reached; --broker-url
+// carries every broadcast through Redis pub/sub (broker.js), so that each process's receivers
+// get what was published on any of them.
+const MAX_WORKER_ID = 1023;
+// Redis pub/sub channels: node-ws's is the Python raw servers' (the same messages, broker.js).
+// node-socketio's adapter names its channels after this key ("<key>#/#fanout#"...), apart from
+// python-socketio's "wsbench:socketio", whose JSON its MessagePack decoder could not read.
+const BROKER_CHANNEL = "wsbench:fanout";
+const SOCKETIO_BROKER_KEY = "wsbench:socketio-node";
+
+/** The broker could not be reached, or not subscribed to, at start. */
+class BrokerUnreachable extends Error {
+  constructor(url, reason) {
+    super(`cannot reach the broker at ${url}: ${reason}`);
+  }
+}
+
+/** The TEXT frame a raw server sends first on every fan-out connection under --worker-id. */
+function workerAnnouncement(workerId) {
+  return `worker ${workerId}`;
+}
+
+/** Why `url` is not of the form redis://HOST[:PORT][/DB], or null if it is: servers/common.py's
+ * broker_url_error, word for word. */
+function brokerUrlError(url) {
+  let parts;
+  try {
+    parts = new URL(url);
+  } catch {
+    return "not a URL"; // a port that is not a number in range too, as urlsplit's ValueError
+  }
+  if (parts.protocol !== "redis:") return "the scheme must be redis://";
+  if (!parts.hostname) return "no host";
+  const database = parts.pathname.replace(/^\//, "");
+  if ((database && !/^\d+$/.test(database)) || parts.search || parts.hash) {
+    return "the path is a database number (redis://HOST:PORT/DB), nothing else";
+  }
+  return null;
+}
+
+// Node's listen takes reusePort (SO_REUSEPORT) from 22.12 and 23.1 on. On an older Node (20
+// here) a process that shares a port gets its listening socket from the harness instead, bound
+// with SO_REUSEPORT there (--listen-fd): what reusePort would do, one socket per process and the
+// kernel spreading connections over them.
+function listenTakesReusePort() {
+  const [major, minor] = process.versions.node.split(".").map(Number);
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+}
+
 // --- Command line -----------------------------------------------------------------------------
 
-function usageError(description, message) {
-  process.stderr.write(
-    `usage: node ${process.argv[1]} [--host HOST] [--port PORT] [--loop libuv] ` +
-      `[--transports LIST] [--handicap-us N]\n${description}\nerror: ${message}\n`,
-  );
+const USAGE =
+  `usage: node ${process.argv[1]} [-h] [--host HOST] [--port PORT] [--loop libuv] ` +
+  "[--transports LIST] [--handicap-us N] [--reuse-port] [--listen-fd N] [--worker-id K] " +
+  "[--broker-url redis://HOST:PORT/DB]";
+
+// The options' help, in servers/common.py's words where the option is the same.
+const OPTIONS_HELP = `options:
+  -h, --help            show this help message and exit
+  --host HOST           address to bind (default 127.0.0.1)
+  --port PORT           port; 0 picks a free one
+  --loop libuv          event loop (Node has one; the flag exists for the harness)
+  --transports LIST     Socket.IO server: Engine.IO transports to allow, comma list of
+                        websocket, polling (default: websocket)
+  --handicap-us N       burn this many microseconds of CPU per echoed message (off by default;
+                        for testing regression gates, never for measuring)
+  --reuse-port          bind with SO_REUSEPORT, so that several server processes listen on one
+                        port and the kernel spreads connections over them: start the first with
+                        --port 0, the others with the port its READY line gave (off by default;
+                        Node.js 22.12 or later: on older ones, use --listen-fd)
+  --listen-fd N         listen on the inherited listening socket N (bound with SO_REUSEPORT by
+                        whoever started this process) instead of binding --host/--port: how the
+                        harness shares a port between processes on a Node without reusePort
+  --worker-id K         this process's number, 0 to ${MAX_WORKER_ID}: the raw server sends
+                        every fan-out receiver the text frame 'worker K' before any broadcast;
+                        the Socket.IO server acknowledges the join event with K instead of true
+                        (default: none, no announcement)
+  --broker-url redis://HOST:PORT/DB
+                        fan out through Redis pub/sub at this URL, so that receivers on every
+                        process get every message published on any (default: none, broadcast
+                        within this process)`;
+
+function usageError(message) {
+  process.stderr.write(`${USAGE}\nerror: ${message}\n`);
   process.exit(2);
 }
 
-/** --host/--port/--loop/--transports/--handicap-us, as servers/common.py's parse_args. */
+const VALUED = {
+  "--host": "host", "--port": "port", "--loop": "loop", "--transports": "transports",
+  "--handicap-us": "handicapUs", "--listen-fd": "listenFd", "--worker-id": "workerId",
+  "--broker-url": "brokerUrl",
+};
+const SWITCHES = { "--reuse-port": "reusePort" };
+
+/** An integer from `low` to `high` in `text`, or null (as Python's int(), no empty text). */
+function integerIn(text, low, high) {
+  const number = Number(text);
+  return text.trim() !== "" && Number.isInteger(number) && number >= low && number <= high
+    ? number
+    : null;
+}
+
+/** The options of servers/common.py's parse_args (and --listen-fd), with its checks and its
+ * messages: a bad one is the usage, one error line and exit 2. */
 function parseArgs(argv, description) {
   const args = {
-    host: "127.0.0.1", port: 0, loop: "libuv", transports: "websocket", handicapUs: 0,
+    host: "127.0.0.1", port: "0", loop: "libuv", transports: "websocket", handicapUs: "0",
+    reusePort: false, listenFd: null, workerId: null, brokerUrl: null,
   };
-  const names = { "--host": "host", "--port": "port", "--loop": "loop",
-    "--transports": "transports", "--handicap-us": "handicapUs" };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "-h" || argv[i] === "--help") {
-      process.stdout.write(`${description}\n`);
+      process.stdout.write(`${USAGE}\n\n${description}\n\n${OPTIONS_HELP}\n`);
       process.exit(0);
+    }
+    if (argv[i] in SWITCHES) {
+      args[SWITCHES[argv[i]]] = true;
+      continue;
     }
     const [flag, inline] = argv[i].split(/=(.*)/s, 2);
     const value = inline ?? argv[++i];
-    if (!(flag in names) || value === undefined) usageError(description, `bad argument ${argv[i]}`);
-    args[names[flag]] = value;
+    if (!(flag in VALUED) || value === undefined) usageError(`bad argument ${argv[i]}`);
+    args[VALUED[flag]] = value;
   }
-  args.port = Number(args.port);
-  if (!Number.isInteger(args.port) || args.port < 0 || args.port > 65535) {
-    usageError(description, "--port: a number from 0 to 65535");
-  }
-  if (!LOOPS.includes(args.loop)) usageError(description, `--loop: Node has only ${LOOPS}`);
+  args.port = integerIn(args.port, 0, 65535);
+  if (args.port === null) usageError("--port: a number from 0 to 65535");
+  if (!LOOPS.includes(args.loop)) usageError(`--loop: Node has only ${LOOPS}`);
   args.handicapUs = Number(args.handicapUs);
   if (!(args.handicapUs >= 0 && args.handicapUs <= MAX_HANDICAP_US)) {
-    usageError(description, `--handicap-us: a number of microseconds from 0 to ${MAX_HANDICAP_US}`);
+    usageError(`--handicap-us: a number of microseconds from 0 to ${MAX_HANDICAP_US}`);
   }
   args.transports = args.transports.split(",").filter(Boolean);
   if (!args.transports.length || args.transports.some((t) => !ENGINEIO_TRANSPORTS.includes(t))) {
-    usageError(description, `--transports: comma list of ${ENGINEIO_TRANSPORTS.join(", ")}`);
+    usageError(`--transports: comma list of ${ENGINEIO_TRANSPORTS.join(", ")}`);
+  }
+  if (args.workerId !== null) {
+    args.workerId = integerIn(args.workerId, 0, MAX_WORKER_ID);
+    if (args.workerId === null) usageError(`--worker-id: an integer from 0 to ${MAX_WORKER_ID}`);
+  }
+  if (args.brokerUrl !== null) {
+    const problem = brokerUrlError(args.brokerUrl);
+    if (problem) {
+      usageError(`--broker-url: redis://HOST:PORT/DB expected (${problem}): ${args.brokerUrl}`);
+    }
+  }
+  if (args.listenFd !== null) {
+    // 0 to 2 are stdin, stdout and stderr; the harness passes its socket's own number.
+    args.listenFd = integerIn(args.listenFd, 3, 2 ** 31 - 1);
+    if (args.listenFd === null) usageError("--listen-fd: a file descriptor number, 3 or more");
+    if (args.reusePort) {
+      usageError("--reuse-port: not with --listen-fd (the inherited socket is bound already)");
+    }
+  }
+  if (args.reusePort && !listenTakesReusePort()) {
+    usageError(`--reuse-port: Node.js ${process.version} has no reusePort (22.12 and 23.1 ` +
+      "have it); pass a socket bound with SO_REUSEPORT with --listen-fd");
   }
   return args;
 }
@@ -142,12 +263,26 @@ function sampleLoopLag() {
 
 // --- Life cycle -------------------------------------------------------------------------------
 
+/** Where `httpServer.listen` listens: the inherited socket (--listen-fd) or --host/--port. */
+function listenAt(httpServer, args, onListening) {
+  if (args.listenFd !== null) {
+    // With a socket, Node takes the backlog only as listen's second argument (options.backlog
+    // is read for a port or a path); without it, it would listen(2) again with 511.
+    httpServer.listen({ fd: args.listenFd }, FAIRNESS.listenBacklog, onListening);
+  } else {
+    const options = { host: args.host, port: args.port, backlog: FAIRNESS.listenBacklog };
+    httpServer.listen(args.reusePort ? { ...options, reusePort: true } : options, onListening);
+  }
+}
+
 /**
  * Entry point shared by both servers: parse argv, serve until SIGTERM/SIGINT, exit 0.
  *
- * `start(httpServer, args)` attaches the library to the (not yet listening) HTTP server and
- * returns an async `close()` that closes every open connection with 1001. Raw WebSocket
- * servers (`socketio` false) have no transport but WebSocket and refuse any other.
+ * `start(httpServer, args)` attaches the library to the (not yet listening) HTTP server, and
+ * with --broker-url connects to the broker and subscribes first (broker.js: it rejects with
+ * BrokerUnreachable within 2 s); it returns, or resolves to, an async `close()` that closes
+ * every open connection with 1001, then the broker's. Raw WebSocket servers (`socketio`
+ * false) have no transport but WebSocket and refuse any other.
  */
 function runServer({ description, socketio, start }) {
   const args = parseArgs(process.argv.slice(2), description);
@@ -162,13 +297,15 @@ function runServer({ description, socketio, start }) {
   const httpServer = http.createServer((request, response) => {
     response.writeHead(socketio ? 404 : 426).end();
   });
-  const close = start(httpServer, args);
   httpServer.once("error", (error) => {
     const reason = util.getSystemErrorMap().get(error.errno)?.[1] ?? error.message;
-    process.stderr.write(`error: cannot listen on ${args.host}:${args.port}: ${reason}\n`);
+    const where = args.listenFd !== null ? `fd ${args.listenFd}` : `${args.host}:${args.port}`;
+    process.stderr.write(`error: cannot listen on ${where}: ${reason}\n`);
     process.exit(2);
   });
-  // Installed before listening, so that a stop that comes early is still a clean one.
+  const started = (async () => start(httpServer, args))();
+  // Installed before listening, so that a stop that comes early is still a clean one (it
+  // waits for the start, which is bounded, then closes what it opened).
   let stopSampling = () => {};
   let stopping = false;
   const stop = () => {
@@ -180,18 +317,32 @@ function runServer({ description, socketio, start }) {
     };
     // Clients that do not answer the close are not waited for beyond the bound.
     setTimeout(finish, SHUTDOWN_TIMEOUT_MS).unref();
-    close().then(finish, (error) => {
-      process.stderr.write(`error while stopping: ${error.stack}\n`);
-      finish();
-    });
+    started.then(
+      (close) => close().then(finish, (error) => {
+        process.stderr.write(`error while stopping: ${error.stack}\n`);
+        finish();
+      }),
+      () => {}, // a failed start has said so and exits below
+    );
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
-  httpServer.listen({ host: args.host, port: args.port, backlog: FAIRNESS.listenBacklog }, () => {
-    stopSampling = sampleLoopLag();
-    // The harness reads this line to learn the port; nothing else goes to stdout.
-    process.stdout.write(`READY ${httpServer.address().port}\n`);
-  });
+  started.then(
+    () => {
+      if (stopping) return;
+      listenAt(httpServer, args, () => {
+        stopSampling = sampleLoopLag();
+        // The harness reads this line to learn the port; nothing else goes to stdout.
+        process.stdout.write(`READY ${httpServer.address().port}\n`);
+      });
+    },
+    (error) => {
+      // BrokerUnreachable says it in one line; anything else is a bug: its stack.
+      const text = error instanceof BrokerUnreachable ? error.message : error.stack;
+      process.stderr.write(`error: ${text}\n`);
+      process.exit(2);
+    },
+  );
 }
 
 /** `httpServer.close()` as a promise: resolves once every connection has ended. */
@@ -199,4 +350,7 @@ function closeHttpServer(httpServer) {
   return new Promise((resolve) => httpServer.close(() => resolve()));
 }
 
-module.exports = { FAIRNESS, GOING_AWAY, burnHandicap, closeHttpServer, runServer };
+module.exports = {
+  BROKER_CHANNEL, BrokerUnreachable, FAIRNESS, GOING_AWAY, SOCKETIO_BROKER_KEY, burnHandicap,
+  closeHttpServer, runServer, workerAnnouncement,
+};

@@ -7,6 +7,7 @@
 const { Server } = require("socket.io");
 const { WebSocketServer } = require("ws");
 
+const { startSocketioBroker } = require("./broker");
 const { FAIRNESS, GOING_AWAY, burnHandicap, runServer } = require("./common");
 
 // --- WebSocket engine -------------------------------------------------------------------------
@@ -45,7 +46,10 @@ function splitAck(args) {
   return typeof args[args.length - 1] === "function" ? [args.slice(0, -1), args.at(-1)] : [args];
 }
 
-function start(httpServer, { transports }) {
+async function start(httpServer, { transports, workerId, brokerUrl }) {
+  // With a broker, socket.io's Redis adapter carries every broadcast to the other processes;
+  // connected before the Server exists, subscribed before listening (below).
+  const broker = brokerUrl === null ? null : await startSocketioBroker(brokerUrl);
   const io = new Server(httpServer, {
     // The contract's WebSocket only (no long-polling handshake and upgrade before the first
     // message), unless the polling or connection scenarios ask for polling.
@@ -65,7 +69,10 @@ function start(httpServer, { transports }) {
     serveClient: false,
     allowRequest: sameOriginOnly,
     wsEngine: TrackingWebSocketServer,
+    // Without a broker, socket.io's default in-memory adapter, as before.
+    ...(broker !== null && { adapter: broker.adapter }),
   });
+  const joinAck = workerId === null ? true : workerId;
 
   io.on("connection", (socket) => {
     // Each echoed message gets exactly one reply: the acknowledgement when the client asked
@@ -77,17 +84,31 @@ function start(httpServer, { transports }) {
       else socket.emit(FAIRNESS.socketioEvent, ...args);
     });
 
-    // A receiver of fan-out: into the room; the ack (true) tells the client it is in.
+    // A receiver of fan-out: into the room; the ack tells the client it is in (true, or with
+    // --worker-id which process it is on).
     socket.on(FAIRNESS.socketioJoinEvent, (...received) => {
       const [, ack] = splitAck(received);
       socket.join(FAIRNESS.fanoutRoom);
-      if (ack) ack(true);
+      if (ack) ack(joinAck);
     });
+
+    // Which process this connection is on (--worker-id): for the publisher. Without it the
+    // server knows no such event (as before), as python-socketio's.
+    if (workerId !== null) {
+      socket.on(FAIRNESS.socketioWorkerEvent, (...received) => {
+        const [, ack] = splitAck(received);
+        if (ack) ack(workerId);
+      });
+    }
 
     // One emit to the room: socket.io encodes it once (and frames it once for WebSocket). The
     // publisher is not excluded (io.to, not socket.to), as in python-socketio's emit to a
     // room; an ack, when asked for, carries nothing (python-socketio's for a handler that
-    // returns None).
+    // returns None). With a broker, the Redis adapter's broadcast() sends it to this process's
+    // room members directly and publishes it once (MessagePack) on the room's channel; every
+    // other process's adapter decodes it and broadcasts to its own members, and skips what it
+    // published itself (same uid): as python-socketio's AsyncRedisManager. Unlike that, an
+    // echo's socket.emit does not go through the adapter, so only room broadcasts cross Redis.
     socket.on(FAIRNESS.socketioPublishEvent, (...received) => {
       const [args, ack] = splitAck(received);
       io.to(FAIRNESS.fanoutRoom).emit(FAIRNESS.socketioFanoutEvent, ...args);
@@ -95,11 +116,16 @@ function start(httpServer, { transports }) {
     });
   });
 
+  // The process exits when this fails (it closed the broker's connections itself).
+  if (broker !== null) await broker.waitSubscribed();
+
   return async () => {
     for (const websocket of openWebsockets) websocket.close(GOING_AWAY, "server shutdown");
-    // Ends the remaining (long-polling) sessions and closes the HTTP server once every
-    // connection has ended (bounded by common.js).
+    // Ends the remaining (long-polling) sessions, closes the adapter (its unsubscriptions) and
+    // the HTTP server once every connection has ended (bounded by common.js); then the
+    // broker's connections, once what they had to send is sent.
     await io.close();
+    if (broker !== null) await broker.close();
   };
 }
 

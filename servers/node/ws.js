@@ -7,7 +7,10 @@
 
 const { WebSocket, WebSocketServer } = require("ws");
 
-const { FAIRNESS, GOING_AWAY, burnHandicap, closeHttpServer, runServer } = require("./common");
+const { startBroker } = require("./broker");
+const {
+  FAIRNESS, GOING_AWAY, burnHandicap, closeHttpServer, runServer, workerAnnouncement,
+} = require("./common");
 
 // --- Settings from the fairness contract ------------------------------------------------------
 
@@ -20,13 +23,16 @@ const MAX_PAYLOAD_BYTES = FAIRNESS.maxMessageBytes;
 // --- Handlers ---------------------------------------------------------------------------------
 
 const receivers = new Set();
+// Scale-out: the text sent first on both fan-out paths (--worker-id), the broker (--broker-url).
+let announcement = null;
+let broker = null;
 
 function route(websocket, request) {
   // ws does no routing of its own: the fan-out paths are picked here, and every other path
   // gets the echo (the harness connects to "/"), as servers/websockets.py does.
   const path = new URL(request.url, "http://localhost").pathname;
   if (path === FAIRNESS.fanoutPath) receiveBroadcasts(websocket);
-  else if (path === FAIRNESS.publishPath) websocket.on("message", publish);
+  else if (path === FAIRNESS.publishPath) startPublishing(websocket);
   else websocket.on("message", echo);
   // A client that leaves without a closing handshake is routine under load: without a
   // listener, ws would throw the error and end the process.
@@ -39,24 +45,42 @@ function echo(data, isBinary) {
   this.send(data, { binary: isBinary });
 }
 
-/** A receiver: gets every published message until it leaves (what it sends is ignored). */
+/** A receiver: gets every published message until it leaves (after the worker announcement,
+ * with --worker-id; what it sends is ignored). */
 function receiveBroadcasts(websocket) {
+  if (announcement !== null) websocket.send(announcement);
   receivers.add(websocket);
   websocket.once("close", () => receivers.delete(websocket));
 }
 
+/** A publisher (after the worker announcement, with --worker-id). */
+function startPublishing(websocket) {
+  if (announcement !== null) websocket.send(announcement);
+  websocket.on("message", broker === null ? publish : publishThroughBroker);
+}
+
 /** Send every message to every receiver. ws has no broadcast: like its docs' example, this
  * loops over the connections; send() queues without waiting, so a slow receiver does not
- * hold up the others (as websockets' broadcast()). */
+ * hold up the others (as websockets' broadcast()). Also what the broker delivers, from the
+ * other processes. */
 function publish(data, isBinary) {
   for (const receiver of receivers) {
     if (receiver.readyState === WebSocket.OPEN) receiver.send(data, { binary: isBinary });
   }
 }
 
+/** With a broker, every message also goes to the other processes' receivers through it. */
+function publishThroughBroker(data, isBinary) {
+  publish(data, isBinary);
+  broker.publish(data, isBinary);
+}
+
 // --- Start ------------------------------------------------------------------------------------
 
-function start(httpServer) {
+async function start(httpServer, { workerId, brokerUrl }) {
+  // Subscribed before listening: a receiver that connects after READY misses nothing.
+  broker = brokerUrl === null ? null : await startBroker(brokerUrl, publish);
+  announcement = workerId === null ? null : workerAnnouncement(workerId);
   const wss = new WebSocketServer({
     server: httpServer,
     perMessageDeflate: PER_MESSAGE_DEFLATE,
@@ -67,10 +91,11 @@ function start(httpServer) {
   wss.on("error", () => {});
   return async () => {
     // Close open connections with 1001 (going away), as the Python servers do, and wait for
-    // the clients to answer (bounded by common.js).
+    // the clients to answer (bounded by common.js); then the broker's connections.
     for (const websocket of wss.clients) websocket.close(GOING_AWAY, "server shutdown");
     wss.close();
     await closeHttpServer(httpServer);
+    if (broker !== null) await broker.close();
   };
 }
 
