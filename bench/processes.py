@@ -43,10 +43,13 @@ async def start_process(
     stderr: int | Path | None = None,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> asyncio.subprocess.Process:
     """Start ``argv`` (no shell); pin it to ``cpus`` when given. The harness's own programs
     (no ``cwd``) run in the repository root with it on PYTHONPATH; another program (a
-    --server-cmd) runs in ``cwd`` with the caller's PYTHONPATH untouched."""
+    --server-cmd) runs in ``cwd`` with the caller's PYTHONPATH untouched. ``pass_fds``: file
+    descriptors the child inherits under the same numbers (every other one is closed in it);
+    the caller still holds its own copies."""
     stderr_target: int | None
     log_file = None
     if isinstance(stderr, Path):
@@ -73,6 +76,7 @@ async def start_process(
             cwd=repo_root() if cwd is None else cwd,
             env=child_env,
             limit=STREAM_LIMIT_BYTES,
+            pass_fds=tuple(pass_fds),
             # Its own process group, so a Ctrl-C in the terminal reaches the harness only; not
             # its own session: with the kernel's autogroup scheduling (the default on desktop
             # and VM kernels) each session is a scheduling group competing as a whole, so an

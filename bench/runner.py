@@ -12,6 +12,7 @@ import contextlib
 import math
 import shlex
 import signal
+import socket
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -50,7 +51,7 @@ from bench.server_cmd import (
 )
 from bench.spec import POLLING_UPGRADE, RunSpec
 from bench.target import websocket_url
-from servers.common import LOOP_LAG_FILE_ENV
+from servers.common import LOOP_LAG_FILE_ENV, listening_socket
 
 SERVER_READY_TIMEOUT_S = 30.0
 LOOPBACK = "127.0.0.1"
@@ -159,16 +160,20 @@ class ManagedServer:
         handicap_us: float = 0.0,
         command: Sequence[str] = (),
         extra_args: Sequence[str] = (),
+        listen_fd: bool = False,
     ) -> None:
         """``name`` from ``SERVERS``; or any name with the ``module`` to run (the calibration
         echo server, which shares the servers' command line), or with the whole ``command``
         (UserServer). ``transports``: Socket.IO servers' Engine.IO transports, when not the
         contract's WebSocket only. ``handicap_us``: CPU the server burns per echoed message
         (testing gates only). ``extra_args``: appended to the common ones (a ServerGroup's
-        member: port sharing, its worker id, the broker)."""
+        member: port sharing, its worker id, the broker). ``listen_fd``: the harness binds the
+        listening socket, with SO_REUSEPORT, and hands it over (``--listen-fd N``): how a
+        ServerGroup's member shares the port when it cannot bind with --reuse-port itself."""
         self.transports = transports
         self.handicap_us = handicap_us
         self.extra_args = list(extra_args)
+        self.listen_fd = listen_fd
         self.name = name
         # The command before the common arguments: the record's, or the module's.
         if command:
@@ -185,18 +190,30 @@ class ManagedServer:
     async def start(self, port: int = 0) -> None:
         """Start the server on ``port`` (0: a free one, learned from its READY line)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = [*self.command, "--host", LOOPBACK, "--port", str(port), "--loop", self.loop]
-        if self.transports:
-            argv += ["--transports", ",".join(self.transports)]
-        if self.handicap_us:
-            argv += ["--handicap-us", f"{self.handicap_us:g}"]
-        argv += self.extra_args
-        self.process = await start_process(
-            argv,
-            cpus=self.cpus,
-            stderr=self.log_path,
-            env={LOOP_LAG_FILE_ENV: str(self.loop_lag_path)},
-        )
+        listener = self._listening_socket(port) if self.listen_fd else None
+        try:
+            where = ["--port", str(port)]
+            if listener is not None:
+                where = ["--port", str(listener.getsockname()[1]),
+                         "--listen-fd", str(listener.fileno())]  # fmt: skip
+            argv = [*self.command, "--host", LOOPBACK, *where, "--loop", self.loop]
+            if self.transports:
+                argv += ["--transports", ",".join(self.transports)]
+            if self.handicap_us:
+                argv += ["--handicap-us", f"{self.handicap_us:g}"]
+            argv += self.extra_args
+            self.process = await start_process(
+                argv,
+                cpus=self.cpus,
+                stderr=self.log_path,
+                env={LOOP_LAG_FILE_ENV: str(self.loop_lag_path)},
+                pass_fds=() if listener is None else (listener.fileno(),),
+            )
+        finally:
+            # The child has its copy. Ours must go: a listening socket in the SO_REUSEPORT
+            # group that nobody accepts on would still be dealt its share of the connections.
+            if listener is not None:
+                listener.close()
         assert self.process.stdout is not None
         try:
             line = await asyncio.wait_for(self.process.stdout.readline(), SERVER_READY_TIMEOUT_S)
@@ -211,6 +228,19 @@ class ManagedServer:
                 await asyncio.wait_for(self.process.wait(), 1.0)
             raise RunFailed(f"server {self.name} failed to start ({self.exit_description()})")
         self.port = int(ready_port)
+
+    def _listening_socket(self, port: int) -> socket.socket:
+        """The socket a ``listen_fd`` server is handed: what Node's ``reusePort: true`` (22.12
+        and 23.1 on; Node 20 has none) would bind, SO_REUSEADDR and SO_REUSEPORT on
+        127.0.0.1:port with the contract's backlog, one a process; the kernel spreads
+        connections over a group's sockets as over ones the processes bound themselves. Port 0
+        (the first member) picks a free one."""
+        try:
+            return listening_socket(LOOPBACK, port, reuse_port=True)
+        except OSError as exc:
+            raise RunFailed(
+                f"server {self.name}: cannot listen on {LOOPBACK}:{port}: {exc.strerror}"
+            ) from exc
 
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None
@@ -293,10 +323,14 @@ class ServerGroup(ManagedServer):
         self.process = self.members[0].process
 
     def _member(self, k: int) -> ManagedServer:
-        args = ["--reuse-port", "--worker-id", str(k), "--broker-url", self.broker_url]
+        # Port sharing: the server's own --reuse-port, or a socket the member is handed.
+        listen_fd = SERVERS[self.name].listen_fd
+        args = [*([] if listen_fd else ["--reuse-port"]), "--worker-id", str(k),
+                "--broker-url", self.broker_url]  # fmt: skip
         member = ManagedServer(
             self.name, self.loop, self.cpus, self.log_path.with_name(f"server-{k}.log"),
             transports=self.transports, handicap_us=self.handicap_us, extra_args=args,
+            listen_fd=listen_fd,
         )  # fmt: skip
         member.loop_lag_path = self.log_path.with_name(f"loop-lag-{k}.txt")
         return member
