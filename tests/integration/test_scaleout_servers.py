@@ -1,6 +1,8 @@
-"""Issue 18, the servers' side: several processes of one server on one port (--reuse-port), each
-naming itself to its fan-out connections (--worker-id), a real Redis between them
-(--broker-url). Real processes on loopback only; every process is stopped whatever happens."""
+"""Issue 18, the servers' side: several processes of one server on one port (--reuse-port, or a
+listening socket handed over with --listen-fd), each naming itself to its fan-out connections
+(--worker-id), a real Redis between them (--broker-url). Every server of the registry that
+scales out, the Node ones too. Real processes on loopback only; every process is stopped
+whatever happens."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, ExitStack, contextmanager
@@ -18,19 +19,28 @@ import picows
 import pytest
 from picows import WSMsgType
 
-from servers.common import FAIRNESS, parse_worker_announcement, worker_announcement
+from bench.catalog import SERVERS
+from servers.common import (
+    FAIRNESS,
+    listening_socket,
+    parse_worker_announcement,
+    worker_announcement,
+)
 from tests.conftest import READY_TIMEOUT_S, REPO_ROOT, TIME_FACTOR, read_ready_port, stop_process
+from tests.integration.test_listen_backlog import expected as expected_backlog
 from tests.integration.test_servers import (
-    ALL_SERVERS,
     BINARY_PAYLOAD,
     NETWORK_TIMEOUT_S,
-    RAW_SERVERS,
     FrameRecorder,
     connect,
     socketio_session,
 )
+from tests.node import require_node
 
 pytestmark = pytest.mark.integration
+
+# Every server that runs as several processes behind a broker, by its registry name.
+SCALING_SERVERS = [name for name, info in SERVERS.items() if info.scales_out]
 
 T, B = WSMsgType.TEXT, WSMsgType.BINARY
 Frame = tuple[WSMsgType, bytes]
@@ -94,22 +104,52 @@ def broker_url() -> Iterator[str]:
         stop_process(process)
 
 
+@pytest.fixture(params=SCALING_SERVERS)
+def name(request: pytest.FixtureRequest) -> str:
+    """A server that scales out; a Node one is skipped (one line naming what to install)
+    without Node.js or its packages, which it installs the first time."""
+    server: str = request.param
+    if SERVERS[server].runtime == "node":
+        require_node()
+    return server
+
+
 def server_args(name: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", f"servers.{name}", "--host", "127.0.0.1", "--loop", "uvloop",
-            *extra]  # fmt: skip
+    """The registry's command for ``name`` with the common arguments, as the harness runs it."""
+    loops = SERVERS[name].loops
+    loop = "uvloop" if "uvloop" in loops else loops[0]
+    return [*SERVERS[name].argv(), "--host", "127.0.0.1", "--loop", loop, *extra]
 
 
 @contextmanager
-def running(name: str, *extra: str) -> Iterator[int]:
-    """``servers.<name>`` with ``extra`` arguments until the block ends; yields its port."""
-    # stderr is inherited, so pytest shows the server's errors with a failing test.
-    process = subprocess.Popen(server_args(name, *extra), cwd=REPO_ROOT, stdout=subprocess.PIPE)
+def running(name: str, *extra: str, port: int = 0, shared: bool = False) -> Iterator[int]:
+    """``name`` with ``extra`` arguments on ``port`` (0: a free one) until the block ends; yields
+    its port. ``shared``: it shares the port with other processes as the harness has it do: with
+    --reuse-port, or, for a server that takes its listening socket (the registry's listen_fd),
+    on a socket bound here with SO_REUSEPORT and handed over (--listen-fd), whose copy here is
+    closed once the process has it."""
+    listener = None
+    if shared and SERVERS[name].listen_fd:
+        listener = listening_socket("127.0.0.1", port, reuse_port=True)
+        port = listener.getsockname()[1]
+        where = ["--port", str(port), "--listen-fd", str(listener.fileno())]
+    else:
+        where = ["--port", str(port), *(["--reuse-port"] if shared else [])]
+    try:
+        # stderr is inherited, so pytest shows the server's errors with a failing test.
+        process = subprocess.Popen(
+            server_args(name, *where, *extra), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+            pass_fds=() if listener is None else (listener.fileno(),),
+        )  # fmt: skip
+    finally:
+        if listener is not None:
+            listener.close()
     try:
         yield read_ready_port(process, READY_TIMEOUT_S)
     finally:
         code = stop_process(process)
     if code != 0:
-        raise RuntimeError(f"servers.{name} {' '.join(extra)} did not stop cleanly: exit {code}")
+        raise RuntimeError(f"{name} {' '.join(extra)} did not stop cleanly: exit {code}")
 
 
 @contextmanager
@@ -119,9 +159,13 @@ def workers_on_one_port(name: str, broker_url: str) -> Iterator[int]:
     with ExitStack() as stack:
         port = 0
         for worker_id in range(WORKERS):
-            flags = ("--reuse-port", "--worker-id", str(worker_id), "--broker-url", broker_url)
-            port = stack.enter_context(running(name, "--port", str(port), *flags))
+            flags = ("--worker-id", str(worker_id), "--broker-url", broker_url)
+            port = stack.enter_context(running(name, *flags, port=port, shared=True))
         yield port
+
+
+def raw(name: str) -> bool:
+    return SERVERS[name].protocol == "raw"
 
 
 # --- Clients ---------------------------------------------------------------------------------
@@ -149,7 +193,7 @@ def socketio_worker(ack: bytes, ack_id: int) -> int:
 
 async def open_receiver(stack: AsyncExitStack, name: str, port: int) -> tuple[int, FrameRecorder]:
     """A fan-out receiver, joined, and the worker it says it is on."""
-    if name in RAW_SERVERS:
+    if raw(name):
         _, listener = await stack.enter_async_context(connect(port, FAIRNESS.fanout_path))
         kind, data = await listener.next_frame()
         worker = parse_worker_announcement(data)
@@ -164,7 +208,7 @@ async def open_publisher(
     stack: AsyncExitStack, name: str, port: int
 ) -> tuple[int, picows.WSTransport, FrameRecorder]:
     """The publishing connection, and the worker it says it is on."""
-    if name in RAW_SERVERS:
+    if raw(name):
         transport, listener = await stack.enter_async_context(connect(port, FAIRNESS.publish_path))
         kind, data = await listener.next_frame()
         worker = parse_worker_announcement(data)
@@ -177,7 +221,7 @@ async def open_publisher(
 
 def publish_text_and_binary(name: str, transport: picows.WSTransport) -> list[Frame]:
     """Publish one text and one binary message; the frames every receiver must get."""
-    if name in RAW_SERVERS:
+    if raw(name):
         transport.send(T, b"news")
         transport.send(B, BINARY_PAYLOAD)
         return [(T, b"news"), (B, BINARY_PAYLOAD)]
@@ -191,7 +235,6 @@ def publish_text_and_binary(name: str, transport: picows.WSTransport) -> list[Fr
 # --- Several processes, one port, one broker -------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ALL_SERVERS)
 def test_workers_on_one_port_deliver_every_broadcast_once_to_both(
     broker_url: str, name: str
 ) -> None:
@@ -218,17 +261,16 @@ def test_workers_on_one_port_deliver_every_broadcast_once_to_both(
 
 
 @pytest.mark.parametrize("scale_out", [False, True], ids=["plain", "broker-without-worker-id"])
-@pytest.mark.parametrize("name", ALL_SERVERS)
 def test_without_worker_id_the_fanout_conversation_is_unchanged(
     broker_url: str, name: str, scale_out: bool
 ) -> None:
     """No announcement: a receiver's first frame is the broadcast, the join acks true, and
     the publisher hears nothing."""
-    extra = ("--reuse-port", "--broker-url", broker_url) if scale_out else ()
+    extra = ("--broker-url", broker_url) if scale_out else ()
 
     async def scenario(port: int) -> None:
         async with AsyncExitStack() as stack:
-            if name in RAW_SERVERS:
+            if raw(name):
                 _, listener = await stack.enter_async_context(connect(port, FAIRNESS.fanout_path))
                 transport, published = await stack.enter_async_context(
                     connect(port, FAIRNESS.publish_path)
@@ -248,8 +290,22 @@ def test_without_worker_id_the_fanout_conversation_is_unchanged(
             assert await quiet(listener)
             assert await quiet(published)
 
-    with running(name, "--port", "0", *extra) as port:
+    with running(name, *extra, shared=scale_out) as port:
         asyncio.run(asyncio.wait_for(scenario(port), 10 * NETWORK_TIMEOUT_S))
+
+
+def test_processes_on_one_port_each_listen_with_the_contracts_backlog(
+    broker_url: str, name: str
+) -> None:
+    """One listening socket a process (the kernel spreads connections over them), each with
+    the contract's accept queue: a socket handed over (--listen-fd) keeps it too."""
+    with workers_on_one_port(name, broker_url) as port:
+        out = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, timeout=10,
+            check=True,
+        ).stdout  # fmt: skip
+    backlogs = [int(line.split()[2]) for line in out.splitlines() if line.strip()]
+    assert backlogs == [expected_backlog()] * WORKERS
 
 
 def test_worker_announcement_is_the_exact_text_frame() -> None:
@@ -263,7 +319,6 @@ def test_worker_announcement_is_the_exact_text_frame() -> None:
 # --- Refusals --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ALL_SERVERS)
 def test_an_unreachable_broker_exits_2_with_one_line(name: str) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     started = time.monotonic()
@@ -290,7 +345,6 @@ def test_an_unreachable_broker_exits_2_with_one_line(name: str) -> None:
         (("--broker-url", "redis://h:1/db"), "--broker-url: redis://HOST:PORT/DB expected"),
     ],
 )
-@pytest.mark.parametrize("name", ALL_SERVERS)
 def test_bad_scale_out_values_exit_2_with_one_error_line(
     name: str, flags: tuple[str, ...], message: str
 ) -> None:
@@ -305,7 +359,6 @@ def test_bad_scale_out_values_exit_2_with_one_error_line(
     assert result.stderr.strip().splitlines()[-1] == errors[0]
 
 
-@pytest.mark.parametrize("name", ALL_SERVERS)
 def test_help_documents_the_scale_out_options(name: str) -> None:
     result = subprocess.run(
         server_args(name, "--help"), cwd=REPO_ROOT,
