@@ -3,8 +3,11 @@ refused (one line, exit 2) before anything starts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from bench.catalog import SERVERS
 from bench.cli import build_parser, resolve_cells, runnable
 from bench.errors import UsageError
 from bench.scenarios import MAX_SERVER_WORKERS, entries_for_scenario, expand
@@ -63,6 +66,8 @@ def test_servers_that_do_not_scale_out_are_skipped_with_one_line(
     monkeypatch.setattr(cli, "redis_missing_reason", lambda: "")  # as where it is installed
     # As where Node.js and its packages are installed (a fresh clone's unit tests run first).
     monkeypatch.setattr(type(cli.SERVERS["node-ws"]), "missing", lambda self: None)
+    # A server whose record says it does not run as several processes.
+    monkeypatch.setitem(cli.SERVERS, "node-ws", replace(cli.SERVERS["node-ws"], scales_out=False))
     cells = cells_for(["run", "--servers", "node-ws,aiohttp", "--mode", "closed",
                        "--server-workers", "2", "--duration", "2"])  # fmt: skip
     kept = runnable(cells)
@@ -94,7 +99,8 @@ def test_the_scaleout_scenario_has_fanout_at_two_processes_and_echo_at_one_and_t
     cells = expand(entries_for_scenario("scaleout"), 1)
     fanout = {(c.server, c.server_workers) for c in cells if c.mode == "fanout"}
     echo = {(c.server, c.server_workers) for c in cells if c.mode == "closed"}
-    servers = {"websockets", "aiohttp", "socketio-aiohttp", "socketio-asgi"}
+    servers = {name for name, info in SERVERS.items() if info.scales_out}
+    assert {"websockets", "node-socketio"} <= servers  # Python's and Node's
     assert fanout == {(s, 2) for s in servers}
     assert echo == {(s, n) for s in servers for n in (1, 2)}
     assert all(c.connections == 1000 for c in cells if c.mode == "fanout")
