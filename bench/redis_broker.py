@@ -118,11 +118,15 @@ class RedisServer:
             raise BrokerFailed(missing_reason())
         self.port = port or self.port or free_port(self.host)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Absolute: it runs in the log's folder, where a relative --out's path means nothing
+        # (a fresh clone's make bench writes under results/runs/, relative, and every
+        # redis-server exited at start).
+        log_file = self.log_path.resolve()
         argv = [path, "--bind", self.host, "--port", str(self.port), "--save", "",
                 "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
-                "--logfile", str(self.log_path)]  # fmt: skip
+                "--logfile", str(log_file)]  # fmt: skip
         self.process = await start_process(
-            argv, cpus=self.cpus, stdout=asyncio.subprocess.DEVNULL, cwd=self.log_path.parent
+            argv, cpus=self.cpus, stdout=asyncio.subprocess.DEVNULL, cwd=log_file.parent
         )
         deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
         while True:

@@ -151,3 +151,34 @@ def test_a_broker_fault_reports_losses_and_recovery_for_every_server(tmp_path: P
         assert set(recovery) == {0, 1}
         assert float(row["broker_recovery_s"]) == pytest.approx(max(recovery.values()), abs=1e-3)
     assert redis_servers_under(out) == []
+
+
+def test_the_harnesss_redis_starts_with_a_relative_results_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # make bench writes under results/runs/, a relative path; redis-server runs in the cell's
+    # log folder, so a relative --logfile made every one exit at start (a fresh clone's run).
+    import asyncio
+    import os
+    import shutil
+
+    from bench.redis_broker import RedisServer, ping
+
+    if shutil.which("redis-server") is None:
+        message = "redis-server not installed (apt-get install redis-server)"
+        if os.environ.get("WSBENCH_REQUIRE_REDIS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    monkeypatch.chdir(tmp_path)
+    server = RedisServer(Path("results/runs/x/logs/001-cell/redis.log"))
+
+    async def start_ping_stop() -> str:
+        try:
+            await server.start()
+            return await ping(server.url)
+        finally:
+            await server.stop()
+
+    assert asyncio.run(start_ping_stop())  # its version: it answered
+    assert (tmp_path / "results/runs/x/logs/001-cell/redis.log").stat().st_size > 0
+    assert server.process is not None and server.process.returncode is not None
