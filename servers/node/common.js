@@ -223,11 +223,12 @@ function parseArgs(argv, description) {
 
 // --- Event-loop health ------------------------------------------------------------------------
 // As the Python servers do, sample how late a 10 ms timer fires and, when the harness names a
-// file in WSBENCH_LOOP_LAG_FILE, write "<monotonic ns> <lag ns>" lines there on stop. Node's
-// hrtime is CLOCK_MONOTONIC, the harness's clock. The cost, 100 wake-ups a second, is the same
-// on every server. libuv counts timers in whole milliseconds of a time cached per loop turn, so
-// a timer can fire up to 1 ms before 10 ms have passed on hrtime: that is no lag, recorded as 0
-// (Node's lag is about 1 ms coarser than asyncio's, which fires timers to the nanosecond).
+// file in WSBENCH_LOOP_LAG_FILE, write "<monotonic ns> <lag ns>" lines there on stop (before
+// closing the connections). Node's hrtime is CLOCK_MONOTONIC, the harness's clock. The cost,
+// 100 wake-ups a second, is the same on every server. libuv counts timers in whole
+// milliseconds of a time cached per loop turn, so a timer can fire up to 1 ms before 10 ms have
+// passed on hrtime: that is no lag, recorded as 0 (Node's lag is about 1 ms coarser than
+// asyncio's, which fires timers to the nanosecond).
 const LOOP_LAG_FILE_ENV = "WSBENCH_LOOP_LAG_FILE";
 const LOOP_LAG_INTERVAL_MS = 10;
 
@@ -311,10 +312,11 @@ function runServer({ description, socketio, start }) {
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    const finish = () => {
-      stopSampling();
-      process.exit(0);
-    };
+    // The samples first, as the Python servers do: a close that outlasts the harness's grace
+    // ends with SIGKILL, and they would be lost with it.
+    stopSampling();
+    stopSampling = () => {};
+    const finish = () => process.exit(0);
     // Clients that do not answer the close are not waited for beyond the bound.
     setTimeout(finish, SHUTDOWN_TIMEOUT_MS).unref();
     started.then(
