@@ -26,6 +26,10 @@ MEMORY_CONNS_S = 400.0
 # Reconnect cells: the library clients connect at about this many a second; the restart.
 LIBRARY_CONNS_S = 300.0
 RESTART_S = 1.0
+# Several server processes (--server-workers): each one past the first, with the harness's
+# redis-server, added about this much to a cell (make bench, 2026-12-02: echo 3.2 s a cell at
+# two processes against 2.2 s at one; 1,000-receiver fan-out 5.7 s against 4.2 s planned).
+SCALE_OUT_PROCESS_S = 1.0
 
 
 def planned_run_s(cells: list[RunSpec]) -> float:
@@ -34,6 +38,7 @@ def planned_run_s(cells: list[RunSpec]) -> float:
     total = CALIBRATION_S * len(calibrated)
     for group in run_groups(cells):
         first = group[0]
+        total += SCALE_OUT_PROCESS_S * (first.server_workers - 1)
         if first.mode == "connect":
             rate = first.rate_conns_s or FULL_SPEED_CONNS_S
             total += first.connections / rate + CONNECT_SETUP_S

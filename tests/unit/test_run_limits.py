@@ -5,6 +5,7 @@ they can."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -66,6 +67,9 @@ def test_planned_time_of_the_default_suite_is_under_ten_minutes_and_counts_share
     pair = cells("--servers", "aiohttp,websockets", "--duration", "3", "--warmup", "2")
     (alone,) = cells("--servers", "aiohttp", "--duration", "3", "--warmup", "2")
     assert planned_run_s([alone]) < planned_run_s(pair) < 2 * planned_run_s([alone])
+    # Each server process past the first adds its start (and the broker's).
+    two = replace(alone, server_workers=2, slice_s=0.0)
+    assert planned_run_s([two]) > planned_run_s([replace(alone, slice_s=0.0)])
 
 
 def test_durations_read_as_a_person_would() -> None:
