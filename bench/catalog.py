@@ -108,7 +108,9 @@ def _python(module: str) -> tuple[str, ...]:
 # The scenarios the Node reference servers join in the suites. Not broker-fault: the Redis
 # adapter leaves a failed publish's promise unhandled, which ends a Node process whose broker
 # connection drops with a publish in flight (Node's default for unhandled rejections).
-NODE_SCENARIOS = frozenset({"echo", "ack", "memory", "connect", "fanout", "scaleout"})
+NODE_SCENARIOS = frozenset(
+    {"echo", "ack", "memory", "connect", "fanout", "scaleout", "broker-fault"}
+)
 
 SERVERS: dict[str, ServerInfo] = {
     info.name: info

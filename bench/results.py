@@ -55,7 +55,8 @@ COLUMNS = [
     "publisher_worker", "fanout_local_p50_us", "fanout_local_p99_us", "fanout_remote_p50_us",
     "fanout_remote_p99_us", "receivers_per_worker", "delivered_per_worker",
     "missing_per_worker", "duplicated_per_worker", "broker_fault", "broker_down_s",
-    "broker_recovery_s", "lost_broadcasts", "recovery_per_worker", "broker_fault_note",
+    "broker_recovery_s", "lost_broadcasts", "recovery_per_worker", "exited_workers",
+    "broker_fault_note",
     "mem_uss_kib_per_conn", "mem_points", "recovery_p50_s", "recovery_p99_s", "recovery_all_s",
     "recovered_clients", "lost", "backoff", "handicap_us",
     "extensions_negotiated", "extensions_offered_by_probe", "server_exit_status", "started_utc",
@@ -230,10 +231,11 @@ def broker_fault_fields(result: RunResult) -> dict[str, Any]:
     """Broker-fault rows: how long the broker was gone, what was lost, and when each server
     process's receivers got broadcasts again (bench.analyze.broker_fault); empty elsewhere."""
     reports = [r for r in result.reports if r.publisher_worker >= 0]
+    exited = " ".join(str(k) for k in sorted(result.exited_workers))
     if not result.spec.broker_fault or not reports or not result.broker_restarted_ns:
         return {"broker_down_s": math.nan, "broker_recovery_s": math.nan,
                 "lost_broadcasts": math.nan, "recovery_per_worker": "",
-                "broker_fault_note": ""}  # fmt: skip
+                "exited_workers": exited, "broker_fault_note": ""}  # fmt: skip
     (report,) = reports  # fan-out runs one generator worker
     fault = broker_fault.analyse(
         report.message_intended_ns,
@@ -248,8 +250,13 @@ def broker_fault_fields(result: RunResult) -> dict[str, Any]:
         "recovery_per_worker": " ".join(
             f"{w}:{'never' if math.isnan(t) else f'{t:.3f}'}" for w, t in fault.per_worker_s.items()
         ),
-        "broker_fault_note": fault.note,
-    }
+        "exited_workers": exited,
+        "broker_fault_note": "; ".join(
+            [f"server worker {k} exited during the fault ({how})"
+             for k, how in sorted(result.exited_workers.items())]
+            + ([fault.note] if fault.note else [])
+        ),
+    }  # fmt: skip
 
 
 def per_message(reports: list[WorkerReport], counter: str) -> float:

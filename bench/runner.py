@@ -141,6 +141,9 @@ class RunResult:
     # Broker faults: when the broker was killed and when it answered again (monotonic ns).
     broker_killed_ns: int = 0
     broker_restarted_ns: int = 0
+    # Broker faults: server processes that exited during the run, by worker id (their exit
+    # status and the end of their log): the scenario's finding, not a harness failure.
+    exited_workers: dict[int, str] = field(default_factory=dict)
 
     def merged(self, attribute: str) -> Any:
         return hist.merge(getattr(r, attribute) for r in self.reports)
@@ -343,6 +346,10 @@ class ServerGroup(ManagedServer):
             if not member.alive():
                 return f"worker {k}: {member.exit_description()}"
         return self.members[0].exit_description() if self.members else "never started"
+
+    def exited_members(self) -> dict[int, str]:
+        """The processes that are no longer running, by worker id, with how they ended."""
+        return {k: m.exit_description() for k, m in enumerate(self.members) if not m.alive()}
 
     async def kill_and_restart(self) -> int:
         raise RunFailed("a reconnect storm restarts one server process: not with --server-workers")
@@ -865,7 +872,17 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
                     await inject_broker_fault(spec, group, result, start_ns)
 
             await measure(spec, url, server_pid, pinning, log_dir, result, more, fault, pool)
-        if server is not None and not server.alive():
+        if spec.broker_fault and isinstance(server, ServerGroup) and server.members:
+            # A process that the broker's death took down is what this scenario measures
+            # (node-socketio's Redis adapter leaves a failed publish unhandled, and Node ends
+            # the process): named in the row, with its receivers' losses, not a failed cell.
+            # All of them gone is a failed cell still.
+            result.exited_workers = server.exited_members()
+            if len(result.exited_workers) == len(server.members):
+                raise RunFailed(
+                    f"every server process exited during the run ({server.exit_description()})"
+                )
+        elif server is not None and not server.alive():
             raise RunFailed(
                 f"server {spec.server} exited during the run ({server.exit_description()})"
             )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 from bench.load.fanout import deaf_workers
 from bench.load.plan import WorkerReport
@@ -139,3 +140,34 @@ def test_a_server_process_whose_receivers_got_nothing_is_named() -> None:
 
 def test_per_worker_counts_read_in_worker_order() -> None:
     assert per_worker_text({"10": 1, "2": 3, "0": 5}) == "0:5 2:3 10:1"
+
+
+def test_a_process_the_broker_fault_took_down_is_named_in_its_row() -> None:
+    from bench.results import broker_fault_fields
+
+    ns = 1_000_000_000
+    report = replace(worker_report([]), publisher_worker=1)
+    report.worker_receivers.update({"0": 2, "1": 2})
+    # Four messages a second apart; the broker back at 1.5 s; process 1 (the publisher's)
+    # gone with it, so nothing reached anyone afterwards.
+    report.message_intended_ns.extend([0, ns, 2 * ns, 3 * ns])
+    report.worker_message_delivered.update({"0": [2, 0, 0, 0], "1": [2, 2, 0, 0]})
+    spec = RunSpec(
+        scenario="broker-fault", server="node-socketio", protocol="socketio", loop="libuv",
+        mode="fanout", connections=4, payload_bytes=32, payload_kind="text", warmup_s=0.0,
+        duration_s=4.0, rate_msgs_s=1.0, server_workers=2, broker_fault=True,
+    )  # fmt: skip
+    result = RunResult(spec, "r", "t", reports=[report])
+    result.broker_killed_ns, result.broker_restarted_ns = ns // 2, 3 * ns // 2
+    result.exited_workers = {1: "status 1; its log ends: Error: read ECONNRESET"}
+    fields = broker_fault_fields(result)
+    assert fields["exited_workers"] == "1"
+    assert fields["broker_fault_note"].startswith(
+        "server worker 1 exited during the fault (status 1; its log ends: Error: read ECONNRESET)"
+    )
+    assert "server worker 0 did not recover" in fields["broker_fault_note"]
+    assert fields["lost_broadcasts"] == 3 and math.isnan(fields["broker_recovery_s"])
+    # Without an exit, the column is empty and the note only says who never recovered.
+    result.exited_workers = {}
+    assert broker_fault_fields(result)["exited_workers"] == ""
+    assert not broker_fault_fields(result)["broker_fault_note"].startswith("server worker 1 exited")
