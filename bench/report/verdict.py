@@ -563,19 +563,22 @@ def _scale_out(summary: pd.DataFrame) -> Verdict:
     )
     fanout = _one_per_server(_where(summary, scenario="scaleout", mode="fanout"))
     column = "fanout_remote_p50_us_median"
-    if fanout.empty or column not in fanout.columns:
+    fault = _one_per_server(_where(summary, scenario="broker-fault"))
+    measured_fault = not fault.empty and "broker_recovery_s_median" in fault.columns
+    if (fanout.empty or column not in fanout.columns) and not measured_fault:
         return _unmeasured(verdict)
-    verdict.parts = [
-        "Each server as ",
-        _figure(fanout.iloc[0], "server_workers", ""),
-        " processes on one port with Redis between them, broadcasting to ",
-        _figure(fanout.iloc[0], "recipients_median", ""),
-        " receivers: median latency on the publisher's process ",
-        *_values(fanout, "fanout_local_p50_us_median", "us"),
-        "; across the broker ",
-        *_values(fanout, column, "us"),
-        ".",
-    ]
+    if not fanout.empty and column in fanout.columns:
+        verdict.parts = [
+            "Each server as ",
+            _figure(fanout.iloc[0], "server_workers", ""),
+            " processes on one port with Redis between them, broadcasting to ",
+            _figure(fanout.iloc[0], "recipients_median", ""),
+            " receivers: median latency on the publisher's process ",
+            *_values(fanout, "fanout_local_p50_us_median", "us"),
+            "; across the broker ",
+            *_values(fanout, column, "us"),
+            ".",
+        ]
     echo = _where(summary, scenario="scaleout", mode="closed")
     if not echo.empty:
         one = _one_per_server(_where(echo, server_workers=1))
@@ -583,12 +586,17 @@ def _scale_out(summary: pd.DataFrame) -> Verdict:
         if not one.empty and not two.empty:
             verdict.parts += [" Echo, one process: ", *_values(one, "throughput_median", "")]
             verdict.parts += ["; two: ", *_values(two, "throughput_median", ""), " msgs/s."]
-    fault = _one_per_server(_where(summary, scenario="broker-fault"))
-    if not fault.empty and "broker_recovery_s_median" in fault.columns:
+    if measured_fault:
         verdict.parts += [" After the broker was killed and restarted, broadcasts were whole "
                           "again after ", *_values(fault, "broker_recovery_s_median", "s"),
                           "; broadcasts lost ", *_values(fault, "lost_broadcasts_median", ""),
                           "."]  # fmt: skip
+        never = fault[fault["broker_recovery_s_median"].isna()]
+        if not never.empty:
+            verdict.parts.append(
+                " Not whole again within the run (the rows' broker_fault_note says why, "
+                "naming any process the fault ended): " + ", ".join(never["server"]) + "."
+            )
     verdict.parts.append(
         " Every process shares this machine's one server core here, so these are the costs "
         "of the broker and of a second process, not what more cores would add; no ranking "

@@ -284,6 +284,20 @@ def test_scale_out_quotes_local_and_remote_latency_echo_at_one_and_two_and_broke
         assert figure.value == summary.loc[figure.row, figure.column]
 
 
+def test_a_broker_fault_alone_is_reported_and_servers_that_never_recovered_named() -> None:
+    summary = summary_of(
+        {**scale_cell("websockets", "fanout", 2), "scenario": "broker-fault",
+         "broker_recovery_s_median": 1.9, "lost_broadcasts_median": 150.0},
+        {**scale_cell("node-socketio", "fanout", 2), "scenario": "broker-fault",
+         "broker_recovery_s_median": NAN, "lost_broadcasts_median": 225.0},
+    )  # fmt: skip
+    verdict = by_key(summary)["scaleout"]
+    text = sentence(verdict)
+    assert verdict.favours == "neither"
+    assert "broadcasts lost websockets 150, node-socketio 225" in text
+    assert "Not whole again within the run" in text and text.count("node-socketio") >= 2
+
+
 def test_scale_out_unmeasured_without_its_rows() -> None:
     verdict = by_key(summary_of(echo_cell("aiohttp", 1.0)))["scaleout"]
     assert verdict.favours == "unmeasured"
