@@ -315,7 +315,6 @@ function runServer({ description, socketio, start }) {
     // The samples first, as the Python servers do: a close that outlasts the harness's grace
     // ends with SIGKILL, and they would be lost with it.
     stopSampling();
-    stopSampling = () => {};
     const finish = () => process.exit(0);
     // Clients that do not answer the close are not waited for beyond the bound.
     setTimeout(finish, SHUTDOWN_TIMEOUT_MS).unref();
