@@ -13,17 +13,19 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Sequence
+from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import suite_run
+from bench import modes, suite_run
 from bench.catalog import LOOPS, SERVERS, raw_servers
 from bench.errors import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, RunFailed, UsageError
 from bench.gate.command import EXIT_GATE_FAILED, print_result, promote_baseline, run_check
 from bench.limits import socket_send_buffer_max
-from bench.load.stacks import CLIENTS, FAST, ONE_STACK_MODES, only_client
+from bench.load.stacks import CLIENTS, FAST, only_client
+from bench.modes import check_positive
 from bench.plan_time import format_duration, planned_run_s
 from bench.processes import repo_root
 from bench.redis_broker import check_redis_url
@@ -34,18 +36,14 @@ from bench.scenarios import (
     MAX_INFLIGHT,
     MAX_SECONDS,
     MAX_SERVER_WORKERS,
-    PACED_MODES,
     SUITES,
     TRANSPORTS,
     check_inflight,
-    check_memory_steps,
     check_payload,
-    check_positive,
     check_repeat,
     check_seconds,
     check_server_workers,
     check_slice,
-    check_slow_share,
     check_transport,
     entries_for_scenario,
     expand,
@@ -61,11 +59,6 @@ EXIT_INTERRUPTED = 130
 # --duration would otherwise hold the machine for days).
 MAX_UNCONFIRMED_S = 3600.0
 RESULT_FILES = ("runs.csv", "histograms.jsonl", "summary.csv", "meta.json", "report.html")
-# The scenario an ad-hoc run of a mode is written under.
-ADHOC_SCENARIOS = {
-    "connect": "connect", "fanout": "fanout", "memory": "memory", "reconnect": "reconnect",
-}  # fmt: skip
-DEFAULT_MEMORY_STEPS = ["0", "1000", "2000", "5000"]
 DEFAULT_READY_TIMEOUT_S = RunSpec.ready_timeout_s
 
 
@@ -99,11 +92,6 @@ def _add_let_cpus_idle(group: Any) -> None:
         "so that waking a halted virtual CPU is not measured)",
     )
 
-
-# Defaults that differ by mode: a connect storm has no warm-up (its first set-up is measured
-# too); a memory step settles for a second, then is sampled for a second.
-_MODE_WARMUP_S = {"connect": 0.0, "memory": 1.0}
-_MODE_DURATION_S = {"memory": 1.0}
 
 _ADHOC_DEFAULTS: dict[str, Any] = {
     "mode": "closed",
@@ -139,36 +127,17 @@ def build_parser() -> _Parser:
     )  # fmt: skip
     what.add_argument(
         "--mode",
-        choices=("closed", "open", "capacity", "connect", "fanout", "memory", "reconnect"),
-        help="closed loop, open loop, capacity (highest open-loop rate meeting --slo-p99-ms), "
-        "connect (a storm of --connections set-ups, each timed, then one echo each), or fanout "
-        "(one publisher at --rate msgs/s broadcast to --connections receivers), or memory "
-        "(idle connections held at each of --memory-steps, the server's memory fitted), or "
-        "reconnect (--connections clients sending --rate msgs/s in all; the server is killed "
-        "after --warmup and restarted; recovery is timed for --duration)",
+        choices=modes.names(),
+        help=", or ".join(m.help for m in modes.all_modes()),
     )  # fmt: skip
-    what.add_argument(
-        "--slow-share", type=_number(float),
-        help="fanout: share of receivers that read slowly (slow consumers), e.g. 0.1",
-    )  # fmt: skip
-    what.add_argument(
-        "--memory-steps", type=_csv_list,
-        help="memory: comma list of increasing connection counts (default "
-        f"{','.join(DEFAULT_MEMORY_STEPS)}); --warmup is the settling time (default "
-        f"{_MODE_WARMUP_S['memory']:g}) and --duration the sampling time (default "
-        f"{_MODE_DURATION_S['memory']:g}) at each",
-    )  # fmt: skip
-    what.add_argument(
-        "--connect-rate", type=_number(float),
-        help="connect: connections opened per second (default: full speed, at most 64 set-ups "
-        "under way); --duration is then the storm's time limit",
-    )  # fmt: skip
-    what.add_argument("--slo-p99-ms", type=_number(float), help="capacity: p99 latency objective")
-    what.add_argument(
-        "--capacity-steps", type=_number(int),
-        help=f"capacity: bisection probes (default {RunSpec.capacity_steps})",
-    )  # fmt: skip
-    what.add_argument("--rate", type=_number(float), help="open loop: total msgs/s offered")
+    # Each mode's own options, as its module declares them (bench.modes).
+    for option in modes.all_options().values():
+        if option.flag:
+            what.add_argument(
+                option.flag, dest=option.key, help=option.help,
+                metavar=option.flag.lstrip("-").upper().replace("-", "_"),
+                type=_csv_list if option.type is None else _number(option.type),
+            )  # fmt: skip
     what.add_argument(
         "--connections", type=_number(int),
         help=f"connections (default {_ADHOC_DEFAULTS['connections']})",
@@ -195,8 +164,9 @@ def build_parser() -> _Parser:
     )  # fmt: skip
     what.add_argument(
         "--warmup", type=_number(float),
-        help=f"discarded seconds before (default {_ADHOC_DEFAULTS['warmup']:g}; connect "
-        f"{_MODE_WARMUP_S['connect']:g})",
+        help=f"discarded seconds before (default {_ADHOC_DEFAULTS['warmup']:g}; "
+        + "; ".join(f"{m.name} {m.default_warmup_s:g}" for m in modes.all_modes()
+                    if m.default_warmup_s is not None) + ")",
     )  # fmt: skip
     what.add_argument(
         "--repeat", type=_number(int),
@@ -380,7 +350,7 @@ def _adhoc_option(args: argparse.Namespace, name: str) -> Any:
 
 
 def _validate_common(args: argparse.Namespace) -> None:
-    for name in ("connections", "inflight", "workers", "rate"):
+    for name in ("connections", "inflight", "workers"):
         value = getattr(args, name)
         if value is not None:
             check_positive(f"--{name}", value)
@@ -415,7 +385,7 @@ def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
     send_buffer_bytes = socket_send_buffer_max()
     for cell in cells:
         connection_budget(cell)  # refuses, naming the limits, what the machine cannot hold
-        if cell.mode == "closed":
+        if modes.get(cell.mode).closed_loop:
             where = "--inflight" if args.inflight is not None else f"{cell.scenario}: inflight"
             check_inflight(where, cell.inflight, cell.payload_bytes, send_buffer_bytes)
     planned_s = planned_run_s(cells)
@@ -521,13 +491,15 @@ def _resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
 
 def _apply_overrides(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
     """Suite cells narrowed by --servers/--loops and shortened by --duration/--warmup."""
-    adhoc_only = (args.mode, args.rate, args.payload, args.payload_kind, args.connections,
-                  args.slo_p99_ms, args.capacity_steps, args.ack or None,
-                  args.transport, args.connect_rate, args.slow_share)  # fmt: skip
+    adhoc_only = (args.mode, args.payload, args.payload_kind, args.connections,
+                  args.ack or None, args.transport,
+                  *(getattr(args, key) for key in modes.all_options()
+                    if hasattr(args, key)))  # fmt: skip
     if any(value is not None for value in adhoc_only):
         raise UsageError(
-            "--mode, --rate, --connect-rate, --payload, --payload-kind, --connections, --ack "
-            "and --transport define an ad-hoc matrix; leave out --suite/--scenario to use them"
+            "--mode, its options (--rate, --connect-rate, ...), --payload, --payload-kind, "
+            "--connections, --ack and --transport define an ad-hoc matrix; leave out "
+            "--suite/--scenario to use them"
         )
     _check_names(args)
     chosen = [
@@ -557,7 +529,8 @@ def _apply_overrides(cells: list[RunSpec], args: argparse.Namespace) -> list[Run
 
 def _slice_override(cell: RunSpec, slice_s: float | None) -> dict[str, float]:
     """--slice changes the closed-loop cells of a suite; open-loop cells never slice."""
-    return {"slice_s": slice_s} if slice_s is not None and cell.mode == "closed" else {}
+    sliceable = modes.get(cell.mode).sliceable
+    return {"slice_s": slice_s} if slice_s is not None and sliceable else {}
 
 
 def _check_names(args: argparse.Namespace) -> None:
@@ -572,80 +545,29 @@ def _check_names(args: argparse.Namespace) -> None:
             raise UsageError(f"unknown loop {loop!r} (known: {', '.join(LOOPS)})")
 
 
-def _beyond_one_text_websocket_worker(args: argparse.Namespace) -> bool:
-    """Options that modes running one worker sending text over WebSocket cannot take."""
-    return bool(
-        args.ack
-        or args.inflight is not None
-        or args.workers not in (None, 1)
-        or args.payload_kind == "binary"
-        or args.transport == "polling"
-    )
-
-
-def _check_mode_and_rate(args: argparse.Namespace, mode: str) -> dict[str, Any]:
-    """Check the options that depend on the mode; returns the RunSpec fields they set."""
-    only = only_client(mode, args.transport or "websocket")
+def _check_mode_and_rate(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """Check the options that depend on the mode (its module declares them); returns the
+    RunSpec fields they set."""
+    mode = modes.get(name)
+    only = only_client(name, args.transport or "websocket")
     if args.client is not None and only is not None and args.client != only:
-        what = "--transport polling" if mode not in ONE_STACK_MODES else f"--mode {mode}"
+        what = f"--mode {name}" if mode.stack is not None else "--transport polling"
         raise UsageError(f"{what} runs on the {only} client only")
-    if mode in PACED_MODES and args.rate is None:
-        raise UsageError(f"--mode {mode} needs --rate (messages per second)")
-    if mode not in PACED_MODES and args.rate is not None:
-        raise UsageError("--rate applies to --mode open, fanout and reconnect only")
-    if mode == "reconnect" and (args.target or _beyond_one_text_websocket_worker(args)):
-        raise UsageError(
-            "--mode reconnect restarts a managed server and sends text over "
-            "WebSocket from one worker (no --target, --ack, --inflight, --workers, "
-            "binary or polling)"
-        )
-    if mode == "fanout" and _beyond_one_text_websocket_worker(args):
-        raise UsageError(
-            "--mode fanout publishes text over WebSocket from one worker "
-            "(no --ack, --inflight, --workers, binary or polling)"
-        )
-    if args.slow_share is not None:
-        if mode != "fanout":
-            raise UsageError("--slow-share applies to --mode fanout only")
-        check_slow_share("--slow-share", args.slow_share)
-    if mode == "fanout" and args.slow_share:
-        return {"slow_share": float(args.slow_share)}
-    if args.memory_steps is not None and mode != "memory":
-        raise UsageError("--memory-steps applies to --mode memory only")
-    if mode == "memory":
-        if args.connections is not None or args.rate is not None or args.workers not in (None, 1):
-            raise UsageError(
-                "--mode memory's connections are its --memory-steps (no --connections, "
-                "--rate, --workers)"
-            )
-        try:
-            steps = [int(n) for n in args.memory_steps or DEFAULT_MEMORY_STEPS]
-        except ValueError:
-            raise UsageError("--memory-steps: comma list of whole numbers") from None
-        check_memory_steps("--memory-steps", steps)
-        return {"memory_steps": tuple(steps), "connections": max(steps)}
-    if args.connect_rate is not None:
-        if mode != "connect":
-            raise UsageError("--connect-rate applies to --mode connect only")
-        check_positive("--connect-rate", args.connect_rate)
-    if mode == "connect":
-        if args.ack or args.inflight is not None:
-            raise UsageError(
-                "--mode connect sends one message per connection: no --ack, --inflight"
-            )
-        return {"rate_conns_s": float(args.connect_rate or 0.0)}
-    if mode == "capacity":
-        if args.slo_p99_ms is None:
-            raise UsageError("--mode capacity needs --slo-p99-ms (the p99 latency objective)")
-        check_positive("--slo-p99-ms", args.slo_p99_ms)
-        fields: dict[str, Any] = {"slo_p99_ms": float(args.slo_p99_ms)}
-        if args.capacity_steps is not None:
-            check_positive("--capacity-steps", args.capacity_steps)
-            fields["capacity_steps"] = args.capacity_steps
-        return fields
-    if args.slo_p99_ms is not None or args.capacity_steps is not None:
-        raise UsageError("--slo-p99-ms and --capacity-steps apply to --mode capacity only")
-    return {}
+    if args.target and mode.target_refused:
+        raise UsageError(f"--mode {name} cannot run against --target: {mode.target_refused}")
+    given = {key: getattr(args, key, None) for key in modes.all_options()}
+    given.update(
+        workers=args.workers, inflight=args.inflight, ack=args.ack,
+        payload_kind=args.payload_kind, transport=args.transport,
+        connections=args.connections, slice_s=args.slice_s,
+    )  # fmt: skip
+    fields = modes.check_options(mode, given, modes.Naming(flags=True))
+    own = {k: v for k, v in fields.items() if k in _SPEC_FIELDS}
+    params = tuple(sorted((k, v) for k, v in fields.items() if k not in _SPEC_FIELDS))
+    return {**own, "params": params} if params else own
+
+
+_SPEC_FIELDS = {f.name for f in dataclass_fields(RunSpec)}
 
 
 def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
@@ -653,7 +575,7 @@ def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
     mode = _adhoc_option(args, "mode")
     mode_fields = _check_mode_and_rate(args, mode)
     entry = {
-        "scenario": ADHOC_SCENARIOS.get(mode, "echo"),
+        "scenario": modes.get(mode).scenario,
         "servers": args.servers or list(SERVERS),
         "loops": args.loops or ["uvloop"],
         "mode": mode,
@@ -665,8 +587,7 @@ def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
         "duration_s": _adhoc_option(args, "duration"),
         "workers": _adhoc_option(args, "workers"),
     }
-    if args.rate is not None:
-        entry["rate_msgs_s"] = args.rate
+    entry.update({k: v for k, v in mode_fields.items() if k != "params"})
     if args.slice_s is not None:
         check_slice("--slice", args.slice_s, mode)
         entry["slice_s"] = args.slice_s
@@ -680,20 +601,12 @@ def _adhoc_cells(args: argparse.Namespace) -> list[RunSpec]:
         )  # fmt: skip
     entry["warmup_s"] = _mode_warmup(args, mode)
     entry["duration_s"] = _mode_duration(args, mode)
-    if mode == "capacity":
-        entry["mode"] = "closed"  # expanded as closed, then turned into capacity cells
-    cells = expand([entry], args.repeat or 1)
+    cells = expand([entry], args.repeat or 1, checked=True)
     client = args.client or "fast"
     return [
         RunSpec(**{**cell.as_dict(), "mode": mode, "client": client, **mode_fields})
         for cell in cells
     ]
-
-
-# Modes that cannot run against a server someone else started, and why.
-TARGET_REFUSED_MODES = {
-    "reconnect": "it kills and restarts the server, which only a server the harness started allows",
-}
 
 
 def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
@@ -711,9 +624,9 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
             raise UsageError(f"--server-pid {args.server_pid}: no such process")
     cells = _target_scenario_cells(args) if args.scenario is not None else _target_mode_cells(args)
     for cell in cells:
-        if cell.mode == "memory" and cell.server_pid is None:
+        if modes.get(cell.mode).uss and cell.server_pid is None:
             raise UsageError(
-                "memory cells sample the server's memory: give the target's --server-pid"
+                f"{cell.mode} cells sample the server's memory: give the target's --server-pid"
             )
     return cells
 
@@ -750,25 +663,22 @@ def _server_cmd_cells(args: argparse.Namespace) -> list[RunSpec]:
         check_seconds("--ready-timeout", args.ready_timeout)
         ready_timeout_s = float(args.ready_timeout)
     if args.scenario is not None:
-        cells = _target_scenario_cells(args, refused={})
+        cells = _target_scenario_cells(args, target=False)
     else:
         cells = _target_mode_cells(args)
     own = {"server": label, "server_cmd": command, "ready_timeout_s": ready_timeout_s}
     return [replace(cell, **own) for cell in cells]
 
 
-def _target_scenario_cells(
-    args: argparse.Namespace, refused: dict[str, str] = TARGET_REFUSED_MODES
-) -> list[RunSpec]:
+def _target_scenario_cells(args: argparse.Namespace, target: bool = True) -> list[RunSpec]:
     """A scenario's cells as the default suite runs them, against the one --target server: its
     entries for the target's protocol, one cell per setting (not per server or loop).
-    ``refused``: modes that cannot run on that server, and why."""
+    ``target``: a server someone else started, which some modes cannot run on."""
     entries = entries_for_scenario(args.scenario)
     for entry in entries:
-        if entry["mode"] in refused:
-            raise UsageError(
-                f"scenario {args.scenario!r} cannot run against --target: {refused[entry['mode']]}"
-            )
+        refused = modes.get(entry["mode"]).target_refused
+        if target and refused:
+            raise UsageError(f"scenario {args.scenario!r} cannot run against --target: {refused}")
     fitting = [
         {**entry, "servers": [server], "loops": entry.get("loops", ["uvloop"])[:1], "slice_s": 0}
         for entry in entries
@@ -795,7 +705,7 @@ def _target_mode_cells(args: argparse.Namespace) -> list[RunSpec]:
     mode = _adhoc_option(args, "mode")
     mode_fields = _check_mode_and_rate(args, mode)
     cell = RunSpec(
-        scenario=ADHOC_SCENARIOS.get(mode, "echo"),
+        scenario=modes.get(mode).scenario,
         server=args.label or args.protocol,
         protocol=args.protocol,
         loop="external",
@@ -805,7 +715,6 @@ def _target_mode_cells(args: argparse.Namespace) -> list[RunSpec]:
         payload_kind=_adhoc_option(args, "payload_kind"),
         warmup_s=_mode_warmup(args, mode),
         duration_s=_mode_duration(args, mode),
-        rate_msgs_s=float(args.rate or 0.0),
         inflight=_adhoc_option(args, "inflight"),
         workers=_adhoc_option(args, "workers"),
         ack=args.ack,
@@ -819,14 +728,16 @@ def _target_mode_cells(args: argparse.Namespace) -> list[RunSpec]:
 
 
 def _mode_warmup(args: argparse.Namespace, mode: str) -> float:
-    if args.warmup is None and mode in _MODE_WARMUP_S:
-        return _MODE_WARMUP_S[mode]
+    default = modes.get(mode).default_warmup_s
+    if args.warmup is None and default is not None:
+        return default
     return float(_adhoc_option(args, "warmup"))
 
 
 def _mode_duration(args: argparse.Namespace, mode: str) -> float:
-    if args.duration is None and mode in _MODE_DURATION_S:
-        return _MODE_DURATION_S[mode]
+    default = modes.get(mode).default_duration_s
+    if args.duration is None and default is not None:
+        return default
     return float(_adhoc_option(args, "duration"))
 
 

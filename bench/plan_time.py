@@ -8,6 +8,7 @@ constant was measured on the 2-core machine (docs/measurements.md); on a fresh c
 
 from __future__ import annotations
 
+from bench import modes
 from bench.load.slices import SliceSchedule
 from bench.spec import RunSpec, run_groups, uses_calibration
 
@@ -15,17 +16,9 @@ from bench.spec import RunSpec, run_groups, uses_calibration
 # stop; wsbench run --scenario payload), and each calibration 5 s.
 SETUP_S = 3.0
 CALIBRATION_S = 6.0
-# Connect storms (wsbench run --scenario connect): a cell took its storm plus about 1 s, and
-# the slowest server set up about 700 connections a second at full speed.
+# Connect storms, fan-out, memory and reconnect cells: about this much beyond their own time
+# (their modes' time models, bench.modes, add it).
 CONNECT_SETUP_S = 1.5
-FULL_SPEED_CONNS_S = 700.0
-# Fan-out and memory cells open their connections first, at about these many a second (the
-# slowest server, Socket.IO; memory: 5,000 in 12-15 s in make bench on 2026-11-22).
-OPEN_CONNS_S = 700.0
-MEMORY_CONNS_S = 400.0
-# Reconnect cells: the library clients connect at about this many a second; the restart.
-LIBRARY_CONNS_S = 300.0
-RESTART_S = 1.0
 # Several server processes (--server-workers): each one past the first, with the harness's
 # redis-server, added about this much to a cell (make bench, 2026-12-02: echo 3.2 s a cell at
 # two processes against 2.2 s at one; 1,000-receiver fan-out 5.7 s against 4.2 s planned).
@@ -39,21 +32,9 @@ def planned_run_s(cells: list[RunSpec]) -> float:
     for group in run_groups(cells):
         first = group[0]
         total += SCALE_OUT_PROCESS_S * (first.server_workers - 1)
-        if first.mode == "connect":
-            rate = first.rate_conns_s or FULL_SPEED_CONNS_S
-            total += first.connections / rate + CONNECT_SETUP_S
-        elif first.mode == "fanout":
-            total += first.connections / OPEN_CONNS_S + first.warmup_s + first.duration_s
-            total += CONNECT_SETUP_S
-        elif first.mode == "reconnect":
-            total += first.connections / LIBRARY_CONNS_S + first.warmup_s + first.duration_s
-            total += CONNECT_SETUP_S + RESTART_S
-        elif first.mode == "memory":
-            held_s = len(first.memory_steps) * (first.warmup_s + first.duration_s)
-            total += first.connections / MEMORY_CONNS_S + held_s + CONNECT_SETUP_S
-        elif first.mode == "capacity":
-            # The closed-loop bound, then one open-loop probe per bisection step.
-            total += (1 + first.capacity_steps) * (first.warmup_s + first.duration_s + SETUP_S)
+        own = modes.get(first.mode).time_s
+        if own is not None:
+            total += own(first, len(group))
         elif len(group) > 1:
             schedule = SliceSchedule.plan(
                 0, len(group), first.slice_s, first.warmup_s, first.duration_s

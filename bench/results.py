@@ -13,12 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench.analyze import broker_fault
-from bench.analyze.stats import fit_line
+from bench import modes
 from bench.calibration import MIN_HEADROOM, headroom
-from bench.load.fanout import summed_per_worker
 from bench.load.plan import WorkerReport
-from bench.load.reconnect import BACKOFF, Recovery, recovery
 from bench.metrics import histogram as hist
 from bench.runner import (
     CLIENT_BOUND_CPU_PCT,
@@ -32,7 +29,7 @@ WIRE_COUNTERS = (
     "wire_bytes_up", "wire_bytes_down", "wire_frames_up", "wire_frames_down", "http_requests",
 )  # fmt: skip
 
-COLUMNS = [
+_COMMON_COLUMNS = [
     "run_id", "scenario", "server", "protocol", "transport", "loop", "client", "mode",
     "connections", "payload_bytes", "payload_kind", "target_rate", "repeat", "warmup_s",
     "duration_s", "sent", "received", "errors", "throughput_msgs_s", "p50_us", "p90_us",
@@ -43,29 +40,25 @@ COLUMNS = [
     "slice_s", "round_msgs", "msgs_per_cpu_s", "wire_bytes_up_per_msg", "wire_bytes_down_per_msg",
     "wire_frames_up_per_msg", "wire_frames_down_per_msg", "http_requests_per_msg",
     "server_loop_lag_p99_ms", "server_loop_lag_max_ms", "server_cpus_steal_pct",
-    "generator_cpus_steal_pct", "generator_cpu_pct", "send_lag_p99_us", "slo_p99_ms",
-    "capacity_msgs_s", "connect_s", "connect_p50_us", "connect_p99_us", "target_conns_s",
-    "connects_per_s", "connect_failures", "server_cpu_us_per_conn", "recipients",
-    "fanout_p50_us", "fanout_p99_us", "fanout_first_p99_us", "fanout_median_p99_us",
-    "fanout_last_p99_us", "delivered", "duplicated", "out_of_order", "slow_share",
-    "slow_receivers", "slow_delivered", "slow_missing", "slow_dropped",
-    "server_rss_growth_bytes", "mem_kib_per_conn",
-    "mem_kib_per_conn_ci_low", "mem_kib_per_conn_ci_high", "mem_r2", "mem_intercept_mib",
-    "server_workers", "broker", "broker_version", "server_cpu_pct_per_worker",
-    "publisher_worker", "fanout_local_p50_us", "fanout_local_p99_us", "fanout_remote_p50_us",
-    "fanout_remote_p99_us", "receivers_per_worker", "delivered_per_worker",
-    "missing_per_worker", "duplicated_per_worker", "broker_fault", "broker_down_s",
-    "broker_recovery_s", "lost_broadcasts", "recovery_per_worker", "exited_workers",
-    "broker_fault_note",
-    "mem_uss_kib_per_conn", "mem_points", "recovery_p50_s", "recovery_p99_s", "recovery_all_s",
-    "recovered_clients", "lost", "backoff", "handicap_us",
-    "extensions_negotiated", "extensions_offered_by_probe", "server_exit_status", "started_utc",
-    "schema_version",
+    "generator_cpus_steal_pct", "generator_cpu_pct", "send_lag_p99_us",
+    "connect_s", "connect_p50_us", "connect_p99_us", "connect_failures",
+    "server_workers", "broker", "broker_version", "server_cpu_pct_per_worker", "broker_fault",
+    "handicap_us", "extensions_negotiated", "extensions_offered_by_probe", "server_exit_status",
+    "started_utc", "schema_version",
 ]  # fmt: skip
 
 
-def _round(value: float, digits: int = 1) -> float:
-    return value if math.isnan(value) else round(value, digits)
+def columns() -> list[str]:
+    """runs.csv's columns: the common ones, with each mode's own (as its module declares
+    them, bench.modes) before the last three."""
+    return [*_COMMON_COLUMNS[:-3], *modes.mode_columns(), *_COMMON_COLUMNS[-3:]]
+
+
+# The registry's built-in modes' columns (a mode registered later adds its own: columns()).
+COLUMNS = columns()
+
+
+_round = modes.rounded
 
 
 def messages_per_cpu_second(throughput_msgs_s: float, server_cpu_pct: float) -> float:
@@ -74,189 +67,6 @@ def messages_per_cpu_second(throughput_msgs_s: float, server_cpu_pct: float) -> 
     if math.isnan(server_cpu_pct) or server_cpu_pct <= 0:
         return math.nan
     return throughput_msgs_s / (server_cpu_pct / 100)
-
-
-def connects_per_second(result: RunResult) -> float:
-    """Connections set up per second over a storm: from the start signal until its last
-    attempt finished (NaN when nothing was timed)."""
-    opened = sum(r.connections for r in result.reports)
-    if not result.reports or not result.connect_s > 0:
-        return math.nan
-    return opened / result.connect_s
-
-
-def server_cpu_us_per_connection(result: RunResult) -> float:
-    """The server's CPU time per connection of a storm, over its life (set-up, one echo,
-    close), in µs; NaN when not measured."""
-    opened = sum(r.connections for r in result.reports)
-    if opened == 0:
-        return math.nan
-    return result.server_storm_cpu_s / opened * 1e6
-
-
-def reconnect_recovery(result: RunResult) -> Recovery:
-    return recovery(result.killed_ns, [t for r in result.reports for t in r.recovered_ns])
-
-
-def reconnect_fields(result: RunResult) -> dict[str, Any]:
-    """Reconnect rows: seconds from the kill until half, 99% and all clients exchanged
-    messages again, how many did, the messages lost meanwhile, and the backoff in force."""
-    if result.spec.mode != "reconnect" or not result.reports:
-        names = ("recovery_p50_s", "recovery_p99_s", "recovery_all_s", "recovered_clients",
-                 "lost")  # fmt: skip
-        return {**dict.fromkeys(names, math.nan), "backoff": ""}
-    found = reconnect_recovery(result)
-    return {
-        "recovery_p50_s": _round(found.p50_s, 3),
-        "recovery_p99_s": _round(found.p99_s, 3),
-        "recovery_all_s": _round(found.all_s, 3),
-        "recovered_clients": found.recovered,
-        "lost": sum(r.lost for r in result.reports),
-        "backoff": BACKOFF.describe(),
-    }
-
-
-def memory_fields(result: RunResult) -> dict[str, Any]:
-    """Memory rows: the slope of the server's RSS (and USS) over connections held, in KiB per
-    connection, with its 95% interval, R², the intercept, and the points themselves."""
-    points = result.memory_points
-    if result.spec.mode != "memory" or not points:
-        names = ("mem_kib_per_conn", "mem_kib_per_conn_ci_low", "mem_kib_per_conn_ci_high",
-                 "mem_r2", "mem_intercept_mib", "mem_uss_kib_per_conn")  # fmt: skip
-        return {**dict.fromkeys(names, math.nan), "mem_points": ""}
-    connections = [p[0] for p in points]
-    rss = fit_line(connections, [p[1] / 1024 for p in points])
-    uss = fit_line(connections, [p[2] / 1024 for p in points])
-    return {
-        "mem_kib_per_conn": _round(rss.slope, 3),
-        "mem_kib_per_conn_ci_low": _round(rss.slope_ci_low, 3),
-        "mem_kib_per_conn_ci_high": _round(rss.slope_ci_high, 3),
-        "mem_r2": _round(rss.r2, 4),
-        "mem_intercept_mib": _round(rss.intercept / 1024, 2),
-        "mem_uss_kib_per_conn": _round(uss.slope, 3),
-        # connections, RSS bytes, USS bytes per step
-        "mem_points": json.dumps([[c, r, u] for c, r, u in points]),
-    }
-
-
-def fanout_fields(result: RunResult, deliveries: hist.LatencySummary | None) -> dict[str, Any]:
-    """Fan-out rows: receivers, delivery latency (every delivery, and per message its first,
-    median and last receiver's), and the exact delivery counts; NaN for other rows."""
-    names = ("recipients", "fanout_p50_us", "fanout_p99_us", "fanout_first_p99_us",
-             "fanout_median_p99_us", "fanout_last_p99_us", "delivered", "duplicated",
-             "out_of_order", "slow_share", "slow_receivers", "slow_delivered", "slow_missing",
-             "slow_dropped", "server_rss_growth_bytes")  # fmt: skip
-    if result.spec.mode != "fanout" or not result.reports or deliveries is None:
-        return dict.fromkeys(names, math.nan)
-
-    def p99(attribute: str) -> float:
-        return hist.summarize(result.merged(attribute)).p99_us
-
-    return {
-        "recipients": sum(r.recipients for r in result.reports),
-        "fanout_p50_us": deliveries.p50_us,
-        "fanout_p99_us": deliveries.p99_us,
-        "fanout_first_p99_us": p99("fanout_first_hist"),
-        "fanout_median_p99_us": p99("fanout_median_hist"),
-        "fanout_last_p99_us": p99("fanout_last_hist"),
-        "delivered": sum(r.received for r in result.reports),
-        "duplicated": sum(r.duplicated for r in result.reports),
-        "out_of_order": sum(r.out_of_order for r in result.reports),
-        # Slow consumers: the figures above are the fast receivers'; these, the slow ones'.
-        "slow_share": result.spec.slow_share,
-        "slow_receivers": sum(r.slow_receivers for r in result.reports),
-        "slow_delivered": sum(r.slow_delivered for r in result.reports),
-        "slow_missing": sum(r.slow_missing for r in result.reports),
-        "slow_dropped": sum(r.slow_dropped for r in result.reports),
-        "server_rss_growth_bytes": result.server_rss_growth_bytes,
-    }
-
-
-SCALEOUT_COLUMNS = (
-    "publisher_worker", "fanout_local_p50_us", "fanout_local_p99_us", "fanout_remote_p50_us",
-    "fanout_remote_p99_us", "receivers_per_worker", "delivered_per_worker",
-    "missing_per_worker", "duplicated_per_worker",
-)  # fmt: skip
-
-
-def per_worker_text(counts: dict[str, int]) -> str:
-    """``{"0": 500, "1": 498}`` as ``0:500 1:498`` (a server process's id, then its count)."""
-    return " ".join(f"{worker}:{count}" for worker, count in sorted(counts.items(), key=_by_id))
-
-
-def _by_id(item: tuple[str, int]) -> int:
-    return int(item[0])
-
-
-def scaleout_fields(result: RunResult) -> dict[str, Any]:
-    """Scale-out fan-out rows (several server processes): where the publisher was, the delivery
-    latency on its process (local) and across the broker (remote), and the counts per process.
-    Empty (NaN, "") elsewhere."""
-    reports = [r for r in result.reports if r.publisher_worker >= 0]
-    if result.spec.mode != "fanout" or not reports:
-        return {name: ("" if name.endswith("_per_worker") else math.nan)
-                for name in SCALEOUT_COLUMNS}  # fmt: skip
-
-    def percentiles(attribute: str) -> tuple[float, float]:
-        merged = hist.merge(getattr(r, attribute) for r in reports)
-        if merged.get_total_count() == 0:
-            return math.nan, math.nan
-        found = hist.summarize(merged)
-        return found.p50_us, found.p99_us
-
-    local_p50, local_p99 = percentiles("fanout_local_hist")
-    remote_p50, remote_p99 = percentiles("fanout_remote_hist")
-    return {
-        "publisher_worker": reports[0].publisher_worker,
-        "fanout_local_p50_us": local_p50,
-        "fanout_local_p99_us": local_p99,
-        "fanout_remote_p50_us": remote_p50,
-        "fanout_remote_p99_us": remote_p99,
-        "receivers_per_worker": per_worker_text(
-            summed_per_worker([r.worker_receivers for r in reports])
-        ),
-        "delivered_per_worker": per_worker_text(
-            summed_per_worker([r.worker_delivered for r in reports])
-        ),
-        "missing_per_worker": per_worker_text(
-            summed_per_worker([r.worker_missing for r in reports])
-        ),
-        "duplicated_per_worker": per_worker_text(
-            summed_per_worker([r.worker_duplicated for r in reports])
-        ),
-    }
-
-
-def broker_fault_fields(result: RunResult) -> dict[str, Any]:
-    """Broker-fault rows: how long the broker was gone, what was lost, and when each server
-    process's receivers got broadcasts again (bench.analyze.broker_fault); empty elsewhere."""
-    reports = [r for r in result.reports if r.publisher_worker >= 0]
-    exited = " ".join(str(k) for k in sorted(result.exited_workers))
-    if not result.spec.broker_fault or not reports or not result.broker_restarted_ns:
-        return {"broker_down_s": math.nan, "broker_recovery_s": math.nan,
-                "lost_broadcasts": math.nan, "recovery_per_worker": "",
-                "exited_workers": exited, "broker_fault_note": ""}  # fmt: skip
-    (report,) = reports  # fan-out runs one generator worker
-    fault = broker_fault.analyse(
-        report.message_intended_ns,
-        {int(w): row for w, row in report.worker_message_delivered.items()},
-        {int(w): n for w, n in report.worker_receivers.items()},
-        result.broker_restarted_ns,
-    )
-    return {
-        "broker_down_s": _round((result.broker_restarted_ns - result.broker_killed_ns) / 1e9, 3),
-        "broker_recovery_s": _round(fault.recovery_s, 3),
-        "lost_broadcasts": fault.lost_broadcasts,
-        "recovery_per_worker": " ".join(
-            f"{w}:{'never' if math.isnan(t) else f'{t:.3f}'}" for w, t in fault.per_worker_s.items()
-        ),
-        "exited_workers": exited,
-        "broker_fault_note": "; ".join(
-            [f"server worker {k} exited during the fault ({how})"
-             for k, how in sorted(result.exited_workers.items())]
-            + ([fault.note] if fault.note else [])
-        ),
-    }  # fmt: skip
 
 
 def per_message(reports: list[WorkerReport], counter: str) -> float:
@@ -286,26 +96,19 @@ def row(result: RunResult) -> dict[str, Any]:
     connect = hist.summarize(result.merged("connect_hist")) if result.reports else None
     sent = sum(r.sent for r in result.reports)
     received = sum(r.received for r in result.reports)
+    mode = modes.get(spec.mode)
     errors = sum(r.errors for r in result.reports)
-    if spec.broker_fault:
-        # Deliveries the broker's outage cost are the scenario's figure (lost_broadcasts), not
-        # errors; duplicates and frames that match no message still are.
-        errors -= sum(r.missing for r in result.reports)
-    if spec.mode == "reconnect" and result.reports:
-        # A client that never exchanged messages again is an error; lost messages are the
-        # storm's figure (the server was down), not errors.
-        found = reconnect_recovery(result)
-        errors += found.clients - found.recovered
+    if mode.extra_errors is not None:
+        errors += mode.extra_errors(result)
     nan = math.nan
     client_cpu = max((u.cpu_pct for u in result.client_usage), default=math.nan)
     # All generator processes together, over the same window as the server's CPU: the gate
     # compares the two across machines (bench.gate.check).
     generator_cpu = sum(u.cpu_pct for u in result.client_usage) if result.client_usage else math.nan
     send_lag_p99 = send_lag.p99_us if send_lag else math.nan
-    connect_mode = spec.mode == "connect"
     # A connect storm's messages are one per connection, not a throughput; memory rows send
     # none; a reconnect storm's are a trickle to see who is connected.
-    messages = result.reports and spec.mode not in ("connect", "memory", "reconnect")
+    messages = result.reports and mode.throughput
     throughput = received / spec.duration_s if messages else nan
     server_cpu = result.server_usage.cpu_pct if result.server_usage else nan
     generator_headroom = (
@@ -315,13 +118,19 @@ def row(result: RunResult) -> dict[str, Any]:
     )
     client_bound = (
         (not math.isnan(client_cpu) and client_cpu >= CLIENT_BOUND_CPU_PCT)
-        or (spec.mode != "closed" and send_lag_p99 > CLIENT_BOUND_SEND_LAG_US)
+        or (not mode.closed_loop and send_lag_p99 > CLIENT_BOUND_SEND_LAG_US)
         or generator_headroom < MIN_HEADROOM
         or (
-            spec.mode == "closed"
+            mode.closed_loop
             and result.generator_cpus_steal_pct >= CLIENT_BOUND_GENERATOR_STEAL_PCT
         )
     )
+    # Every mode's columns, empty but for the row's own mode's.
+    text = {c for m in modes.all_modes() for c in m.text_columns}
+    own = {
+        **{c: "" if c in text else nan for c in modes.mode_columns()},
+        **mode.fill(result),
+    }
     return {
         "run_id": result.run_id,
         "scenario": spec.scenario,
@@ -334,16 +143,12 @@ def row(result: RunResult) -> dict[str, Any]:
         "connections": spec.connections,
         "payload_bytes": spec.payload_bytes,
         "payload_kind": spec.payload_kind,
-        "target_rate": {
-            "open": spec.rate_msgs_s,
-            "fanout": spec.rate_msgs_s,
-            "capacity": result.capacity_msgs_s,
-        }.get(spec.mode, nan),
+        "target_rate": mode.target_rate(spec, result),
         "repeat": spec.repeat,
         "warmup_s": spec.warmup_s,
         "duration_s": spec.duration_s,
         "slice_s": spec.slice_s,
-        "round_msgs": round_messages(result.reports) if spec.mode == "closed" else "",
+        "round_msgs": round_messages(result.reports) if mode.closed_loop else "",
         "sent": sent,
         "received": received,
         "errors": errors,
@@ -374,21 +179,15 @@ def row(result: RunResult) -> dict[str, Any]:
         "missing": sum(r.missing for r in result.reports),
         "unexpected": sum(r.unexpected for r in result.reports),
         "disconnects": sum(r.disconnects for r in result.reports),
-        "inflight": spec.inflight if spec.mode == "closed" else nan,
+        "inflight": spec.inflight if mode.closed_loop else nan,
         "ack": spec.ack,
         "workers": spec.workers,
         "handicap_us": spec.handicap_us,
-        "send_lag_p99_us": send_lag_p99 if spec.mode != "closed" else nan,
-        "slo_p99_ms": spec.slo_p99_ms if spec.slo_p99_ms is not None else nan,
-        "capacity_msgs_s": result.capacity_msgs_s,
+        "send_lag_p99_us": send_lag_p99 if not mode.closed_loop else nan,
         "connect_s": _round(result.connect_s, 4),
         "connect_p50_us": connect.p50_us if connect else nan,
         "connect_p99_us": connect.p99_us if connect else nan,
-        "target_conns_s": spec.rate_conns_s if connect_mode else nan,
-        "connects_per_s": _round(connects_per_second(result)) if connect_mode else nan,
         "connect_failures": sum(r.connect_failures for r in result.reports),
-        "server_cpu_us_per_conn": _round(server_cpu_us_per_connection(result)),
-        **fanout_fields(result, latency),
         "server_workers": spec.server_workers,
         "broker": spec.broker,
         "broker_version": result.broker_version,
@@ -397,11 +196,8 @@ def row(result: RunResult) -> dict[str, Any]:
         )
         if len(result.server_worker_usage) > 1
         else "",
-        **scaleout_fields(result),
         "broker_fault": spec.broker_fault,
-        **broker_fault_fields(result),
-        **memory_fields(result),
-        **reconnect_fields(result),
+        **own,
         "extensions_negotiated": result.probe.extensions_negotiated if result.probe else "",
         "extensions_offered_by_probe": (
             result.probe.extensions_offered_by_probe if result.probe else ""
@@ -426,7 +222,7 @@ class ResultsWriter:
         record = row(result)
         new_file = not self.csv_path.exists()
         with self.csv_path.open("a", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=COLUMNS)
+            writer = csv.DictWriter(stream, fieldnames=columns())
             if new_file:
                 writer.writeheader()
             writer.writerow(record)
@@ -442,12 +238,7 @@ class ResultsWriter:
                         "connect_hist": [r.connect_hist for r in result.reports],
                         **{
                             name: [getattr(r, name) for r in result.reports]
-                            for name in (
-                                "fanout_first_hist",
-                                "fanout_median_hist",
-                                "fanout_last_hist",
-                            )
-                            if result.spec.mode == "fanout"
+                            for name in modes.get(result.spec.mode).histograms
                         },
                         "error_samples": [s for r in result.reports for s in r.error_samples],
                         "capacity_probes": result.capacity_probes,

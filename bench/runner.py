@@ -15,7 +15,7 @@ import signal
 import socket
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from time import monotonic_ns
@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from bench import modes
 from bench.catalog import SERVERS
 from bench.errors import RunFailed, UsageError
 from bench.limits import (
@@ -32,9 +33,7 @@ from bench.limits import (
     port_range,
     raise_open_files_limit,
 )
-from bench.load.capacity import CapacitySearch, ProbeOutcome
 from bench.load.coordinator import START_DELAY_S, WorkerPool
-from bench.load.fanout import deaf_workers
 from bench.load.plan import CONNECT_TIMEOUT_S, WorkerPlan, WorkerReport
 from bench.metrics import fairness, looplag
 from bench.metrics import histogram as hist
@@ -479,8 +478,6 @@ def connection_budget(spec: RunSpec) -> ConnectionBudget:
 
 
 def worker_plans(spec: RunSpec, url: str) -> list[WorkerPlan]:
-    if spec.mode == "capacity":
-        raise ValueError("capacity cells run as closed- and open-loop probes")
     mode = spec.mode
     budget = connection_budget(spec)
     connections = budget.per_worker
@@ -503,6 +500,7 @@ def worker_plans(spec: RunSpec, url: str) -> list[WorkerPlan]:
             memory_steps=spec.memory_steps,
             slow_share=spec.slow_share,
             server_workers=spec.server_workers,
+            params=dict(spec.params),
             worker_index=index,
             worker_count=spec.workers,
             source_addresses=budget.source_addresses,
@@ -536,6 +534,7 @@ async def measure(
     added to the first's. ``during``: run beside the load from the start signal (given its
     time), awaited before the run ends (a broker fault). ``pool``: workers already started
     (``spawned_pool``), given their plans here; closed here either way."""
+    mode = modes.get(spec.mode)
     if pool is None:
         pool = spawned_pool(spec, pinning, log_dir)
     try:
@@ -552,7 +551,7 @@ async def measure(
             roles["server"] = server_pid
         roles.update({f"server-{k}": pid for k, pid in enumerate(more_server_pids, start=1)})
         sampler = ProcessSampler(
-            roles, uss_roles=frozenset({"server"}) if spec.mode == "memory" else frozenset()
+            roles, uss_roles=frozenset({"server"}) if mode.uss else frozenset()
         )
         sampler.start()
         start_ns = await pool.go()
@@ -564,16 +563,12 @@ async def measure(
         if side is not None:
             await side
         reported_ns = monotonic_ns()
-        if spec.mode == "connect":
-            # The storm lasts until its slowest worker's last attempt finished.
-            result.connect_s = max(r.connect_s for r in result.reports)
-            window_start, window_end = start_ns, start_ns + int(result.connect_s * 1e9)
-        if spec.mode == "memory":
-            window_start, window_end = start_ns, reported_ns
+        if mode.window is not None:
+            window_start, window_end = mode.window(spec, result, start_ns, reported_ns)
         result.window_s = (window_start, window_end)
         await sampler.stop()
-        if spec.mode == "memory" and server_pid is not None:
-            result.memory_points = memory_points(spec, result.reports, sampler)
+        if mode.sample is not None:
+            mode.sample(spec, result, sampler, start_ns, reported_ns, server_pid)
         record_steal(result, sampler, pinning, window_start, window_end)
         if server_pid is not None:
             result.server_worker_usage = [
@@ -581,13 +576,6 @@ async def measure(
                 for k in range(1 + len(more_server_pids))
             ]
             result.server_usage = summed_usage(result.server_worker_usage)
-            if spec.mode == "fanout":
-                result.server_rss_growth_bytes = sampler.rss_growth("server", start_ns, reported_ns)
-            if spec.mode == "connect":
-                # Until the workers reported: every connection set up, echoed and closed.
-                result.server_storm_cpu_s = sampler.cpu_seconds_spanning(
-                    "server", start_ns, reported_ns
-                )
         result.client_usage = [
             sampler.usage(f"worker-{i}", window_start, window_end) for i in range(spec.workers)
         ]
@@ -624,38 +612,6 @@ async def inject_broker_fault(
     except BrokerFailed as exc:
         raise RunFailed(f"the broker did not come back after its fault: {exc}") from exc
     result.broker_restarted_ns = monotonic_ns()
-
-
-async def measure_reconnect(
-    spec: RunSpec, url: str, server: ManagedServer, pinning: Pinning, log_dir: Path,
-    result: RunResult,
-) -> None:  # fmt: skip
-    """Clients exchange messages; ``warmup_s`` after the start the server is killed and
-    started again on the same port; the run goes on for ``duration_s`` after the kill."""
-    (plan,) = worker_plans(spec, url)
-    pool = WorkerPool([plan], frozenset(pinning.generator_cpus), log_dir, module=spec.worker_module)
-    try:
-        result.connect_s = await pool.spawn_and_connect()
-        start_ns = await pool.go()
-        await asyncio.sleep(max(0.0, (start_ns - monotonic_ns()) / 1e9 + spec.warmup_s))
-        result.killed_ns = await server.kill_and_restart()
-        result.reports = await pool.reports()
-        result.window_s = (start_ns, start_ns + int((spec.warmup_s + spec.duration_s) * 1e9))
-    finally:
-        await pool.close()
-
-
-def memory_points(
-    spec: RunSpec, reports: list[WorkerReport], sampler: ProcessSampler
-) -> list[tuple[int, float, float]]:
-    """Per step: connections, and the server's median RSS and USS over the step's sampling
-    window (after ``warmup_s`` of settling, ``duration_s`` long)."""
-    points = []
-    for connections, reached_ns in reports[0].memory_steps_ns:
-        start = reached_ns + int(spec.warmup_s * 1e9)
-        rss, uss = sampler.memory("server", start, start + int(spec.duration_s * 1e9))
-        points.append((connections, rss, uss))
-    return points
 
 
 def record_steal(
@@ -695,50 +651,6 @@ async def measure_solo(
         sampler.usage("client", window_start, window_end),
         sampler.usage("server", window_start, window_end),
     )
-
-
-def _outcome(result: RunResult, rate_msgs_s: float) -> ProbeOutcome:
-    latency = hist.summarize(result.merged("latency_hist"))
-    received = sum(r.received for r in result.reports)
-    errors = sum(r.errors for r in result.reports)
-    return ProbeOutcome(rate_msgs_s, latency.p99_us, errors, received / result.spec.duration_s)
-
-
-async def search_capacity(
-    spec: RunSpec, url: str, server_pid: int | None, pinning: Pinning, log_dir: Path,
-    result: RunResult,
-) -> None:  # fmt: skip
-    """Bisect open-loop rates for the highest one meeting the SLO; the best probe's figures
-    become ``result``'s, and every probe is kept in ``result.capacity_probes``."""
-    assert spec.slo_p99_ms is not None
-    closed = RunResult(replace(spec, mode="closed"), result.run_id, result.started_utc)
-    await measure(closed.spec, url, server_pid, pinning, log_dir / "closed", closed)
-    closed_msgs_s = sum(r.received for r in closed.reports) / spec.duration_s
-    search = CapacitySearch.from_closed_loop(spec.slo_p99_ms, closed_msgs_s, spec.capacity_steps)
-    probes: dict[int, RunResult] = {}  # by id() of their outcome
-    while not search.done:
-        rate = round(search.next_rate(), 1)
-        probe = RunResult(replace(spec, mode="open", rate_msgs_s=rate), result.run_id, "")
-        number = len(search.history) + 1
-        await measure(
-            probe.spec, url, server_pid, pinning, log_dir / f"probe-{number}-{rate:.0f}", probe
-        )
-        outcome = _outcome(probe, rate)
-        search.record(outcome)
-        probes[id(outcome)] = probe
-        result.capacity_probes.append(
-            {**asdict(outcome), "passed": outcome.passes(spec.slo_p99_ms)}
-        )
-    best = probes[id(search.best)] if search.best is not None else None
-    if best is None:
-        raise RunFailed(
-            f"no rate met p99 <= {spec.slo_p99_ms} ms with zero errors "
-            f"(lowest tried: {search.upper_msgs_s:,.0f} msgs/s)"
-        )
-    result.capacity_msgs_s = best.spec.rate_msgs_s
-    for name in ("reports", "window_s", "server_usage", "client_usage", "connect_s",
-                 "server_cpus_steal_pct", "generator_cpus_steal_pct"):  # fmt: skip
-        setattr(result, name, getattr(best, name))
 
 
 async def prepare_target(
@@ -842,9 +754,10 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
     log_dir = out_dir / "logs" / run_id
     server: ManagedServer | None = None
     # The workers start on the generator's cores while the server starts on its own.
-    # (Capacity searches and reconnect storms start their own, below.)
-    own_pool = spec.mode not in ("capacity", "reconnect")
-    pool = spawned_pool(spec, pinning, log_dir) if own_pool else None
+    # (A mode that measures in its own way, capacity's search or a reconnect storm, starts
+    # its own.)
+    mode = modes.get(spec.mode)
+    pool = spawned_pool(spec, pinning, log_dir) if mode.run is None else None
     spawning = asyncio.ensure_future(pool.spawn()) if pool is not None else None
     try:
         try:
@@ -854,12 +767,8 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
             raise
         if spawning is not None:
             await spawning
-        if spec.mode == "capacity":
-            await search_capacity(spec, url, server_pid, pinning, log_dir, result)
-        elif spec.mode == "reconnect":
-            if server is None:
-                raise RunFailed("a reconnect storm restarts the server: it must be a managed one")
-            await measure_reconnect(spec, url, server, pinning, log_dir, result)
+        if mode.run is not None:
+            await mode.run(spec, url, server, server_pid, pinning, log_dir, result)
         else:
             more = server.more_sampled_pids if server is not None else []
             fault = None
@@ -886,10 +795,9 @@ async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) 
             raise RunFailed(
                 f"server {spec.server} exited during the run ({server.exit_description()})"
             )
-        if spec.mode == "fanout" and spec.server_workers > 1:
-            deaf = deaf_workers(result.reports, spec.server_workers)
-            if deaf:
-                raise RunFailed("; ".join(deaf))
+        failure = mode.check_result(spec, result) if mode.check_result is not None else ""
+        if failure:
+            raise RunFailed(failure)
     except RunFailed as exc:
         result.status, result.failure = "failed", str(exc)
     except Exception as exc:  # keep the suite going

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from bench import modes
 from bench.load.stacks import client_stack
 
-Mode = Literal["closed", "open", "capacity", "connect", "fanout", "memory", "reconnect"]
 # Socket.IO's default path, measured by connect cells: Engine.IO opens over HTTP long-polling,
 # then upgrades to WebSocket (what python-socketio's and the JavaScript clients do by default).
 POLLING_UPGRADE = "polling-upgrade"
@@ -19,7 +19,7 @@ class RunSpec:
     server: str  # a name from bench.catalog.SERVERS, or the label of a --target/--server-cmd
     protocol: Literal["raw", "socketio"]
     loop: str  # the server's event loop ("external" for a --target or --server-cmd server)
-    mode: Mode
+    mode: str  # a name of the mode registry (bench.modes)
     connections: int
     payload_bytes: int
     payload_kind: Literal["text", "binary"]
@@ -65,6 +65,9 @@ class RunSpec:
     # Scale-out fan-out: the harness kills its broker (SIGKILL) a quarter into the window and
     # restarts it on the same port (bench.runner.BROKER_DOWN_S later): scenario broker-fault.
     broker_fault: bool = False
+    # Options of a mode that have no field of their own here, as (key, value) pairs (a mode
+    # defined beside the registry's; bench.modes.Option), passed on in the workers' plans.
+    params: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         # The label is the stack that runs the cell (bench.load.stacks), whatever was asked:
@@ -102,20 +105,17 @@ def uses_fast_client(cell: RunSpec) -> bool:
     return cell.client == "fast" and cell.transport == "websocket"
 
 
-# Modes whose rows are judged against the generator's calibrated echo ceiling.
-CALIBRATED_MODES = ("closed", "open", "capacity")
-
-
 def uses_calibration(cell: RunSpec) -> bool:
     """The cell's rows compare its rate with the generator's calibrated ceiling (echo on the
     fast client); a suite without such cells needs no calibration."""
-    return uses_fast_client(cell) and cell.mode in CALIBRATED_MODES
+    return uses_fast_client(cell) and modes.get(cell.mode).calibrated
 
 
 def sliceable(cell: RunSpec) -> bool:
     # Several server processes are never sliced: a slice loads one server process.
     return (
-        cell.slice_s > 0 and cell.mode == "closed" and cell.managed and uses_fast_client(cell)
+        cell.slice_s > 0 and modes.get(cell.mode).sliceable and cell.managed
+        and uses_fast_client(cell)
         and cell.server_workers == 1
     )  # fmt: skip
 

@@ -25,7 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from bench import keepawake
+from bench import keepawake, modes
 from bench.analyze.compare import deltas, stamp_differences
 from bench.analyze.summary import summarize, write_summary
 from bench.analyze.tidy import load_meta, load_runs
@@ -116,40 +116,8 @@ def _progress_line(index: int, total: int, record: dict[str, Any]) -> str:
         flags.append(f"[red]{record['errors']} errors[/red]")
     if record["client_bound"]:
         flags.append("[yellow]client_bound[/yellow]")
-    if record["mode"] == "capacity":
-        flags.insert(0, f"capacity {record['capacity_msgs_s']:,.0f} msgs/s at p99 <= "
-                        f"{record['slo_p99_ms']:g} ms")  # fmt: skip
-    if record["mode"] == "connect":
-        pace = f"{record['target_conns_s']:g}/s" if record["target_conns_s"] else "full speed"
-        figures = (
-            f"{record['connects_per_s']:>9,.0f} conns/s  set-up p50 "
-            f"{record['connect_p50_us']:>7,.0f} µs  p99 {record['connect_p99_us']:>7,.0f} µs  "
-            f"({record['transport']}, {pace})"
-        )
-    elif record["mode"] == "reconnect":
-        figures = (
-            f"recovered: half {record['recovery_p50_s']:.2f} s, "
-            f"99% {record['recovery_p99_s']:.2f} s, all {record['recovery_all_s']:.2f} s "
-            f"({record['recovered_clients']:,} of "
-            f"{record['connections']:,})  lost {record['lost']:,} of {record['sent']:,} messages"
-        )
-    elif record["mode"] == "memory":
-        figures = (
-            f"{record['mem_kib_per_conn']:>7,.1f} KiB per connection "
-            f"[{record['mem_kib_per_conn_ci_low']:,.1f}, {record['mem_kib_per_conn_ci_high']:,.1f}]"
-            f"  R² {record['mem_r2']:.3f}  up to {record['connections']:,} connections"
-        )
-    elif record["mode"] == "fanout":
-        figures = (
-            f"{record['throughput_msgs_s']:>9,.0f} deliveries/s to {record['recipients']:,.0f}  "
-            f"p50 {record['fanout_p50_us']:>7,.0f} µs  p99 {record['fanout_p99_us']:>7,.0f} µs  "
-            f"last receiver p99 {record['fanout_last_p99_us']:>7,.0f} µs"
-        )
-    else:
-        figures = (
-            f"{record['throughput_msgs_s']:>9,.0f} msgs/s  p50 {record['p50_us']:>7,.0f} µs  "
-            f"p99 {record['p99_us']:>7,.0f} µs"
-        )
+    mode = modes.get(record["mode"])
+    figures = mode.progress(record) or modes.echo_figures(record)
     return (
         f"{head} {figures}  server CPU {record['server_cpu_pct']:>4.0f}%  "
         f"client CPU {record['client_cpu_pct']:>4.0f}%  {' '.join(flags)}"

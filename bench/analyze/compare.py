@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench import modes
 from bench.analyze.summary import CELL_KEYS
 
 # Stamp fields that move results: (section, key); a key of None compares the whole section.
@@ -26,15 +27,19 @@ RESULT_MOVING_FIELDS: list[tuple[str, str | None]] = [
     ("pinning", None),
     ("fairness", None),
 ]
-METRICS = ("throughput", "p50", "p99")
-# Connect storms' cells have these instead (bench.analyze.summary.CONNECT_METRICS).
-CONNECT_METRICS = ("connects", "connect_p50", "connect_p99")
-# Which way each metric improves: rates up; latencies and memory down.
-BETTER_WHEN: dict[str, str] = {
-    "throughput": "higher", "connects": "higher",
-    "p50": "lower", "p99": "lower", "connect_p50": "lower", "connect_p99": "lower",
-    "fanout_last_p99": "lower", "mem_kib_per_conn": "lower",
-}  # fmt: skip
+
+
+def better_when(metric: str) -> str:
+    """Which way a metric improves (its mode's declaration, bench.modes): rates up, latencies
+    and memory down; "" when no mode declares it."""
+    return modes.better_when().get(metric, "")
+
+
+def compared_metrics(mode: str) -> list[str]:
+    """The summary metrics compared for a cell of ``mode`` (its mode's, bench.modes)."""
+    known = mode in modes.names()  # a summary from another harness version may have others
+    metrics = (modes.get(mode).metrics if known else None) or modes.ECHO_METRICS
+    return [m.prefix for m in metrics if m.compared]
 
 
 def stamp_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -73,15 +78,15 @@ def verdict(
     fewest_repeats: float = math.inf,
 ) -> str:
     """The change's verdict: "not distinguishable" when the intervals overlap; otherwise
-    "improvement" or "regression" by the metric's direction (``BETTER_WHEN``), or "changed"
+    "improvement" or "regression" by the metric's direction (``better_when``), or "changed"
     when the metric's direction is unknown or the medians give none. A side measured once has
     no interval (empty bounds), so nothing is judged from it."""
     if fewest_repeats < 2:
         return SINGLE_PASS
     if intervals_overlap:
         return "not distinguishable"
-    better = BETTER_WHEN.get(metric)
-    if better is None or math.isnan(new_median - old_median) or new_median == old_median:
+    better = better_when(metric)
+    if not better or math.isnan(new_median - old_median) or new_median == old_median:
         return "changed"
     return "improvement" if (new_median > old_median) == (better == "higher") else "regression"
 
@@ -96,8 +101,9 @@ def deltas(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     joined = old.merge(new, on=keys, suffixes=("_old", "_new"))
     records = []
     for _, cell in joined.iterrows():
-        connect = cell["mode"] == "connect" and "connects_median_old" in cell
-        for metric in CONNECT_METRICS if connect else METRICS:
+        for metric in compared_metrics(cell["mode"]):
+            if f"{metric}_median_old" not in cell or f"{metric}_median_new" not in cell:
+                continue  # a summary written before the metric existed
             old_median, new_median = cell[f"{metric}_median_old"], cell[f"{metric}_median_new"]
             change = (new_median - old_median) / old_median if old_median else math.nan
             overlap = _overlap(
@@ -121,7 +127,7 @@ def deltas(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
                     # Valid repeats behind each median: with one, the interval is that value.
                     "old_repeats": cell.get("repeats_old", math.nan),
                     "new_repeats": cell.get("repeats_new", math.nan),
-                    "better": BETTER_WHEN.get(metric, ""),
+                    "better": better_when(metric),
                     "verdict": verdict(
                         metric,
                         old_median,

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench import modes
 from bench.analyze.stats import (
     coefficient_of_variation,
     median_interval,
@@ -25,6 +26,7 @@ from bench.analyze.stats import (
 )
 from bench.analyze.tidy import load_runs
 from bench.catalog import raw_servers
+from bench.errors import UsageError
 
 CELL_KEYS = [
     "scenario", "server", "protocol", "transport", "loop", "client", "mode", "connections",
@@ -34,45 +36,38 @@ CELL_KEYS = [
 # What a Socket.IO cell and its raw counterpart share.
 PAIR_KEYS = [k for k in CELL_KEYS if k not in ("server", "protocol")]
 UNSTABLE_CV = 0.10
-# "efficiency": messages per second of server CPU. CPU time is only charged while a process
-# runs, so it holds still when a shared host steals time and throughput does not.
-# "efficiency_vs_generator": the generator's CPU over the server's for the same messages in the
-# same window (their msgs per CPU-second, divided): host speed moves both, so the regression gate
-# compares it across machines, where a calibration measured at another moment moved 50% in
-# minutes (docs/gate.md).
-METRICS = {
-    "throughput": "throughput_msgs_s", "p50": "p50_us", "p99": "p99_us",
-    "efficiency": "msgs_per_cpu_s", "efficiency_vs_generator": "efficiency_vs_generator",
-}  # fmt: skip
-# Connect storms: connections per second and set-up latency instead of messages.
-CONNECT_METRICS = {
-    "connects": "connects_per_s", "connect_p50": "connect_p50_us", "connect_p99": "connect_p99_us",
-}  # fmt: skip
-RATIO_METRICS = {"throughput": "throughput_msgs_s", "p50": "p50_us", "p99": "p99_us"}
-CONNECT_RATIO_METRICS = {"connects": "connects_per_s", "connect_p99": "connect_p99_us"}
-# Fan-out: deliveries per second and delivery latency, plus the last receiver's p99.
-FANOUT_METRICS = {**METRICS, "fanout_last_p99": "fanout_last_p99_us"}
-FANOUT_RATIO_METRICS = {**RATIO_METRICS, "fanout_last_p99": "fanout_last_p99_us"}
-# Memory: the fitted slope (its own interval is in runs.csv; this one is over repeats).
-MEMORY_METRICS = {"mem_kib_per_conn": "mem_kib_per_conn"}
-# (metrics, ratio metrics, the column whose CV flags a cell unstable) by mode
+# Each mode's metrics (bench.modes; the echo ones by default: throughput, p50, p99, and
+# "efficiency", messages per second of server CPU, which holds still when a shared host steals
+# time and throughput does not; "efficiency_vs_generator", the generator's CPU over the
+# server's for the same messages in the same window, which the regression gate compares across
+# machines, where a calibration measured at another moment moved 50% in minutes: docs/gate.md).
 # Columns carried into the summary as their median over valid repeats (``{column}_median``),
 # where a run has them: the report's verdict quotes these, so every figure it states is a cell
 # of summary.csv.
-MEDIAN_COLUMNS = [
+COMMON_MEDIAN_COLUMNS = [
     "msgs_per_cpu_s", "wire_bytes_up_per_msg", "wire_bytes_down_per_msg",
     "wire_frames_up_per_msg", "wire_frames_down_per_msg", "http_requests_per_msg",
-    "server_cpu_us_per_conn", "recipients", "fanout_p99_us", "delivered", "slow_receivers",
-    "slow_dropped", "slow_missing", "server_rss_growth_bytes", "mem_r2", "mem_intercept_mib",
-    "recovery_p50_s", "recovery_p99_s", "recovery_all_s", "recovered_clients", "lost",
-    "capacity_msgs_s", "slo_p99_ms", "fanout_local_p50_us", "fanout_local_p99_us",
-    "fanout_remote_p50_us", "fanout_remote_p99_us", "broker_recovery_s", "lost_broadcasts",
 ]  # fmt: skip
-BY_MODE = {
-    "connect": (CONNECT_METRICS, CONNECT_RATIO_METRICS, "connects_per_s"),
-    "fanout": (FANOUT_METRICS, FANOUT_RATIO_METRICS, "throughput_msgs_s"),
-    "memory": (MEMORY_METRICS, MEMORY_METRICS, "mem_kib_per_conn"),
-}
+
+
+def median_columns() -> list[str]:
+    """The common carried medians and each mode's own (bench.modes)."""
+    return [*COMMON_MEDIAN_COLUMNS, *modes.median_columns()]
+
+
+def mode_metrics(name: str) -> tuple[dict[str, str], dict[str, str], str]:
+    """A mode's summary metrics and ratio metrics (prefix: column), and the column whose CV
+    marks its cells unstable (an unknown mode, from an older or newer harness: the echo's)."""
+    try:
+        mode = modes.get(name)
+    except UsageError:
+        mode = modes.get("closed")
+    metrics = mode.metrics or modes.ECHO_METRICS
+    return (
+        {m.prefix: m.column for m in metrics},
+        {m.prefix: m.column for m in metrics if m.ratio},
+        mode.headline,
+    )
 
 
 def _key(frame: pd.DataFrame) -> pd.Series:
@@ -109,8 +104,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame()
     # Results written before a column existed lack it: it was not measured.
-    optional = [*CONNECT_METRICS.values(), "fanout_last_p99_us", "mem_kib_per_conn",
-                "msgs_per_cpu_s"]  # fmt: skip
+    metric_columns = {m.column for mode in modes.all_modes() for m in mode.metrics or ()}
+    # (efficiency_vs_generator is computed below, from other columns.)
+    optional = sorted((metric_columns | {"msgs_per_cpu_s"}) - {"efficiency_vs_generator"})
     if "server_workers" not in runs.columns:  # written before scale-out: one process
         runs = runs.assign(server_workers=1)
     missing = [c for c in [*CELL_KEYS, *optional] if c not in runs.columns]
@@ -129,17 +125,14 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         record["failed_runs"] = int((group["status"] != "ok").sum())
         record["errors"] = int(group["errors"].sum())
         record["client_bound_runs"] = int(valid["client_bound"].astype(bool).sum())
-        metrics, ratio_metrics, headline = BY_MODE.get(
-            first["mode"], (METRICS, RATIO_METRICS, "throughput_msgs_s")
-        )
+        metrics, ratio_metrics, headline = mode_metrics(first["mode"])
         for prefix, column in metrics.items():
             record.update(_interval_fields(prefix, valid[column].tolist()))
-        if first["mode"] == "memory" and len(valid) == 1:
-            # One pass: the interval is the fit's own (runs.csv), not a degenerate one.
-            only = valid.iloc[0]
-            record["mem_kib_per_conn_ci_low"] = only.get("mem_kib_per_conn_ci_low", math.nan)
-            record["mem_kib_per_conn_ci_high"] = only.get("mem_kib_per_conn_ci_high", math.nan)
-        for column in MEDIAN_COLUMNS:
+        if first["mode"] in modes.names():
+            extra = modes.get(first["mode"]).summarize
+            if extra is not None:
+                extra(valid, record)
+        for column in median_columns():
             if column in valid.columns and valid[column].notna().any():
                 record[f"{column}_median"] = float(valid[column].median())
         # The CV of the cell's headline figure: throughput for message runs, connections per

@@ -12,9 +12,6 @@ from typing import Any, Literal
 
 from bench.load.slices import SliceSchedule
 
-Mode = Literal["closed", "open", "connect", "fanout", "memory", "reconnect"]
-
-
 # A connection's set-up limit per protocol, as its reference client waits: websockets'
 # ``open_timeout`` (10 s) for raw WebSocket, socket.io-client's Manager ``timeout`` (20 s) for
 # Socket.IO. python-socketio's full collections took 2.5 s at 15,000 connections in one process
@@ -26,7 +23,7 @@ CONNECT_TIMEOUT_S = {"raw": 10.0, "socketio": 20.0}
 class WorkerPlan:
     url: str
     protocol: Literal["raw", "socketio"]
-    mode: Mode
+    mode: str  # a name of the mode registry (bench.modes)
     connections: int
     payload_bytes: int
     payload_kind: Literal["text", "binary"]
@@ -65,6 +62,8 @@ class WorkerPlan:
     # Scale-out: the server's processes; with more than one, fan-out connections learn which
     # process they are on from its announcement (servers.common).
     server_workers: int = 1
+    # A mode's own options that have no field here (RunSpec.params).
+    params: dict[str, Any] = field(default_factory=dict)
 
     def slices(self) -> SliceSchedule | None:
         if self.slots <= 1:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench import modes
+
 FAST = "fast"
 LIBRARY = "library"
 CLIENTS = (FAST, LIBRARY)
@@ -19,17 +21,12 @@ _ECHO_MODULES = {FAST: "bench.load.worker", LIBRARY: "bench.load.library_worker"
 # Socket.IO over HTTP long-polling: the generator's own HTTP/1.1 client (python-socketio's
 # client over aiohttp was the bottleneck at 2,000-2,600 msgs/s: docs/measurements.md).
 _POLLING_MODULE = "bench.load.polling_worker"
-# Modes with a worker of their own, and the one stack each has: connection set-up storms,
-# broadcast fan-out and memory per connection on the fast client; reconnect storms on the
-# libraries' own reconnecting clients (reconnection with backoff is what they are about).
-_MODE_STACKS = {
-    "connect": (FAST, "bench.load.connect_worker"),
-    "fanout": (FAST, "bench.load.fanout_worker"),
-    "memory": (FAST, "bench.load.memory_worker"),
-    "reconnect": (LIBRARY, "bench.load.reconnect_worker"),
-}
 
-ONE_STACK_MODES = tuple(_MODE_STACKS)
+
+def one_stack_modes() -> tuple[str, ...]:
+    """Modes with a worker of their own and the one stack it runs on (bench.modes: connect
+    storms, fan-out and memory on the fast client, reconnect storms on the libraries')."""
+    return tuple(m.name for m in modes.all_modes() if m.stack is not None)
 
 
 @dataclass(frozen=True)
@@ -43,8 +40,9 @@ def client_stack(mode: str, transport: str, requested: str = FAST) -> ClientStac
     for; a mode or transport with one stack only gets that one, whatever was asked."""
     if requested not in CLIENTS:
         raise ValueError(f"unknown client {requested!r}")
-    if mode in _MODE_STACKS:
-        return ClientStack(*_MODE_STACKS[mode])
+    stack = modes.get(mode).stack
+    if stack is not None:
+        return ClientStack(*stack)
     if transport == "polling":
         return ClientStack(FAST, _POLLING_MODULE)
     return ClientStack(requested, _ECHO_MODULES[requested])

@@ -23,6 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
+from bench import modes
 from bench.catalog import SERVERS
 from bench.metrics.histogram import merge
 from bench.report.verdict import preferred_loop
@@ -562,5 +563,7 @@ def all_charts(
         lambda: wire_bytes(summary),
         lambda: connect(summary),
     ]
+    # Modes with a chart of their own (bench.modes).
     charts = [maker() for maker in makers]
+    charts += [m.chart(runs, summary) for m in modes.all_modes() if m.chart is not None]
     return [chart for chart in charts if chart is not None]

@@ -17,6 +17,7 @@ from typing import Literal
 
 import pandas as pd
 
+from bench import modes
 from bench.catalog import SERVERS
 
 Side = Literal["raw", "socketio", "neither", "mixed", "unmeasured"]
@@ -735,4 +736,11 @@ QUESTIONS: list[Callable[[pd.DataFrame], Verdict]] = [
 def verdicts(summary: pd.DataFrame) -> list[Verdict]:
     """One verdict per question, in a fixed order; capacity only when the run searched it."""
     found = [question(summary) for question in QUESTIONS]
-    return [v for v in found if not (v.key == "capacity" and v.favours == "unmeasured")]
+    kept = [v for v in found if not (v.key == "capacity" and v.favours == "unmeasured")]
+    # Modes with a question of their own (bench.modes), when their cells ran.
+    for mode in modes.all_modes():
+        if mode.verdict is not None:
+            own: Verdict = mode.verdict(summary)
+            if own.favours != "unmeasured":
+                kept.append(own)
+    return kept

@@ -8,14 +8,15 @@ every server alike.
 from __future__ import annotations
 
 import itertools
-import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib import resources
 from typing import Any
 
+from bench import modes
 from bench.catalog import LOOPS, SELECTORS, SERVERS, select
 from bench.errors import UsageError
+from bench.modes import check_positive
 from bench.protocol.exchange import MIN_PAYLOAD_BYTES
 from bench.spec import POLLING_UPGRADE, RunSpec
 from servers.common import FAIRNESS
@@ -58,6 +59,7 @@ _ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
     "broker_fault": bool,
 }
 _BOOL_KEYS = ("ack", "broker_fault")
+_SPEC_FIELDS = {f.name for f in fields(RunSpec)}
 # Bounds on what a run may ask for: beyond them a run is a mistake, not a measurement, and it
 # would hold the machine (or send load) until killed.
 MAX_SECONDS = 86_400.0  # a duration or warm-up of more than a day
@@ -70,12 +72,10 @@ MAX_INFLIGHT = 1_024
 # A frame's bytes beyond its payload: the WebSocket header and Socket.IO's envelope.
 FRAME_OVERHEAD_BYTES = 14 + ENVELOPE_ALLOWANCE_BYTES
 TRANSPORTS = ("websocket", "polling", POLLING_UPGRADE)
-MODES = ("closed", "open", "connect", "fanout", "memory", "reconnect")
 # Scale-out: at most this many processes of one server (a 2-core machine already shares its
 # server core among them; more is a mistake, not a measurement), in the modes that run
-# against several processes. Memory and reconnect measure or restart one process.
+# against several processes (bench.modes: memory and reconnect measure or restart one).
 MAX_SERVER_WORKERS = 8
-SCALE_OUT_MODES = ("closed", "open", "connect", "fanout")
 
 
 def check_server_workers(where: str, workers: int, mode: str, transport: str) -> None:
@@ -89,10 +89,11 @@ def check_server_workers(where: str, workers: int, mode: str, transport: str) ->
         raise UsageError(f"{where}: a number of processes from 1 to {MAX_SERVER_WORKERS}")
     if workers == 1:
         return
-    if mode not in SCALE_OUT_MODES:
+    if not modes.get(mode).scale_out:
+        scale_out = [m.name for m in modes.all_modes() if m.scale_out]
         raise UsageError(
             f"{where}: {mode} mode measures one server process; several run in "
-            f"{', '.join(SCALE_OUT_MODES)} modes"
+            f"{', '.join(scale_out)} modes"
         )
     if transport != "websocket":
         raise UsageError(
@@ -101,9 +102,6 @@ def check_server_workers(where: str, workers: int, mode: str, transport: str) ->
         )
 
 
-# Modes that send on a fixed schedule of rate_msgs_s (fan-out: the publish rate; reconnect:
-# all clients' requests together).
-PACED_MODES = ("open", "fanout", "reconnect")
 _REQUIRED = ("scenario", "servers", "mode", "duration_s")
 _SUITE_KEYS = {"name", "description", "repeat", "run"}
 
@@ -122,17 +120,6 @@ class Suite:
 
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
-
-
-def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
-    # nan and inf parse as floats (from the command line and from TOML) but are no duration,
-    # rate or count: inf would never end a run.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise UsageError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise UsageError(
-            f"{name} must be {'zero or more' if allow_zero else 'positive'}, got {value}"
-        )
 
 
 def check_seconds(name: str, value: float, allow_zero: bool = False) -> None:
@@ -176,8 +163,9 @@ def check_payload(payload_bytes: int) -> None:
 
 def check_slice(name: str, slice_s: float, mode: str) -> None:
     check_positive(name, slice_s, allow_zero=True)
-    if slice_s and mode != "closed":
-        raise UsageError(f"{name} applies to closed mode only")
+    if slice_s and not modes.get(mode).sliceable:
+        sliced = [m.name for m in modes.all_modes() if m.sliceable]
+        raise UsageError(f"{name} applies to {' and '.join(sliced)} mode only")
     if 0 < slice_s < MIN_SLICE_S:
         raise UsageError(f"{name} must be 0 (no slicing) or at least {MIN_SLICE_S} s")
 
@@ -189,45 +177,19 @@ def check_transport(
     if transport not in TRANSPORTS:
         raise UsageError(f"{where}: transport must be one of {', '.join(TRANSPORTS)}")
     if transport == POLLING_UPGRADE and (
-        mode != "connect" or any(p != "socketio" for p in protocols)
+        POLLING_UPGRADE not in modes.get(mode).transports
+        or any(p != "socketio" for p in protocols)
     ):
+        taking = [m.name for m in modes.all_modes() if POLLING_UPGRADE in m.transports]
         raise UsageError(
-            f"{where}: {POLLING_UPGRADE} (Socket.IO's default path) applies to connect mode "
-            "on Socket.IO servers only"
+            f"{where}: {POLLING_UPGRADE} (Socket.IO's default path) applies to "
+            f"{' and '.join(taking)} mode on Socket.IO servers only"
         )
     if transport == "polling":
         if any(p != "socketio" for p in protocols):
             raise UsageError(f"{where}: long-polling is a Socket.IO transport; raw servers lack it")
         if any(k != "text" for k in kinds) or ack:
             raise UsageError(f"{where}: long-polling runs text echoes without acks only")
-
-
-def check_memory_steps(where: str, steps: list[Any]) -> None:
-    if (
-        len(steps) < 3
-        or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in steps)
-        or steps != sorted(set(steps))
-    ):
-        raise UsageError(
-            f"{where}: memory_steps must be at least three increasing connection counts "
-            f"(a line through two points has no interval), got {steps!r}"
-        )
-
-
-def check_slow_share(where: str, share: float) -> None:
-    check_positive(where, share, allow_zero=True)
-    if share >= 1:
-        raise UsageError(f"{where} is a share of the receivers: from 0 up to (not including) 1")
-
-
-def check_fanout(where: str, entry: dict[str, Any]) -> None:
-    """Fan-out: one generator process (receivers and publisher), text, no acks or slices."""
-    if entry.get("workers", 1) != 1 or entry.get("transport", "websocket") != "websocket":
-        raise UsageError(f"{where}: fanout mode runs one worker over WebSocket")
-    if "inflight" in entry or entry.get("ack") or entry.get("slice_s"):
-        raise UsageError(f"{where}: fanout mode publishes on a schedule (no inflight/ack/slice)")
-    if any(kind != "text" for kind in _as_list(entry.get("payload_kind", "text"))):
-        raise UsageError(f"{where}: fanout mode publishes text messages")
 
 
 def _select_servers(entry: Any, where: str) -> Any:
@@ -243,7 +205,10 @@ def _select_servers(entry: Any, where: str) -> Any:
 
 
 def validate_entry(entry: dict[str, Any], where: str) -> None:
+    own_options = modes.all_options()
     for key, value in entry.items():
+        if key in own_options and key not in _ENTRY_KEYS:
+            continue  # a mode's own option: its check (modes.check_options) validates it
         if key not in _ENTRY_KEYS:
             raise UsageError(f"{where}: unknown key {key!r}")
         if not isinstance(value, _ENTRY_KEYS[key]) or isinstance(value, bool) != (
@@ -262,42 +227,14 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
         if loop not in LOOPS:
             raise UsageError(f"{where}: unknown loop {loop!r} (known: {', '.join(LOOPS)})")
     mode = entry["mode"]
-    if mode not in MODES:
-        raise UsageError(f"{where}: mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode in PACED_MODES and "rate_msgs_s" not in entry:
-        raise UsageError(f"{where}: {mode} mode needs rate_msgs_s")
-    if mode not in PACED_MODES and "rate_msgs_s" in entry:
-        raise UsageError(f"{where}: rate_msgs_s applies to open, fanout and reconnect modes only")
-    if mode == "fanout":
-        check_fanout(where, entry)
-    if "slow_share" in entry:
-        if mode != "fanout":
-            raise UsageError(f"{where}: slow_share applies to fanout mode only")
-        check_slow_share(f"{where}: slow_share", entry["slow_share"])
-    if mode == "reconnect" and (
-        entry.get("workers", 1) != 1 or "inflight" in entry or entry.get("ack")
-        or entry.get("transport", "websocket") != "websocket"
-        or any(k != "text" for k in _as_list(entry.get("payload_kind", "text")))
-    ):  # fmt: skip
-        raise UsageError(f"{where}: reconnect mode runs text requests over WebSocket, one worker")
-    if (mode == "memory") != ("memory_steps" in entry):
-        raise UsageError(f"{where}: memory mode, and only memory mode, takes memory_steps")
-    if mode == "memory":
-        check_memory_steps(where, entry["memory_steps"])
-        if "connections" in entry or entry.get("workers", 1) != 1:
-            raise UsageError(
-                f"{where}: memory mode's connections are its memory_steps (one worker)"
-            )
-    if mode != "connect" and "rate_conns_s" in entry:
-        raise UsageError(f"{where}: rate_conns_s applies to connect mode only")
-    if mode == "connect" and ("inflight" in entry or entry.get("ack")):
-        raise UsageError(f"{where}: connect mode sends one message per connection, no inflight/ack")
-    for rate in _as_list(entry.get("rate_conns_s", 0)):
-        check_positive(f"{where}: rate_conns_s", rate, allow_zero=True)
+    suite_modes = modes.names(suites_only=True)
+    if mode not in suite_modes:
+        raise UsageError(f"{where}: mode must be one of {', '.join(suite_modes)}, got {mode!r}")
+    modes.check_options(modes.get(mode), entry, modes.Naming(where))
     for kind in _as_list(entry.get("payload_kind", "text")):
         if kind not in ("text", "binary"):
             raise UsageError(f"{where}: payload_kind must be 'text' or 'binary', got {kind!r}")
-    for key in ("connections", "rate_msgs_s", "inflight", "workers"):
+    for key in ("connections", "inflight", "workers"):
         for value in _as_list(entry.get(key, 1)):
             check_positive(f"{where}: {key}", value)
     check_seconds(f"{where}: duration_s", entry.get("duration_s", 1))
@@ -319,13 +256,6 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
     for workers in _as_list(entry.get("server_workers", 1)):
         check_server_workers(
             f"{where}: server_workers", workers, mode, entry.get("transport", "websocket")
-        )
-    if entry.get("broker_fault") and (
-        mode != "fanout" or min(_as_list(entry.get("server_workers", 1))) < 2
-    ):
-        raise UsageError(
-            f"{where}: broker_fault kills the broker between server processes: fanout mode "
-            "with server_workers of 2 or more"
         )
 
 
@@ -382,51 +312,61 @@ def expand(
     entries: list[dict[str, Any]] | tuple[dict[str, Any], ...],
     repeat: int,
     override_entries: bool = False,
+    checked: bool = False,
 ) -> list[RunSpec]:
     """All cells of the entries, repeated in interleaved passes: pass ``r`` holds every cell
     whose entry repeats at least ``r`` times (an entry's own ``repeat``, else ``repeat``;
-    ``override_entries``: ``repeat`` for all, as ``--repeat`` asks)."""
+    ``override_entries``: ``repeat`` for all, as ``--repeat`` asks). Entries are validated
+    (``validate_entry``) or, ``checked``, built from options checked already (the command
+    line's, whose common settings the mode's checks have seen under their flags' names)."""
     cells: list[tuple[int, RunSpec]] = []
     for entry in entries:
         times = repeat if override_entries else int(entry.get("repeat", repeat))
+        mode = modes.get(entry["mode"])
+        # The mode's options with their defaults, and what follows from them (memory: its
+        # connections are its steps); a list is an axis of the matrix.
+        own = modes.check_options(
+            mode, entry, modes.Naming(f"scenario {entry['scenario']}"), validate=not checked
+        )
         axes = itertools.product(
             _as_list(entry.get("payload_bytes", 32)),
             _as_list(entry.get("payload_kind", "text")),
-            _as_list(entry.get("connections", max(entry.get("memory_steps", [10])))),
-            _as_list(entry.get("rate_msgs_s", 0.0)),
-            _as_list(entry.get("rate_conns_s", 0.0)),
+            _as_list(entry.get("connections", own.get("connections", 10))),
+            _as_list(own.get("rate_msgs_s", 0.0)),
+            _as_list(own.get("rate_conns_s", 0.0)),
             _as_list(entry.get("server_workers", 1)),
             _loop_server_pairs(entry.get("loops", ["uvloop"]), entry["servers"]),
         )
-        steps = tuple(entry.get("memory_steps", ()))
+        scalars = {k: v for k, v in own.items() if not isinstance(v, list)}
+        fixed = {k: v for k, v in scalars.items() if k in _SPEC_FIELDS and k != "connections"}
+        params = tuple(sorted((k, v) for k, v in scalars.items() if k not in _SPEC_FIELDS))
         for (payload_bytes, payload_kind, connections, rate, conns_rate, server_workers,
              (loop, server)) in axes:  # fmt: skip
-            cells.append((times, RunSpec(
-                    scenario=entry["scenario"],
-                    server=server,
-                    protocol=SERVERS[server].protocol,
-                    loop=loop,
-                    mode=entry["mode"],
-                    connections=connections,
-                    payload_bytes=payload_bytes,
-                    payload_kind=payload_kind,
-                    warmup_s=float(entry.get("warmup_s", 2.0)),
-                    duration_s=float(entry["duration_s"]),
-                    rate_msgs_s=float(rate),
-                    rate_conns_s=float(conns_rate),
-                    memory_steps=steps,
-                    slow_share=float(entry.get("slow_share", 0.0)),
-                    inflight=entry.get("inflight", 1),
-                    ack=entry.get("ack", False),
-                    workers=entry.get("workers", 1),
-                    transport=entry.get("transport", "websocket"),
+            cells.append((times, RunSpec(**{
+                    "scenario": entry["scenario"],
+                    "server": server,
+                    "protocol": SERVERS[server].protocol,
+                    "loop": loop,
+                    "mode": entry["mode"],
+                    "connections": connections,
+                    "payload_bytes": payload_bytes,
+                    "payload_kind": payload_kind,
+                    "warmup_s": float(entry.get("warmup_s", 2.0)),
+                    "duration_s": float(entry["duration_s"]),
+                    **fixed,
+                    "rate_msgs_s": float(rate),
+                    "rate_conns_s": float(conns_rate),
+                    "inflight": entry.get("inflight", 1),
+                    "ack": entry.get("ack", False),
+                    "workers": entry.get("workers", 1),
+                    "transport": entry.get("transport", "websocket"),
                     # Several processes run alone: slices load one server process each.
-                    slice_s=float(
-                        entry.get("slice_s", DEFAULT_SLICE_S if entry["mode"] == "closed" else 0)
+                    "slice_s": float(
+                        entry.get("slice_s", DEFAULT_SLICE_S if mode.sliceable else 0)
                     ) if server_workers == 1 else 0.0,
-                    server_workers=server_workers,
-                    broker_fault=entry.get("broker_fault", False),
-                )))  # fmt: skip
+                    "server_workers": server_workers,
+                    "params": params,
+                })))  # fmt: skip
     passes = max((times for times, _ in cells), default=0)
     return [
         RunSpec(**{**cell.as_dict(), "repeat": r})

@@ -77,7 +77,7 @@ NUMBERS = [
     (CAPACITY[:-2], "--slo-p99-ms", "0", "--slo-p99-ms must be positive"),
     (CAPACITY[:-2], "--slo-p99-ms", "nan", "must be a finite number"),
     (CAPACITY, "--capacity-steps", "0", "--capacity-steps must be positive"),
-    (["run", "--mode", "connect"], "--connect-rate", "-5", "--connect-rate must be positive"),
+    (["run", "--mode", "connect"], "--connect-rate", "-5", "--connect-rate must be zero or more"),
     (["run", "--mode", "connect"], "--connect-rate", "x", "not a number"),
     (["run", "--mode", "fanout", "--rate", "5"], "--slow-share", "1", "a share of the receivers"),
     (["run"], "--handicap-us", "0", "--handicap-us must be above 0"),

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from bench import modes
 from bench.analyze import summary
 from bench.analyze.tidy import load_runs
 from bench.catalog import raw_servers
@@ -42,15 +43,14 @@ def summary_columns_from_code() -> set[str]:
     counts, each metric family's median and interval, the carried medians, the CV and the
     Socket.IO/raw ratios against every raw server."""
     columns = {*summary.CELL_KEYS, "repeats", "failed_runs", "errors", "client_bound_runs"}
-    families = [summary.METRICS, summary.CONNECT_METRICS, summary.FANOUT_METRICS]
-    ratio_families = [summary.RATIO_METRICS, summary.CONNECT_RATIO_METRICS]
-    ratio_families.append(summary.FANOUT_RATIO_METRICS)
-    for metrics, ratio_metrics, _headline in summary.BY_MODE.values():
+    families, ratio_families = [], []
+    for name in modes.names():
+        metrics, ratio_metrics, _headline = summary.mode_metrics(name)
         families.append(metrics)
         ratio_families.append(ratio_metrics)
     for metrics in families:
         columns |= {f"{prefix}_{s}" for prefix in metrics for s in INTERVAL_SUFFIXES}
-    columns |= {f"{column}_median" for column in summary.MEDIAN_COLUMNS}
+    columns |= {f"{column}_median" for column in summary.median_columns()}
     columns |= {"throughput_cv", "unstable"}
     for raw in raw_servers():
         for metrics in ratio_families:

@@ -115,7 +115,7 @@ def test_mode_specific_defaults_in_the_help_are_used() -> None:
     assert f"settling time (default {memory.warmup_s:g})" in help_text
     assert f"sampling time (default {memory.duration_s:g})" in help_text
     connect = cell("--mode", "connect")
-    assert f"connect {connect.warmup_s:g})" in help_text
+    assert f"connect {connect.warmup_s:g};" in help_text
 
 
 @pytest.mark.parametrize("command", ["calibrate", "overhead"])

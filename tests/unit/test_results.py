@@ -7,12 +7,8 @@ from dataclasses import replace
 from bench.load.fanout import deaf_workers
 from bench.load.plan import WorkerReport
 from bench.metrics import histogram as hist
-from bench.results import (
-    messages_per_cpu_second,
-    per_worker_text,
-    round_messages,
-    row,
-)
+from bench.modes.fanout import per_worker_text
+from bench.results import messages_per_cpu_second, round_messages, row
 from bench.runner import RunResult
 from bench.spec import RunSpec
 
@@ -143,7 +139,7 @@ def test_per_worker_counts_read_in_worker_order() -> None:
 
 
 def test_a_process_the_broker_fault_took_down_is_named_in_its_row() -> None:
-    from bench.results import broker_fault_fields
+    from bench.modes.fanout import broker_fault_fields
 
     ns = 1_000_000_000
     report = replace(worker_report([]), publisher_worker=1)

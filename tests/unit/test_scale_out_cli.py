@@ -129,5 +129,8 @@ def test_a_suite_entry_with_broker_fault_must_be_a_scale_out_fanout() -> None:
 
     entry = ('[[run]]\nscenario = "x"\nservers = ["aiohttp"]\nmode = "closed"\n'
              'duration_s = 1\nserver_workers = 2\nbroker_fault = true\n')  # fmt: skip
-    with pytest.raises(UsageError, match="broker_fault kills the broker"):
+    with pytest.raises(UsageError, match="broker_fault applies to fanout mode only"):
         parse_suite(entry, "t")
+    fanout = entry.replace('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 5')
+    with pytest.raises(UsageError, match="broker_fault kills the broker"):
+        parse_suite(fanout.replace("server_workers = 2", "server_workers = 1"), "t")

@@ -133,23 +133,22 @@ def test_product_expansion() -> None:
         ),
         (('mode = "closed"', 'mode = "fanout"'), "fanout mode needs rate_msgs_s"),
         (('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 9\nworkers = 2'), "one worker"),
-        (('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 9\ninflight = 2'), "on a schedule"),
+        (('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 9\ninflight = 2'), r"from one worker \(no inflight\)"),
         (
             ('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 9\npayload_kind = "binary"'),
-            "text messages",
+            r"publishes text over WebSocket from one worker \(no binary\)",
         ),
         (('mode = "closed"', 'mode = "connect"\ntransport = "polling-upgrade"'), "Socket.IO"),
         (("duration_s = 1", 'duration_s = 1\ntransport = "polling-upgrade"'), "connect mode"),
         (('mode = "closed"', 'mode = "teleport"'), "mode must be one of"),
-        (('mode = "closed"', 'mode = "memory"'), "memory mode, and only memory mode"),
         (('mode = "closed"', 'mode = "closed"\nslow_share = 0.1'), "fanout mode only"),
         (('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 9\nslow_share = 1'), "up to"),
-        (('mode = "closed"', 'mode = "closed"\nmemory_steps = [0, 1, 2]'), "only memory mode"),
+        (('mode = "closed"', 'mode = "closed"\nmemory_steps = [0, 1, 2]'), "memory_steps applies to memory mode only"),
         (('mode = "closed"', 'mode = "memory"\nmemory_steps = [0, 1000]'), "at least three"),
         (('mode = "closed"', 'mode = "memory"\nmemory_steps = [0, 9, 5]'), "increasing"),
         (
             ('mode = "closed"', 'mode = "memory"\nmemory_steps = [0, 1, 2]\nconnections = 4'),
-            "connections are its memory_steps",
+            r"holds the connections of its steps from one worker \(no connections\)",
         ),
     ],
 )
@@ -185,6 +184,14 @@ def test_memory_entries_hold_their_steps_and_the_largest_as_connections() -> Non
     text = VALID.replace('mode = "closed"', 'mode = "memory"\nmemory_steps = [0, 10, 20]')
     cells = expand(parse_suite(text, "t").entries, repeat=1)
     assert {(c.memory_steps, c.connections) for c in cells} == {((0, 10, 20), 20)}
+
+
+def test_a_memory_entry_without_steps_takes_the_modes_default_steps() -> None:
+    from bench.modes.memory import DEFAULT_STEPS
+
+    text = VALID.replace('mode = "closed"', 'mode = "memory"')
+    cells = expand(parse_suite(text, "t").entries, repeat=1)
+    assert {(c.memory_steps, c.connections) for c in cells} == {(DEFAULT_STEPS, 5000)}
 
 
 def test_an_entry_may_repeat_fewer_times_than_the_suite() -> None:
