@@ -121,8 +121,7 @@ def row(result: RunResult) -> dict[str, Any]:
         or (not mode.closed_loop and send_lag_p99 > CLIENT_BOUND_SEND_LAG_US)
         or generator_headroom < MIN_HEADROOM
         or (
-            mode.closed_loop
-            and result.generator_cpus_steal_pct >= CLIENT_BOUND_GENERATOR_STEAL_PCT
+            mode.closed_loop and result.generator_cpus_steal_pct >= CLIENT_BOUND_GENERATOR_STEAL_PCT
         )
     )
     # Every mode's columns, empty but for the row's own mode's.

@@ -157,7 +157,10 @@ ECHO_METRICS = (
     Metric("p99", "p99_us", "lower"),
     Metric("efficiency", "msgs_per_cpu_s", "higher", ratio=False, compared=False),
     Metric(
-        "efficiency_vs_generator", "efficiency_vs_generator", "higher", ratio=False,
+        "efficiency_vs_generator",
+        "efficiency_vs_generator",
+        "higher",
+        ratio=False,
         compared=False,
     ),
 )
@@ -168,7 +171,12 @@ _REGISTRY: dict[str, Mode] = {}
 
 
 def register(mode: Mode) -> Mode:
-    """Add a mode (a module's ``MODE``, or one a test defines); its name must be new."""
+    """Add a mode (one defined beside the registry's, as a test does); its name must be new."""
+    _load()
+    return _add(mode)
+
+
+def _add(mode: Mode) -> Mode:
     if mode.name in _REGISTRY:
         raise ValueError(f"mode {mode.name!r} is registered already")
     _REGISTRY[mode.name] = mode
@@ -182,7 +190,7 @@ def unregister(name: str) -> None:
 def _load() -> dict[str, Mode]:
     if not _REGISTRY:
         for module in _MODULES:
-            register(importlib.import_module(f"{__name__}.{module}").MODE)
+            _add(importlib.import_module(f"{__name__}.{module}").MODE)
     return _REGISTRY
 
 

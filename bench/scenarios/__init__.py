@@ -177,8 +177,7 @@ def check_transport(
     if transport not in TRANSPORTS:
         raise UsageError(f"{where}: transport must be one of {', '.join(TRANSPORTS)}")
     if transport == POLLING_UPGRADE and (
-        POLLING_UPGRADE not in modes.get(mode).transports
-        or any(p != "socketio" for p in protocols)
+        POLLING_UPGRADE not in modes.get(mode).transports or any(p != "socketio" for p in protocols)
     ):
         taking = [m.name for m in modes.all_modes() if POLLING_UPGRADE in m.transports]
         raise UsageError(

@@ -133,7 +133,10 @@ def test_product_expansion() -> None:
         ),
         (('mode = "closed"', 'mode = "fanout"'), "fanout mode needs rate_msgs_s"),
         (('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 9\nworkers = 2'), "one worker"),
-        (('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 9\ninflight = 2'), r"from one worker \(no inflight\)"),
+        (
+            ('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 9\ninflight = 2'),
+            r"from one worker \(no inflight\)",
+        ),
         (
             ('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 9\npayload_kind = "binary"'),
             r"publishes text over WebSocket from one worker \(no binary\)",
@@ -143,7 +146,10 @@ def test_product_expansion() -> None:
         (('mode = "closed"', 'mode = "teleport"'), "mode must be one of"),
         (('mode = "closed"', 'mode = "closed"\nslow_share = 0.1'), "fanout mode only"),
         (('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 9\nslow_share = 1'), "up to"),
-        (('mode = "closed"', 'mode = "closed"\nmemory_steps = [0, 1, 2]'), "memory_steps applies to memory mode only"),
+        (
+            ('mode = "closed"', 'mode = "closed"\nmemory_steps = [0, 1, 2]'),
+            "memory_steps applies to memory mode only",
+        ),
         (('mode = "closed"', 'mode = "memory"\nmemory_steps = [0, 1000]'), "at least three"),
         (('mode = "closed"', 'mode = "memory"\nmemory_steps = [0, 9, 5]'), "increasing"),
         (

@@ -97,7 +97,7 @@ def test_a_scenario_runs_on_the_command_reconnect_included() -> None:
         (["--label", "my app"], "letters, digits"),
         (["--label", "../up"], "letters, digits"),
         (["--ready-timeout", "0"], "--ready-timeout must be"),
-        (["--mode", "memory", "--connections", "5"], "--mode memory holds the connections of its steps"),
+        (["--mode", "memory", "--connections", "5"], "--mode memory holds the connections of"),
     ],
 )
 def test_refused_options(options: list[str], message: str) -> None:
