@@ -30,7 +30,7 @@ import pandas as pd
 
 from bench.analyze.summary import CELL_KEYS
 from bench.catalog import SERVERS, raw_servers
-from bench.gate.thresholds import METRIC_COLUMNS, Thresholds
+from bench.gate.thresholds import Thresholds, metric_columns
 
 FINGERPRINT_FIELDS = [
     ("machine", "cpu_model"),
@@ -266,8 +266,9 @@ def gate(
             for side, cell in (("baseline", old_cell), ("current", new_cell))
             if (count := generator_limited(cell))
         ]
+        columns = metric_columns()
         for metric, rule in thresholds.rules.items():
-            prefix = METRIC_COLUMNS[metric]
+            prefix = columns[metric]
             old, new = _triple(old_cell, prefix, ""), _triple(new_cell, prefix, "")
             if math.isnan(old[0]) and math.isnan(new[0]):
                 continue  # this cell has no such figure (a memory cell has no p99...)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from bench import modes
 from bench.errors import UsageError
 
 Direction = Literal["higher", "lower"]
@@ -34,6 +35,20 @@ METRIC_COLUMNS = {
     "wire_bytes": "wire_bytes_up_per_msg_median",
     "capacity": "capacity_msgs_s_median",
 }
+
+
+def metric_columns() -> dict[str, str]:
+    """The gate's own metrics, then every mode's summary metrics by their prefix (bench.modes:
+    summary.csv has ``{prefix}_median`` and its interval), so a mode's metric can be gated."""
+    own = {
+        m.prefix: m.prefix
+        for mode in modes.all_modes()
+        for m in mode.metrics or ()
+        if m.prefix not in METRIC_COLUMNS
+    }
+    return {**METRIC_COLUMNS, **own}
+
+
 METRIC_KEYS = {"direction", "tolerance_pct"}
 OVERRIDE_KEYS = {"metric", "scenario", "server", "tolerance_pct"}
 TOP_KEYS = {"metrics", "override"}
@@ -91,8 +106,9 @@ def parse_thresholds(data: dict[str, Any], source: str = "thresholds") -> Thresh
     rules: dict[str, MetricRule] = {}
     for name, rule in metrics.items():
         where = f"{source}: [metrics.{name}]"
-        if name not in METRIC_COLUMNS:
-            raise UsageError(f"{where}: unknown metric (known: {', '.join(METRIC_COLUMNS)})")
+        known = metric_columns()
+        if name not in known:
+            raise UsageError(f"{where}: unknown metric (known: {', '.join(known)})")
         if not isinstance(rule, dict):
             raise UsageError(f"{where}: must be a table")
         extra = set(rule) - METRIC_KEYS

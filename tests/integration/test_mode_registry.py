@@ -102,3 +102,13 @@ def test_a_suite_entry_takes_its_option(burst_registered: object) -> None:
     )
     with pytest.raises(UsageError, match="burst mode needs burst"):
         parse_suite(suite.replace("burst = 3\n", ""), "t")
+
+
+def test_the_gate_knows_its_metric(burst_registered: object) -> None:
+    from bench.gate.thresholds import parse_thresholds
+
+    rule = {"metrics": {"burst_echoes": {"direction": "higher", "tolerance_pct": 1}}}
+    assert parse_thresholds(rule).rules["burst_echoes"].direction == "higher"
+    modes.unregister(BURST.name)
+    with pytest.raises(UsageError, match="unknown metric"):
+        parse_thresholds(rule)
