@@ -455,6 +455,21 @@ def runnable(cells: list[RunSpec]) -> list[RunSpec]:
         print(f"wsbench: skipping {server}'s {count} cell(s) with several server processes: "
               f"{missing[server]}", file=sys.stderr)  # fmt: skip
     kept = [c for c in kept if c not in single]
+    # What a mode needs (instructions: valgrind), and servers a mode cannot measure.
+    for mode in modes.all_modes():
+        of_mode = [c for c in kept if c.mode == mode.name]
+        why_not = mode.missing() if of_mode and mode.missing is not None else None
+        if why_not:
+            print(f"wsbench: skipping {len(of_mode)} {mode.name} cell(s): {why_not}",
+                  file=sys.stderr)  # fmt: skip
+            kept = [c for c in kept if c.mode != mode.name]
+            missing[mode.name] = why_not
+        judge = mode.server_refused
+        refused = {c.server: why for c in of_mode if judge is not None and (why := judge(c))}
+        for server, why in refused.items():
+            print(f"wsbench: skipping {server}'s {mode.name} cell(s): {why}", file=sys.stderr)
+            missing[server] = why
+        kept = [c for c in kept if not (c.mode == mode.name and c.server in refused)]
     needs_redis = [c for c in kept if c.server_workers > 1 and not c.redis_url]
     if needs_redis and (why_not := redis_missing_reason()):
         print(f"wsbench: skipping {len(needs_redis)} cell(s) with several server processes: "

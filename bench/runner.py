@@ -53,6 +53,8 @@ from bench.target import websocket_url
 from servers.common import LOOP_LAG_FILE_ENV, listening_socket
 
 SERVER_READY_TIMEOUT_S = 30.0
+# A server under valgrind starts several times slower (websockets: 2 s uninstrumented).
+WRAPPED_START_FACTOR = 4
 LOOPBACK = "127.0.0.1"
 # A generator process at or above this share of its core may be what limits the run.
 CLIENT_BOUND_CPU_PCT = 90.0
@@ -116,6 +118,10 @@ class RunResult:
     # From the suite's calibration (NaN when none): see bench.calibration.
     generator_ceiling_msgs_s: float = math.nan
     generator_processes: int = 1
+    # Instructions mode (bench.modes.instructions): messages N, and the instructions counted
+    # for the set-ups, the first N echoes and the next N; the valgrind that counted them.
+    instructions: tuple[int, int, int, int] | None = None
+    valgrind_version: str = ""
     # Capacity mode: the rate found, and every probe of the search.
     capacity_msgs_s: float = math.nan
     server_loop_lag_p99_ms: float = math.nan
@@ -188,6 +194,16 @@ class ManagedServer:
         self.process: asyncio.subprocess.Process | None = None
         self.port = 0
         self.loop_lag_path = log_path.with_name("loop-lag.txt")
+        # A program the server runs under (callgrind: bench.modes.instructions), and what it
+        # adds to the environment; with one, the server samples no loop lag (its timer would
+        # be work that grows with time, not with messages).
+        self.wrapper: list[str] = []
+        self.wrapper_env: dict[str, str] = {}
+
+    def _env(self) -> dict[str, str]:
+        if self.wrapper:
+            return dict(self.wrapper_env)
+        return {LOOP_LAG_FILE_ENV: str(self.loop_lag_path)}
 
     async def start(self, port: int = 0) -> None:
         """Start the server on ``port`` (0: a free one, learned from its READY line)."""
@@ -198,7 +214,7 @@ class ManagedServer:
             if listener is not None:
                 where = ["--port", str(listener.getsockname()[1]),
                          "--listen-fd", str(listener.fileno())]  # fmt: skip
-            argv = [*self.command, "--host", LOOPBACK, *where, "--loop", self.loop]
+            argv = [*self.wrapper, *self.command, "--host", LOOPBACK, *where, "--loop", self.loop]
             if self.transports:
                 argv += ["--transports", ",".join(self.transports)]
             if self.handicap_us:
@@ -208,7 +224,7 @@ class ManagedServer:
                 argv,
                 cpus=self.cpus,
                 stderr=self.log_path,
-                env={LOOP_LAG_FILE_ENV: str(self.loop_lag_path)},
+                env=self._env(),
                 pass_fds=() if listener is None else (listener.fileno(),),
             )
         finally:
@@ -218,11 +234,12 @@ class ManagedServer:
                 listener.close()
         assert self.process.stdout is not None
         try:
-            line = await asyncio.wait_for(self.process.stdout.readline(), SERVER_READY_TIMEOUT_S)
+            ready_s = SERVER_READY_TIMEOUT_S * (WRAPPED_START_FACTOR if self.wrapper else 1)
+            line = await asyncio.wait_for(self.process.stdout.readline(), ready_s)
         except TimeoutError as exc:
             raise RunFailed(
                 f"server {self.name} did not print READY within "
-                f"{SERVER_READY_TIMEOUT_S:.0f} s (log: {self.log_path})"
+                f"{ready_s:.0f} s (log: {self.log_path})"
             ) from exc
         word, _, ready_port = line.decode(errors="replace").strip().partition(" ")
         if word != "READY" or not ready_port.isdigit():
@@ -395,7 +412,7 @@ class UserServer(ManagedServer):
         port accepts connections; RunFailed, in one line, when it exits or times out first
         (the process may still be running then: the caller stops it)."""
         self.port = port or free_port(LOOPBACK)
-        argv = fill_in(self.command, LOOPBACK, self.port)
+        argv = [*self.wrapper, *fill_in(self.command, LOOPBACK, self.port)]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # The registry's servers raise their open-file limit to the hard one; this one inherits
         # the harness's, raised, so that both hold as many connections.
@@ -405,14 +422,15 @@ class UserServer(ManagedServer):
             try:
                 self.process = await start_process(
                     argv, cpus=self.cpus, stdout=log.fileno(), stderr=asyncio.subprocess.STDOUT,
-                    cwd=Path.cwd(),
+                    cwd=Path.cwd(), env=self.wrapper_env or None,
                 )  # fmt: skip
             except OSError as exc:
                 raise RunFailed(
                     f"server {self.name}: cannot run {shlex.join(argv)}: {exc.strerror or exc}"
                 ) from exc
         where = f"{LOOPBACK}:{self.port}"
-        if not await wait_until_listening(self.process, LOOPBACK, self.port, self.ready_timeout_s):
+        ready_s = self.ready_timeout_s * (WRAPPED_START_FACTOR if self.wrapper else 1)
+        if not await wait_until_listening(self.process, LOOPBACK, self.port, ready_s):
             if self.process.returncode is not None:
                 raise RunFailed(
                     f"server {self.name} exited before listening on {where} "
@@ -421,7 +439,7 @@ class UserServer(ManagedServer):
             tail = log_tail(self.log_path)
             raise RunFailed(
                 f"server {self.name} did not accept connections on {where} within "
-                f"{self.ready_timeout_s:g} s (command: {shlex.join(argv)}; "
+                f"{ready_s:g} s (command: {shlex.join(argv)}; "
                 f"{f'its log ends: {tail}' if tail else 'its log is empty'}; "
                 f"log: {self.log_path})"
             )
@@ -666,6 +684,9 @@ async def prepare_target(
                 spec.server, spec.server_cmd, frozenset(pinning.server_cpus),
                 log_dir / "server.log", spec.ready_timeout_s,
             )  # fmt: skip
+            wrap = modes.get(spec.mode).server_wrapper
+            if wrap is not None:
+                server.wrapper, server.wrapper_env = wrap(spec, log_dir)
         elif spec.server_workers > 1:
             server = ServerGroup(
                 spec.server, spec.loop, frozenset(pinning.server_cpus), log_dir / "server.log",
@@ -677,6 +698,9 @@ async def prepare_target(
                 spec.server, spec.loop, frozenset(pinning.server_cpus), log_dir / "server.log",
                 transports=server_transports(spec), handicap_us=spec.handicap_us,
             )  # fmt: skip
+        wrap = modes.get(spec.mode).server_wrapper
+        if wrap is not None:
+            server.wrapper, server.wrapper_env = wrap(spec, log_dir)
         try:
             await server.start()
         except BaseException:

@@ -310,7 +310,8 @@ def new_event_loop(loop_name: str) -> asyncio.AbstractEventLoop:
 # --- Event-loop health ----------------------------------------------------------------------
 # Every server samples how late a 10 ms timer fires (the loop's lag: time its callbacks hold
 # it); the harness asks for the samples by naming a file in WSBENCH_LOOP_LAG_FILE and keeps
-# those inside the measured window. The sampler costs 100 wake-ups a second, the same on all.
+# those inside the measured window. The sampler costs 100 wake-ups a second, the same on all
+# (and runs only when a file is named).
 LOOP_LAG_FILE_ENV = "WSBENCH_LOOP_LAG_FILE"
 LOOP_LAG_INTERVAL_S = 0.010
 
@@ -342,11 +343,18 @@ async def _serve_until_signalled(start: StartServer, host: str, port: int) -> No
         loop.add_signal_handler(signum, stop.set)
     server = await start(host, port)
     lag_samples: array[int] = array("q")
-    sampler = asyncio.ensure_future(_sample_loop_lag(lag_samples))
+    # Only when asked for: its wake-ups are work that grows with time, not with messages,
+    # which instruction counts (bench.modes.instructions) must not include.
+    sampler = (
+        asyncio.ensure_future(_sample_loop_lag(lag_samples))
+        if os.environ.get(LOOP_LAG_FILE_ENV)
+        else None
+    )
     # The harness reads this line to learn the port; nothing else goes to stdout.
     print(f"READY {server.port}", flush=True)
     await stop.wait()
-    sampler.cancel()
+    if sampler is not None:
+        sampler.cancel()
     # Written before closing: closing 15,000 Socket.IO connections outlasted the harness's
     # 5-s grace (it killed the server, and the samples were lost with it).
     _write_loop_lag(lag_samples)

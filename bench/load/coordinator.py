@@ -100,6 +100,18 @@ class WorkerPool:
             await process.stdin.drain()
         return start_ns
 
+    async def event(self, expected: str, timeout_s: float) -> list[dict[str, Any]]:
+        """Wait for every worker's next event, which must be ``expected`` (a mode's own pause
+        point: the instructions worker's "phase"), within ``timeout_s``."""
+        return await self._gather_events(expected, timeout_s)
+
+    async def tell(self, line: str) -> None:
+        """Send one line to every worker (the instructions worker's "NEXT")."""
+        for process in self.processes:
+            assert process.stdin is not None
+            process.stdin.write(line.encode() + b"\n")
+            await process.stdin.drain()
+
     async def raw_reports(self) -> list[dict[str, Any]]:
         plan = self.plans[0]
         budget = plan.span_s + plan.drain_timeout_s + START_DELAY_S

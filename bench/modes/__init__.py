@@ -18,6 +18,7 @@ import importlib
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from bench.errors import UsageError
@@ -112,6 +113,13 @@ class Mode:
     # More RunSpec fields that follow from its checked options (memory: its connections).
     cell_fields: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     uss: bool = False  # the server's USS is sampled too (costly: memory cells only)
+    # The program the server runs under, and what it adds to the server's environment
+    # (instructions: callgrind), from the cell and its log folder.
+    server_wrapper: Callable[[RunSpec, Path], tuple[list[str], dict[str, str]]] | None = None
+    # Why its cells cannot run on this machine (None: they can), and why a server's cannot
+    # (""), each said in one line when those cells are skipped.
+    missing: Callable[[], str | None] | None = None
+    server_refused: Callable[[RunSpec], str] | None = None
     run: RunHook | None = None
     window: WindowHook | None = None
     sample: SampleHook | None = None
@@ -166,7 +174,9 @@ ECHO_METRICS = (
 )
 
 # The modes, in the order --mode lists them: one module each, under bench.modes.
-_MODULES = ("closed", "open", "capacity", "connect", "fanout", "memory", "reconnect")
+_MODULES = (
+    "closed", "open", "capacity", "connect", "fanout", "memory", "reconnect", "instructions",
+)  # fmt: skip
 _REGISTRY: dict[str, Mode] = {}
 
 

@@ -76,6 +76,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "--capacity-steps": lambda: cell("--mode", "capacity", "--slo-p99-ms", "5").capacity_steps,
     "--memory-steps": lambda: ",".join(map(str, cell("--mode", "memory").memory_steps)),
     "--transport": lambda: cell("--servers", "socketio-aiohttp").transport,
+    "--messages": lambda: dict(cell("--mode", "instructions").params)["messages"],
     "--connect-rate": lambda: "full speed" if cell("--mode", "connect").rate_conns_s == 0 else "",
     "--out": lambda: OUT_DEFAULT,
     "--label": lambda: "its protocol" if target_cell().server == "raw" else "",

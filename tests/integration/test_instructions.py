@@ -1,0 +1,71 @@
+"""Issue 19: ``wsbench run --mode instructions``, the server under callgrind: counts per
+message and per connection that repeat from run to run, for the harness's servers and for a
+user's own (``--server-cmd``). Skipped without valgrind, one line; failed instead with
+WSBENCH_REQUIRE_VALGRIND=1 (CI installs it)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import callgrind
+from tests.conftest import REPO_ROOT, TIME_FACTOR
+
+pytestmark = pytest.mark.integration
+
+RUN_TIMEOUT_S = 300.0 * TIME_FACTOR
+# Enough echoes that the count settles (with 400, websockets' counts of two runs differed by
+# 5.7%, a lump such as a full garbage collection landing in one of them; with 2,000, by 0.1%).
+MESSAGES = "2000"
+
+
+@pytest.fixture(autouse=True)
+def valgrind_here() -> None:
+    why = callgrind.missing_reason()
+    if why is not None:
+        if os.environ.get("WSBENCH_REQUIRE_VALGRIND") == "1":
+            pytest.fail(f"WSBENCH_REQUIRE_VALGRIND=1 but {why}")
+        pytest.skip(why)
+
+
+def wsbench(out: Path, *options: str) -> list[dict[str, str]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--mode", "instructions", "--messages", MESSAGES,
+         "--connections", "4", "--out", str(out), *options],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    with open(out / "runs.csv", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def per_message(rows: list[dict[str, str]]) -> dict[str, float]:
+    return {r["server"]: float(r["instructions_per_msg"]) for r in rows}
+
+
+def test_counts_per_message_and_connection_repeat_from_run_to_run(tmp_path: Path) -> None:
+    servers = "websockets,socketio-aiohttp"
+    first = wsbench(tmp_path / "a", "--servers", servers)
+    second = wsbench(tmp_path / "b", "--servers", servers)
+    for row in first:
+        assert (row["status"], row["errors"]) == ("ok", "0"), row["failure"]
+        assert row["valgrind_version"].startswith("valgrind-")
+        assert int(row["instructions_messages"]) == int(MESSAGES)
+        assert float(row["instructions_per_conn"]) > float(row["instructions_per_msg"]) > 0
+    a, b = per_message(first), per_message(second)
+    # Socket.IO's envelope, events and namespaces cost several times a raw echo's work.
+    assert a["socketio-aiohttp"] > 2 * a["websockets"]
+    for server in a:
+        assert abs(a[server] - b[server]) / a[server] < 0.01, (server, a[server], b[server])
+
+
+def test_a_users_own_server_is_counted(tmp_path: Path) -> None:
+    command = f"{sys.executable} -m tests.integration.user_server --port {{port}}"
+    (row,) = wsbench(tmp_path / "user", "--server-cmd", command, "--protocol", "raw")
+    assert (row["server"], row["status"], row["errors"]) == ("user_server", "ok", "0")
+    assert float(row["instructions_per_msg"]) > 1_000
