@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from time import monotonic_ns
 from typing import Any
 
@@ -37,11 +36,11 @@ from bench.load.client import EchoConnection, Tally, connect
 from bench.load.engine import (
     FRAME_SLACK_BYTES,
     WorkerFailed,
-    build_report,
-    close_all,
+    WorkerHooks,
+    WorkerRun,
     drain,
-    emit,
-    read_start_signal,
+    open_nothing,
+    run_worker,
     worker_main,
 )
 from bench.load.plan import WorkerPlan, WorkerReport
@@ -214,26 +213,33 @@ async def run(plan: WorkerPlan) -> WorkerReport:
         raise WorkerFailed("the connect worker runs connect storms only")
     if plan.transport == POLLING_UPGRADE and plan.protocol != "socketio":
         raise WorkerFailed("the polling-upgrade path is Socket.IO's")
-    tally = Tally()
     exchange = Exchange(plan.protocol, plan.payload_kind, plan.payload_bytes)
-    storm = Storm(plan, tally, make_opener(plan, exchange, tally))
-    wire_counts: dict[str, Any] = {}
-    try:
-        emit("connected", connections=0, connect_s=0.0)
-        start_ns = await read_start_signal()
-        # Every first message is measured; sends are never cut off by a window.
-        tally.window_start_ns, tally.window_end_ns = start_ns, 2**62
-        await storm.run(start_ns)
-        storm_s = max(0.0, (storm.last_done_ns - start_ns) / NS_PER_S)
-        await drain(storm.opened, plan.drain_timeout_s)
-        wire_counts = storm_wire_counts(storm.opened)
-    finally:
-        unclosed = await close_all(storm.opened)
-    if unclosed:
-        tally.note_error(f"{unclosed} connections did not close in time")
-    storm.setup.flush()
-    report = build_report(plan, storm.opened, tally, storm.setup, storm_s, wire_counts)
-    return replace(report, connect_failures=storm.failures)
+
+    async def measure_every_first_message(run: WorkerRun[EchoConnection]) -> None:
+        # Every first message is measured; sends are never cut off by a window. No wait: the
+        # storm paces its attempts from the start time itself.
+        run.tally.window_start_ns, run.tally.window_end_ns = run.start_ns, 2**62
+
+    async def storm_in_window(run: WorkerRun[EchoConnection]) -> None:
+        storm = Storm(run.plan, run.tally, make_opener(run.plan, exchange, run.tally))
+        storm.opened = run.connections  # the run closes whatever the storm opened
+        await storm.run(run.start_ns)
+        storm.setup.flush()
+        run.connect_times = storm.setup
+        run.connect_s = max(0.0, (storm.last_done_ns - run.start_ns) / NS_PER_S)
+        run.connect_failures = storm.failures
+
+    async def drain_and_count_storm(run: WorkerRun[EchoConnection]) -> dict[str, Any]:
+        await drain(run.connections, run.plan.drain_timeout_s)
+        return storm_wire_counts(run.connections)
+
+    # Nothing opens before "connected": the set-ups are the measurement, made by the storm
+    # after the start signal.
+    hooks = WorkerHooks(
+        open=open_nothing, start=measure_every_first_message, drive=storm_in_window,
+        finish=drain_and_count_storm,
+    )  # fmt: skip
+    return await run_worker(plan, hooks)
 
 
 def storm_wire_counts(connections: list[EchoConnection]) -> dict[str, Any]:

@@ -1,11 +1,13 @@
-"""What every generator worker process does, whatever its client stack.
+"""What every generator worker process does, whatever its client stack or mode.
 
 A worker reads one ``WorkerPlan`` JSON line on stdin, opens its connections and prints
 ``{"event": "connected", ...}``; waits for ``GO <start_ns>`` on stdin (a CLOCK_MONOTONIC time
 shared by all workers), lets its stack drive warm-up and measurement, drains, and prints
 ``{"event": "report", ...}``. On failure it prints ``{"event": "failed", "message": ...}`` and
-exits 3. The stacks (``bench.load.worker`` on picows, ``bench.load.library_worker`` on the
-libraries' own clients) supply only how to connect and how to drive the load.
+exits 3. That sequence is ``run_worker``, written once here; each worker module (the echo
+stacks ``bench.load.worker`` on picows and ``bench.load.library_worker`` on the libraries' own
+clients, and the modes' workers) supplies only its ``WorkerHooks``: how to connect or what to
+open, how to drive the load, and where it differs, how to finish, close and report.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import gc
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import monotonic_ns
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import uvloop
 
@@ -61,7 +63,8 @@ class Connection(Protocol):
 
 C = TypeVar("C", bound=Connection)
 Connect = Callable[[WorkerPlan, Tally, "tuple[str, int] | None"], Awaitable[C]]
-# Sends from the start time until the window's end (closed or open loop, as the plan says).
+# The older form of a drive (``run_worker(plan, connect, drive)``): sends from the start time
+# until the window's end, given the connections, plan, tally and start time.
 Drive = Callable[[list[C], WorkerPlan, Tally, int], Awaitable[None]]
 
 
@@ -189,37 +192,150 @@ def _sum_all(values: list[int | None]) -> int | None:
     return sum(v for v in values if v is not None)
 
 
-async def run_worker(plan: WorkerPlan, connect: Connect[C], drive: Drive[C]) -> WorkerReport:
-    tally = Tally()
-    connections, connect_times, connect_s = await open_connections(plan, tally, connect)
+@dataclass
+class WorkerRun(Generic[C]):
+    """One worker's run as ``run_worker`` goes through it: the hooks read it and fill it in."""
+
+    plan: WorkerPlan
+    tally: Tally
+    # Every connection here is closed at the end, whatever happened (``WorkerHooks.close``).
+    connections: list[C] = field(default_factory=list)
+    connect_times: LatencyRecorder = field(default_factory=LatencyRecorder)
+    connect_s: float = 0.0
+    # Attempts that gave no connection (a connect storm counts them; ``open_connections``
+    # fails the worker instead).
+    connect_failures: int = 0
+    start_ns: int = 0  # the coordinator's start time, once its signal has come
+    wire_before: WireSnapshot | None = None  # taken once "connected" is out
+
+
+Hook = Callable[[WorkerRun[C]], Awaitable[None]]
+# Opens what the worker holds before "connected"; returns how many connections that says.
+Open = Callable[[WorkerRun[C]], Awaitable[int]]
+# Drains what is still in flight after the drive; returns the report's wire counts.
+Finish = Callable[[WorkerRun[C]], Awaitable[dict[str, Any]]]
+Report = Callable[[WorkerRun[C], WorkerReport], WorkerReport]
+
+
+async def open_window(run: WorkerRun[Any]) -> None:
+    """The plan's measurement window (a time-sliced run's, or warm-up then duration) on the
+    tally and every connection; then wait for the start time."""
+    plan, start_ns = run.plan, run.start_ns
+    schedule = plan.slices()
+    if schedule is not None:
+        window_start, window_end = schedule.window(start_ns)
+    else:
+        window_start = start_ns + int(plan.warmup_s * NS_PER_S)
+        window_end = window_start + int(plan.duration_s * NS_PER_S)
+    run.tally.window_start_ns, run.tally.window_end_ns = window_start, window_end
+    for connection in run.connections:
+        connection.start_window(window_start, window_end)
+    await asyncio.sleep(max(0.0, (start_ns - monotonic_ns()) / NS_PER_S))
+
+
+async def open_nothing(run: WorkerRun[Any]) -> int:
+    """For modes whose connections are what they measure: ``drive`` opens them, after the
+    start signal, into ``run.connections``."""
+    return 0
+
+
+async def no_window(run: WorkerRun[Any]) -> None:
+    """For modes that keep no echo window and pace themselves from the start signal on."""
+
+
+async def count_nothing(run: WorkerRun[Any]) -> dict[str, Any]:
+    """For modes with nothing in flight to drain and no wire counts."""
+    return {}
+
+
+async def drain_and_count(run: WorkerRun[Any]) -> dict[str, Any]:
+    """Drain the echoes, then what went on the wire since "connected" (before close frames)."""
+    await drain(run.connections, run.plan.drain_timeout_s)
+    assert run.wire_before is not None
+    return WireSnapshot.take(run.connections).since(run.wire_before)
+
+
+async def close_connections(run: WorkerRun[Any]) -> None:
+    unclosed = await close_all(run.connections)
+    if unclosed:
+        run.tally.note_error(f"{unclosed} connections did not close within {CLOSE_TIMEOUT_S} s")
+
+
+def keep_report(run: WorkerRun[Any], report: WorkerReport) -> WorkerReport:
+    return report
+
+
+@dataclass(frozen=True)
+class WorkerHooks(Generic[C]):
+    """What one kind of worker does differently; ``run_worker`` does the rest, in order.
+
+    ``open`` (default: ``open_connections`` with ``connect``) runs before "connected";
+    ``start`` (default: ``open_window``) once the start signal has come; ``drive`` from then to
+    the window's end; ``finish`` (default: ``drain_and_count``) after it; ``close`` (default:
+    ``close_connections``) always, last; ``report`` turns the echo report built from the run
+    into the mode's own (default: as built). Give ``connect`` or ``open``, not both.
+    """
+
+    drive: Hook[C]
+    connect: Connect[C] | None = None
+    open: Open[C] | None = None
+    start: Hook[C] = open_window
+    finish: Finish[C] = drain_and_count
+    close: Hook[C] = close_connections
+    report: Report[C] = keep_report
+
+    def __post_init__(self) -> None:
+        if (self.connect is None) == (self.open is None):
+            raise TypeError("worker hooks take a connect or an open, not both or neither")
+
+
+async def run_worker(
+    plan: WorkerPlan, hooks: WorkerHooks[C] | Connect[C], drive: Drive[C] | None = None
+) -> WorkerReport:
+    """The worker's whole sequence: open, "connected", the start signal, start, drive (with
+    the recorders kept bounded), finish, close (always), report.
+
+    ``run_worker(plan, connect, drive)``, with a ``Drive``, is the older form (modes outside
+    this package use it): it is ``WorkerHooks(connect=connect, drive=...)``."""
+    if not isinstance(hooks, WorkerHooks):
+        assert drive is not None, "run_worker(plan, connect, drive) needs its drive"
+        hooks = WorkerHooks(connect=hooks, drive=_run_drive(drive))
+    run: WorkerRun[C] = WorkerRun(plan, Tally())
     wire_counts: dict[str, Any] = {}
     try:
-        emit("connected", connections=len(connections), connect_s=connect_s)
+        announced = await (hooks.open or _opener(hooks.connect))(run)
+        emit("connected", connections=announced, connect_s=run.connect_s)
         # Counted from here (handshakes done) to the end of the drain (before close frames).
-        wire_before = WireSnapshot.take(connections)
-        start_ns = await read_start_signal()
-        schedule = plan.slices()
-        if schedule is not None:
-            window_start, window_end = schedule.window(start_ns)
-        else:
-            window_start = start_ns + int(plan.warmup_s * NS_PER_S)
-            window_end = window_start + int(plan.duration_s * NS_PER_S)
-        tally.window_start_ns, tally.window_end_ns = window_start, window_end
-        for connection in connections:
-            connection.start_window(window_start, window_end)
-        await asyncio.sleep(max(0.0, (start_ns - monotonic_ns()) / NS_PER_S))
-        guard = asyncio.ensure_future(keep_recorders_bounded(tally, window_end))
+        run.wire_before = WireSnapshot.take(run.connections)
+        run.start_ns = await read_start_signal()
+        await hooks.start(run)
+        guard = asyncio.ensure_future(keep_recorders_bounded(run.tally, run.tally.window_end_ns))
         try:
-            await drive(connections, plan, tally, start_ns)
+            await hooks.drive(run)
         finally:
             guard.cancel()
-        await drain(connections, plan.drain_timeout_s)
-        wire_counts = WireSnapshot.take(connections).since(wire_before)
+        wire_counts = await hooks.finish(run)
     finally:
-        unclosed = await close_all(connections)
-    if unclosed:
-        tally.note_error(f"{unclosed} connections did not close within {CLOSE_TIMEOUT_S} s")
-    return build_report(plan, connections, tally, connect_times, connect_s, wire_counts)
+        await hooks.close(run)
+    return hooks.report(run, build_report(run, wire_counts))
+
+
+def _opener(connect: Connect[C] | None) -> Open[C]:
+    assert connect is not None
+
+    async def open_all(run: WorkerRun[C]) -> int:
+        opened = await open_connections(run.plan, run.tally, connect)
+        run.connections, run.connect_times, run.connect_s = opened
+        return len(run.connections)
+
+    return open_all
+
+
+def _run_drive(drive: Drive[C]) -> Hook[C]:
+    async def drive_run(run: WorkerRun[C]) -> None:
+        await drive(run.connections, run.plan, run.tally, run.start_ns)
+
+    return drive_run
 
 
 def round_counts(marks: Sequence[int], received: int) -> list[int]:
@@ -231,14 +347,9 @@ def round_counts(marks: Sequence[int], received: int) -> list[int]:
     return [end - start for start, end in zip(marks, ends, strict=True)]
 
 
-def build_report(
-    plan: WorkerPlan,
-    connections: Sequence[Connection],
-    tally: Tally,
-    connect_times: LatencyRecorder,
-    connect_s: float,
-    wire_counts: dict[str, Any],
-) -> WorkerReport:
+def build_report(run: WorkerRun[Any], wire_counts: dict[str, Any]) -> WorkerReport:
+    """The echo report: counts over ``run.connections`` and the tally's recorders."""
+    plan, connections, tally = run.plan, run.connections, run.tally
     tally.latency.flush()
     tally.send_lag.flush()
     missing = sum(c.window_outstanding() for c in connections)
@@ -256,11 +367,12 @@ def build_report(
         disconnects=sum(c.disconnected for c in connections),
         latency_hist=hist.encode(tally.latency.histogram),
         send_lag_hist=hist.encode(tally.send_lag.histogram),
-        connect_hist=hist.encode(connect_times.histogram),
-        connect_s=connect_s,
+        connect_hist=hist.encode(run.connect_times.histogram),
+        connect_s=run.connect_s,
         clamped=tally.latency.clamped,
         error_samples=tally.error_samples,
         round_received=round_counts(tally.round_marks, received),
+        connect_failures=run.connect_failures,
         **wire_counts,
     )
 

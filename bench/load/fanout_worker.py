@@ -29,10 +29,12 @@ from bench.load.client import BINARY, TEXT, EchoConnection, Tally, connect
 from bench.load.engine import (
     FRAME_SLACK_BYTES,
     WorkerFailed,
+    WorkerHooks,
+    WorkerRun,
     close_all,
-    emit,
+    no_window,
     open_connections,
-    read_start_signal,
+    run_worker,
     worker_main,
 )
 from bench.load.fanout import FanoutBook
@@ -172,7 +174,6 @@ async def run(plan: WorkerPlan) -> WorkerReport:
         plan.connections, seq_offset=len(prefix) if plan.protocol == "socketio" else 0,
         slow=slow,
     )  # fmt: skip
-    tally = Tally()
     max_frame_bytes = plan.payload_bytes + FRAME_SLACK_BYTES
     numbers = iter(range(plan.connections))
     scale_out = plan.server_workers > 1
@@ -191,43 +192,71 @@ async def run(plan: WorkerPlan) -> WorkerReport:
         book.workers[receiver.number] = receiver.worker
         return receiver
 
-    receivers, connect_times, connect_s = await open_connections(plan, tally, open_receiver)
     publisher: EchoConnection | None = None
-    try:
+
+    async def open_receivers_then_publisher(run: WorkerRun[EchoConnection]) -> int:
+        nonlocal publisher
+        receivers, run.connect_times, run.connect_s = await open_connections(
+            run.plan, run.tally, open_receiver
+        )
+        run.connections.extend(receivers)
         publisher = await connect(
-            publisher_url, publish, tally, False, plan.connect_timeout_s, max_frame_bytes,
+            publisher_url, publish, run.tally, False, plan.connect_timeout_s, max_frame_bytes,
             listener_class=Publisher if scale_out else EchoConnection,
         )  # fmt: skip
+        run.connections.append(publisher)  # closed with the receivers; not announced
         if isinstance(publisher, Publisher):
             publisher.ask()
             book.publisher_worker = await asyncio.wait_for(publisher.known, plan.connect_timeout_s)
-        emit("connected", connections=len(receivers), connect_s=connect_s)
-        start_ns = await read_start_signal()
-        slow_readers = [r for r in receivers if r.number < slow]
+        return len(receivers)
+
+    def receivers_of(run: WorkerRun[EchoConnection]) -> list[Receiver]:
+        return [c for c in run.connections if isinstance(c, Receiver)]
+
+    async def publish_with_slow_readers(run: WorkerRun[EchoConnection]) -> None:
+        assert publisher is not None
+        slow_readers = [r for r in receivers_of(run) if r.number < slow]
         throttle = asyncio.ensure_future(read_slowly(slow_readers))
         try:
-            await publish_all(plan, publisher, book, tally, start_ns, receive)
+            await publish_all(run.plan, publisher, book, run.tally, run.start_ns, receive)
         finally:
             throttle.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await throttle
-        await drain(book, plan.drain_timeout_s)
-    finally:
-        await close_all([*receivers, *([publisher] if publisher else [])])
-    connections: list[EchoConnection] = [*receivers, *([publisher] if publisher else [])]
-    # A slow receiver the server dropped is the scenario's finding, not an error.
-    dropped = sum(r.disconnected for r in receivers if r.number < slow)
-    disconnects = sum(c.disconnected for c in connections) - dropped
-    # Frames the connections refused themselves (wrong kind, anything sent to the publisher).
-    refused = sum(c.unexpected for c in connections)
-    report = fanout_report(plan, book, tally, connect_times, connect_s, disconnects, refused)
-    if not slow:
-        return report
-    slow_counts = book.counts_summary(slow=True)
-    return replace(
-        report, slow_receivers=slow, slow_delivered=slow_counts.delivered,
-        slow_missing=slow_counts.missing, slow_dropped=dropped,
+
+    async def drain_deliveries(run: WorkerRun[EchoConnection]) -> dict[str, Any]:
+        await drain(book, run.plan.drain_timeout_s)
+        return {}
+
+    async def close_quietly(run: WorkerRun[EchoConnection]) -> None:
+        # Connections that do not close in time are not noted: a slow receiver may still be
+        # reading its backlog when the run closes it.
+        await close_all(run.connections)
+
+    def deliveries_report(run: WorkerRun[EchoConnection], echoes: WorkerReport) -> WorkerReport:
+        # Counted per delivery in the book, not per echo: the echo report is not used.
+        connections, receivers = run.connections, receivers_of(run)
+        # A slow receiver the server dropped is the scenario's finding, not an error.
+        dropped = sum(r.disconnected for r in receivers if r.number < slow)
+        disconnects = sum(c.disconnected for c in connections) - dropped
+        # Frames the connections refused themselves (wrong kind, anything sent to the publisher).
+        refused = sum(c.unexpected for c in connections)
+        report = fanout_report(
+            run.plan, book, run.tally, run.connect_times, run.connect_s, disconnects, refused
+        )
+        if not slow:
+            return report
+        slow_counts = book.counts_summary(slow=True)
+        return replace(
+            report, slow_receivers=slow, slow_delivered=slow_counts.delivered,
+            slow_missing=slow_counts.missing, slow_dropped=dropped,
+        )  # fmt: skip
+
+    hooks = WorkerHooks(
+        open=open_receivers_then_publisher, start=no_window, drive=publish_with_slow_readers,
+        finish=drain_deliveries, close=close_quietly, report=deliveries_report,
     )  # fmt: skip
+    return await run_worker(plan, hooks)
 
 
 async def publish_all(

@@ -27,6 +27,8 @@ from bench.load.engine import (
     CLOSE_TIMEOUT_S,
     FRAME_SLACK_BYTES,
     WorkerFailed,
+    WorkerHooks,
+    WorkerRun,
     close_all,
     run_worker,
     worker_main,
@@ -302,13 +304,11 @@ async def run_open_loop(
         )
 
 
-async def drive(
-    connections: list[LibraryConnection], plan: WorkerPlan, tally: Tally, start_ns: int
-) -> None:
-    if plan.mode == "closed":
-        await run_closed_loop(connections, plan.inflight, tally.window_end_ns)
+async def drive(run: WorkerRun[LibraryConnection]) -> None:
+    if run.plan.mode == "closed":
+        await run_closed_loop(run.connections, run.plan.inflight, run.tally.window_end_ns)
     else:
-        await run_open_loop(connections, plan, tally, start_ns)
+        await run_open_loop(run.connections, run.plan, run.tally, run.start_ns)
 
 
 async def connect(
@@ -320,7 +320,7 @@ async def connect(
 async def run(plan: WorkerPlan) -> WorkerReport:
     if plan.slots > 1:
         raise WorkerFailed("the library clients do not run time-sliced (set slice_s to 0)")
-    return await run_worker(plan, connect, drive)
+    return await run_worker(plan, WorkerHooks(connect=connect, drive=drive))
 
 
 def main() -> int:

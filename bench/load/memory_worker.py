@@ -18,16 +18,15 @@ from bench.load.client import EchoConnection, Tally, connect
 from bench.load.engine import (
     FRAME_SLACK_BYTES,
     WorkerFailed,
-    build_report,
-    close_all,
-    emit,
+    WorkerHooks,
+    WorkerRun,
+    count_nothing,
     open_connections,
-    read_start_signal,
+    open_nothing,
+    run_worker,
     worker_main,
 )
 from bench.load.plan import WorkerPlan, WorkerReport
-from bench.load.recorder import LatencyRecorder
-from bench.load.schedule import NS_PER_S
 from bench.protocol.exchange import Exchange
 
 
@@ -37,8 +36,8 @@ async def run(plan: WorkerPlan) -> WorkerReport:
         raise WorkerFailed("the memory worker holds connections in steps, in one process")
     if list(steps) != sorted(steps):
         raise WorkerFailed("memory steps must not decrease")
-    tally = Tally()
     exchange = Exchange(plan.protocol, "text", plan.payload_bytes)
+    reached: list[list[int]] = []
 
     async def open_one(
         plan: WorkerPlan, tally: Tally, local_addr: tuple[str, int] | None
@@ -48,31 +47,29 @@ async def run(plan: WorkerPlan) -> WorkerReport:
             plan.payload_bytes + FRAME_SLACK_BYTES, local_addr,
         )  # fmt: skip
 
-    emit("connected", connections=0, connect_s=0.0)
-    start_ns = await read_start_signal()
-    await asyncio.sleep(max(0.0, (start_ns - monotonic_ns()) / NS_PER_S))
-    held: list[EchoConnection] = []
-    connect_times = LatencyRecorder()
-    reached: list[list[int]] = []
-    connect_s = 0.0
-    try:
+    async def hold_in_steps(run: WorkerRun[EchoConnection]) -> None:
+        held = run.connections  # opened into the run's list, so that all are closed
         for target in steps:
             more = target - len(held)
             if more > 0:
                 opened, times, seconds = await open_connections(
-                    replace(plan, connections=more), tally, open_one
+                    replace(run.plan, connections=more), run.tally, open_one
                 )
                 held.extend(opened)
-                connect_times.histogram.add(times.histogram)
-                connect_s += seconds
+                run.connect_times.histogram.add(times.histogram)
+                run.connect_s += seconds
             reached.append([target, monotonic_ns()])
             await asyncio.sleep(plan.warmup_s + plan.duration_s)
-    finally:
-        unclosed = await close_all(held)
-    if unclosed:
-        tally.note_error(f"{unclosed} connections did not close in time")
-    report = build_report(plan, held, tally, connect_times, connect_s, {})
-    return replace(report, memory_steps_ns=reached)
+
+    def with_steps(run: WorkerRun[EchoConnection], report: WorkerReport) -> WorkerReport:
+        return replace(report, memory_steps_ns=reached)
+
+    # Nothing opens before "connected": the connections are the measurement, opened in steps
+    # after the start signal. No messages: nothing to drain, no wire counts.
+    hooks = WorkerHooks(
+        open=open_nothing, drive=hold_in_steps, finish=count_nothing, report=with_steps
+    )
+    return await run_worker(plan, hooks)
 
 
 def main() -> int:

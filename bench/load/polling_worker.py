@@ -23,7 +23,7 @@ import socket
 from urllib.parse import urlsplit, urlunsplit
 
 from bench.load.client import Tally
-from bench.load.engine import WorkerFailed, run_worker, worker_main
+from bench.load.engine import WorkerFailed, WorkerHooks, run_worker, worker_main
 from bench.load.http1 import HttpClient
 from bench.load.library_worker import EVENT, LibraryConnection, Message, drive
 from bench.load.plan import WorkerPlan, WorkerReport
@@ -208,7 +208,7 @@ async def run(plan: WorkerPlan) -> WorkerReport:
         raise WorkerFailed("long-polling runs Socket.IO text echoes only (no binary, no acks)")
     if plan.slots > 1:
         raise WorkerFailed("long-polling does not run time-sliced (set slice_s to 0)")
-    return await run_worker(plan, connect, drive)
+    return await run_worker(plan, WorkerHooks(connect=connect, drive=drive))
 
 
 def main() -> int:

@@ -27,8 +27,11 @@ from bench.load.client import Tally
 from bench.load.engine import (
     FRAME_SLACK_BYTES,
     WorkerFailed,
-    emit,
-    read_start_signal,
+    WorkerHooks,
+    WorkerRun,
+    count_nothing,
+    no_window,
+    run_worker,
     worker_main,
 )
 from bench.load.library_worker import EVENT, socketio_endpoint
@@ -207,12 +210,16 @@ async def run_socketio_client(client: Client, go: asyncio.Future[int]) -> None:
 async def run(plan: WorkerPlan) -> WorkerReport:
     if plan.mode != "reconnect" or plan.worker_count != 1:
         raise WorkerFailed("the reconnect worker runs reconnect storms in one process")
-    tally = Tally()
-    clients = [Client(i, plan, tally) for i in range(plan.connections)]
+    # The clients are the libraries' own, each in a task that connects, reconnects and closes
+    # by itself: the run holds no connections of its own, and closing is cancelling the tasks.
+    clients: list[Client] = []
+    tasks: list[asyncio.Future[None]] = []
     go: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    stack = run_socketio_client if plan.protocol == "socketio" else run_websockets_client
-    tasks = [asyncio.ensure_future(stack(client, go)) for client in clients]
-    try:
+
+    async def start_clients(run: WorkerRun[Any]) -> int:
+        clients.extend(Client(i, plan, run.tally) for i in range(plan.connections))
+        stack = run_socketio_client if plan.protocol == "socketio" else run_websockets_client
+        tasks.extend(asyncio.ensure_future(stack(client, go)) for client in clients)
         started = monotonic_ns()
         waiting: asyncio.Future[Any] = asyncio.ensure_future(
             asyncio.gather(*(c.ready for c in clients))
@@ -225,28 +232,42 @@ async def run(plan: WorkerPlan) -> WorkerReport:
             failed = [t for t in done if not t.cancelled() and t.exception() is not None]
             reason = repr(failed[0].exception()) if failed else "timed out"
             raise WorkerFailed(f"clients could not all connect: {reason:.200}")
-        emit("connected", connections=len(clients), connect_s=(monotonic_ns() - started) / 1e9)
-        start_ns = await read_start_signal()
-        end_ns = start_ns + int((plan.warmup_s + plan.duration_s) * NS_PER_S)
+        run.connect_s = (monotonic_ns() - started) / 1e9
+        return len(clients)
+
+    async def send_through_the_restart(run: WorkerRun[Any]) -> None:
+        end_ns = run.start_ns + int((plan.warmup_s + plan.duration_s) * NS_PER_S)
         for client in clients:
-            client.start_ns, client.end_ns = start_ns, end_ns
-        go.set_result(start_ns)
+            client.start_ns, client.end_ns = run.start_ns, end_ns
+        go.set_result(run.start_ns)
         limit_s = (end_ns - monotonic_ns()) / NS_PER_S + REPLY_TIMEOUT_S + 5.0
         await asyncio.wait(tasks, timeout=max(0.0, limit_s))
-    finally:
+
+    async def cancel_clients(run: WorkerRun[Any]) -> None:
         for task in tasks:
             task.cancel()
-        await asyncio.wait(tasks, timeout=5.0)
-    empty = hist.encode(LatencyRecorder().histogram)
-    sent = sum(c.sent for c in clients)
-    received = sum(c.received for c in clients)
-    return WorkerReport(
-        worker_index=0, connections=len(clients), sent=sent, received=received, missing=0,
-        unexpected=sum(c.unexpected for c in clients), disconnects=0, latency_hist=empty,
-        send_lag_hist=empty, connect_hist=empty, connect_s=0.0,
-        error_samples=tally.error_samples, lost=sent - received,
-        recovered_ns=[c.recovered_ns for c in clients],
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
+
+    def recovery_report(run: WorkerRun[Any], echoes: WorkerReport) -> WorkerReport:
+        # Counted per client, not per connection: the echo report is not used.
+        empty = hist.encode(LatencyRecorder().histogram)
+        sent = sum(c.sent for c in clients)
+        received = sum(c.received for c in clients)
+        return WorkerReport(
+            worker_index=0, connections=len(clients), sent=sent, received=received, missing=0,
+            unexpected=sum(c.unexpected for c in clients), disconnects=0, latency_hist=empty,
+            send_lag_hist=empty, connect_hist=empty, connect_s=0.0,
+            error_samples=run.tally.error_samples, lost=sent - received,
+            recovered_ns=[c.recovered_ns for c in clients],
+        )  # fmt: skip
+
+    # Each client waits for its own replies: nothing to drain afterwards, no wire counts.
+    hooks: WorkerHooks[Any] = WorkerHooks(
+        open=start_clients, start=no_window, drive=send_through_the_restart,
+        finish=count_nothing, close=cancel_clients, report=recovery_report,
     )  # fmt: skip
+    return await run_worker(plan, hooks)
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ from time import monotonic_ns
 
 from bench.load.alarm import Alarm
 from bench.load.client import EchoConnection, Tally, connect
-from bench.load.engine import FRAME_SLACK_BYTES, run_worker, worker_main
+from bench.load.engine import FRAME_SLACK_BYTES, WorkerHooks, WorkerRun, run_worker, worker_main
 from bench.load.plan import WorkerPlan, WorkerReport
 from bench.load.schedule import NS_PER_S, constant_rate
 from bench.protocol.exchange import Exchange
@@ -88,9 +88,8 @@ async def run_open_loop(
         alarm.close()
 
 
-async def drive(
-    connections: list[EchoConnection], plan: WorkerPlan, tally: Tally, start_ns: int
-) -> None:
+async def drive(run: WorkerRun[EchoConnection]) -> None:
+    connections, plan, tally, start_ns = run.connections, run.plan, run.tally, run.start_ns
     schedule = plan.slices()
     if plan.mode == "closed" and schedule is not None:
         await run_closed_slices(
@@ -115,7 +114,7 @@ async def run(plan: WorkerPlan) -> WorkerReport:
             max_frame_bytes, local_addr,
         )  # fmt: skip
 
-    return await run_worker(plan, open_one, drive)
+    return await run_worker(plan, WorkerHooks(connect=open_one, drive=drive))
 
 
 def main() -> int:
