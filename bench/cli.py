@@ -52,7 +52,7 @@ from bench.scenarios import (
 from bench.server_cmd import check_label, check_program, default_label, parse_server_cmd
 from bench.spec import RunSpec
 from bench.target import websocket_url
-from servers.common import MAX_HANDICAP_US
+from servers.common import MAX_HANDICAP_LOOPS, MAX_HANDICAP_US
 
 EXIT_INTERRUPTED = 130
 # A run planned to take longer than this needs --allow-long-run (a mistyped --repeat or
@@ -191,6 +191,11 @@ def build_parser() -> _Parser:
         "--handicap-us", type=_number(float), metavar="N",
         help="servers burn N µs of CPU per echoed message: a known slowdown for testing a "
         "regression gate (recorded in every row and in meta.json)",
+    )  # fmt: skip
+    what.add_argument(
+        "--handicap-loops", type=_number(int), metavar="N",
+        help="the Python servers run N empty loop iterations per echoed message: the same "
+        "extra work in every run, to test a gate on instruction counts (recorded in every row)",
     )  # fmt: skip
     what.add_argument(
         "--transport", choices=TRANSPORTS,
@@ -381,6 +386,20 @@ def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
         if not 0 < handicap_us <= MAX_HANDICAP_US:
             raise UsageError(f"--handicap-us must be above 0 and at most {MAX_HANDICAP_US:g}")
         cells = [replace(cell, handicap_us=float(handicap_us)) for cell in cells]
+    handicap_loops = getattr(args, "handicap_loops", None)
+    if handicap_loops is not None:
+        if args.target or args.server_cmd:
+            raise UsageError(
+                "--handicap-loops slows the harness's own servers, not a --target or --server-cmd"
+            )
+        if not 0 < handicap_loops <= MAX_HANDICAP_LOOPS:
+            raise UsageError(f"--handicap-loops must be above 0 and at most {MAX_HANDICAP_LOOPS:,}")
+        if any(SERVERS[cell.server].runtime == "node" for cell in cells):
+            raise UsageError(
+                "--handicap-loops is for the Python servers (Node's JIT removes an empty loop): "
+                "leave out node-ws and node-socketio with --servers"
+            )
+        cells = [replace(cell, handicap_loops=handicap_loops) for cell in cells]
     cells = _scale_out(cells, args)
     send_buffer_bytes = socket_send_buffer_max()
     for cell in cells:

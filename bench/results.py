@@ -43,8 +43,8 @@ _COMMON_COLUMNS = [
     "generator_cpus_steal_pct", "generator_cpu_pct", "send_lag_p99_us",
     "connect_s", "connect_p50_us", "connect_p99_us", "connect_failures",
     "server_workers", "broker", "broker_version", "server_cpu_pct_per_worker", "broker_fault",
-    "handicap_us", "extensions_negotiated", "extensions_offered_by_probe", "server_exit_status",
-    "started_utc", "schema_version",
+    "handicap_us", "handicap_loops", "extensions_negotiated", "extensions_offered_by_probe",
+    "server_exit_status", "started_utc", "schema_version",
 ]  # fmt: skip
 
 
@@ -182,6 +182,7 @@ def row(result: RunResult) -> dict[str, Any]:
         "ack": spec.ack,
         "workers": spec.workers,
         "handicap_us": spec.handicap_us,
+        "handicap_loops": spec.handicap_loops,
         "send_lag_p99_us": send_lag_p99 if not mode.closed_loop else nan,
         "connect_s": _round(result.connect_s, 4),
         "connect_p50_us": connect.p50_us if connect else nan,

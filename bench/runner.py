@@ -180,6 +180,7 @@ class ManagedServer:
         ServerGroup's member shares the port when it cannot bind with --reuse-port itself."""
         self.transports = transports
         self.handicap_us = handicap_us
+        self.handicap_loops = 0  # Python servers: loop iterations per message (--handicap-loops)
         self.extra_args = list(extra_args)
         self.listen_fd = listen_fd
         self.name = name
@@ -219,6 +220,8 @@ class ManagedServer:
                 argv += ["--transports", ",".join(self.transports)]
             if self.handicap_us:
                 argv += ["--handicap-us", f"{self.handicap_us:g}"]
+            if self.handicap_loops:
+                argv += ["--handicap-loops", str(self.handicap_loops)]
             argv += self.extra_args
             self.process = await start_process(
                 argv,
@@ -352,6 +355,7 @@ class ServerGroup(ManagedServer):
             listen_fd=listen_fd,
         )  # fmt: skip
         member.loop_lag_path = self.log_path.with_name(f"loop-lag-{k}.txt")
+        member.handicap_loops = self.handicap_loops
         return member
 
     def alive(self) -> bool:
@@ -698,6 +702,7 @@ async def prepare_target(
                 spec.server, spec.loop, frozenset(pinning.server_cpus), log_dir / "server.log",
                 transports=server_transports(spec), handicap_us=spec.handicap_us,
             )  # fmt: skip
+        server.handicap_loops = spec.handicap_loops
         wrap = modes.get(spec.mode).server_wrapper
         if wrap is not None:
             server.wrapper, server.wrapper_env = wrap(spec, log_dir)

@@ -45,6 +45,9 @@ class RunSpec:
     # Servers burn this much CPU per echoed message (--handicap-us; 0: off). Not part of the
     # cell: a handicapped run is compared with the same cells of an unhandicapped baseline.
     handicap_us: float = 0.0
+    # Python servers run this many empty loop iterations per echoed message (--handicap-loops):
+    # the same work in every run, for gates on instruction counts.
+    handicap_loops: int = 0
     slo_p99_ms: float | None = None  # capacity mode: the latency objective
     capacity_steps: int = 7  # capacity mode: bisection probes after the closed-loop bound
     # Closed loop: servers of one pass run together, loaded in turn for slices of about this

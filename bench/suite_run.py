@@ -145,6 +145,13 @@ async def run_suite(
             f"[bold yellow]wsbench: servers burn {handicaps[0]:g} µs of CPU per message "
             "(--handicap-us): these numbers are slowed on purpose[/bold yellow]"
         )
+    loops = sorted({cell.handicap_loops for cell in cells if cell.handicap_loops})
+    if loops:
+        meta["handicap_loops"] = loops[0]
+        console.print(
+            f"[bold yellow]wsbench: the servers run {loops[0]:,} extra loop iterations per "
+            "message (--handicap-loops): these numbers are slowed on purpose[/bold yellow]"
+        )
     # --server-cmd: what ran under each label, and where ("{port}" is the harness's pick).
     commands = {c.server: {"argv": list(c.server_cmd), "cwd": str(Path.cwd())}
                 for c in cells if c.server_cmd}  # fmt: skip

@@ -186,13 +186,19 @@ def broker_url_error(url: str) -> str | None:
 # --- Handicap -------------------------------------------------------------------------------
 # A known, adjustable slowdown, so that a regression gate can be shown to catch one: every
 # server calls burn_handicap() once per echoed message. Zero (the default) costs one comparison.
+# Two kinds: a time (--handicap-us, for gates judging time) and a count of interpreter loop
+# iterations (--handicap-loops, the same work in every run, for gates judging instruction
+# counts, which a time-based spin would not give under callgrind).
 MAX_HANDICAP_US = 100_000.0
+MAX_HANDICAP_LOOPS = 1_000_000
 _handicap_ns = 0
+_handicap_loops = 0
 
 
-def set_handicap(microseconds: float) -> None:
-    global _handicap_ns
+def set_handicap(microseconds: float, loops: int = 0) -> None:
+    global _handicap_ns, _handicap_loops
     _handicap_ns = int(microseconds * 1000)
+    _handicap_loops = loops
 
 
 def burn_handicap() -> None:
@@ -201,6 +207,8 @@ def burn_handicap() -> None:
         deadline = time.perf_counter_ns() + _handicap_ns
         while time.perf_counter_ns() < deadline:
             pass
+    for _ in range(_handicap_loops):
+        pass
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -220,6 +228,13 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
         default=0.0,
         help="burn this many microseconds of CPU per echoed message (off by default; for "
         "testing regression gates, never for measuring)",
+    )
+    parser.add_argument(
+        "--handicap-loops",
+        type=int,
+        default=0,
+        help="run this many empty loop iterations per echoed message (off by default; for "
+        "testing instruction-count gates, never for measuring)",
     )
     parser.add_argument(
         "--reuse-port",
@@ -247,6 +262,8 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
         parser.error(f"--worker-id: an integer from 0 to {MAX_WORKER_ID}")
     if args.broker_url is not None and (problem := broker_url_error(args.broker_url)):
         parser.error(f"--broker-url: redis://HOST:PORT/DB expected ({problem}): {args.broker_url}")
+    if not 0 <= args.handicap_loops <= MAX_HANDICAP_LOOPS:
+        parser.error(f"--handicap-loops: a whole number from 0 to {MAX_HANDICAP_LOOPS:,}")
     if not 0 <= args.handicap_us <= MAX_HANDICAP_US:
         parser.error(f"--handicap-us: a number of microseconds from 0 to {MAX_HANDICAP_US:g}")
     transports = tuple(t for t in args.transports.split(",") if t)
@@ -378,7 +395,7 @@ def run_server(
         print("error: this server takes none of the scale-out options", file=sys.stderr)
         return 2
     set_scale_out(settings)
-    set_handicap(args.handicap_us)
+    set_handicap(args.handicap_us, args.handicap_loops)
     settle_malloc()
     if socketio:
         start_socketio = cast(StartSocketioServer, start)

@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench import modes
 from bench.analyze.summary import CELL_KEYS
 from bench.catalog import SERVERS, raw_servers
 from bench.gate.thresholds import Thresholds, metric_columns
@@ -43,6 +44,14 @@ FINGERPRINT_FIELDS = [
 PASS, FAIL = "pass", "FAIL"
 # Counted, not sampled: no interval needed to believe a change.
 EXACT_METRICS = {"wire_bytes"}
+DETERMINISTIC = "deterministic count"
+
+
+def deterministic_metrics() -> set[str]:
+    """Modes' metrics that are counts independent of time (bench.modes: instructions)."""
+    return {m.prefix for mode in modes.all_modes() for m in mode.metrics or () if m.deterministic}
+
+
 LATENCY_METRICS = {"p50", "p99"}
 # Figures a limited generator moves (memory per connection and counts it does not).
 GENERATOR_SENSITIVE_METRICS = {"throughput", "efficiency", "p50", "p99", "capacity"}
@@ -157,6 +166,10 @@ def _judge(
     worse_pct = -change_pct if direction == "higher" else change_pct
     if metric in EXACT_METRICS:
         return (FAIL if worse_pct > tolerance_pct else PASS), change_pct, "exact count"
+    if metric in deterministic_metrics():
+        # A count that repeats within its tolerance from run to run, whatever the host does:
+        # no interval to wait for (and one pass is the usual).
+        return (FAIL if worse_pct > tolerance_pct else PASS), change_pct, DETERMINISTIC
     has_intervals = not any(math.isnan(v) for v in (*old[1:], *new[1:]))
     if fewest_repeats < 2 or not has_intervals:
         verdict = f"pass (one pass: {NOT_JUDGED})" if worse_pct > tolerance_pct else PASS
@@ -221,6 +234,11 @@ def gate(
     handicap = current_meta.get("handicap_us")
     if handicap:
         notes.append(f"the current run's servers burned {handicap} µs of CPU per message")
+    if current_meta.get("handicap_loops"):
+        notes.append(
+            f"the current run's servers ran {current_meta['handicap_loops']:,} extra loop "
+            "iterations per message"
+        )
     keys = [k for k in CELL_KEYS if k in baseline.columns and k in current.columns]
     baseline = baseline.assign(_key=_key(baseline, keys))
     current = current.assign(_key=_key(current, keys))

@@ -60,6 +60,9 @@ class Metric:
     better: Better
     ratio: bool = True
     compared: bool = True  # by ``wsbench compare`` (efficiency: by the gate only)
+    # A count that does not depend on time (instructions): the gate judges it without
+    # intervals, and says so.
+    deterministic: bool = False
 
 
 # Settings common to every mode that a mode may refuse, and how a message names each.

@@ -123,7 +123,9 @@ def test_adhoc_matrix_interleaves_repeats() -> None:
 def test_suite_cells_can_be_narrowed_and_shortened() -> None:
     cells = cells_for(["run", "--suite", "default", "--servers", "aiohttp", "--duration", "1"])
     assert cells and all(c.server == "aiohttp" and c.duration_s == 1 for c in cells)
-    assert {c.mode for c in cells} == {"closed", "open", "connect", "fanout", "memory"}
+    assert {c.mode for c in cells} == {
+        "closed", "open", "connect", "fanout", "memory", "instructions",
+    }  # fmt: skip
 
 
 def test_scenario_runs_as_in_the_default_suite() -> None:
@@ -138,7 +140,7 @@ def test_slice_option_changes_closed_loop_cells_only() -> None:
     cells = cells_for(["run", "--suite", "default", "--slice", "1.5"])
     assert {(c.mode, c.slice_s) for c in cells} == {
         ("closed", 1.5), ("open", 0.0), ("connect", 0.0), ("fanout", 0.0), ("memory", 0.0),
-        ("reconnect", 0.0),
+        ("reconnect", 0.0), ("instructions", 0.0),
     }  # fmt: skip
     (cell,) = cells_for(["run", "--servers", "aiohttp", "--slice", "0.3"])
     assert cell.slice_s == 0.3

@@ -13,7 +13,7 @@ from bench.spec import RunSpec
 # The worker entries built on each stack: the generator's own clients, or the libraries'.
 FAST_MODULES = {
     "bench.load.worker", "bench.load.polling_worker", "bench.load.connect_worker",
-    "bench.load.fanout_worker", "bench.load.memory_worker",
+    "bench.load.fanout_worker", "bench.load.memory_worker", "bench.load.instructions_worker",
 }  # fmt: skip
 LIBRARY_MODULES = {"bench.load.library_worker", "bench.load.reconnect_worker"}
 
@@ -36,6 +36,7 @@ def test_every_mode_of_the_default_suite_with_library_clients_says_which_client_
         ("connect", "polling-upgrade"): {FAST},
         ("fanout", "websocket"): {FAST},
         ("memory", "websocket"): {FAST},
+        ("instructions", "websocket"): {FAST},
         ("reconnect", "websocket"): {LIBRARY},  # the libraries' reconnecting clients
     }
 
