@@ -53,12 +53,20 @@ bench-quick: $(STAMP)
 
 # The regression gate: the quick suite with repeats, then `wsbench check` against the committed
 # baseline (exit 1 when a check fails). CHECK_ARGS passes options to the run, e.g.
-# CHECK_ARGS="--handicap-us 50" to see the gate catch a slowdown.
+# CHECK_ARGS="--handicap-us 50" to see the gate catch a slowdown (CHECK_ARGS="--handicap-loops
+# 30": about 3% more instructions per message on websockets).
 CHECK_OUT ?= results/runs/check-$(shell date -u +%Y%m%dT%H%M%SZ)
 CHECK_REPEAT ?= 5
+# Then the instruction counts (scenario instructions, under callgrind) against their own
+# baseline, measured on this machine (counts depend on the CPU's instruction set and libraries,
+# not on its speed or load): skipped in one line without valgrind.
 check: $(STAMP)
 	$(PY) -m bench run --suite quick --repeat $(CHECK_REPEAT) --out $(CHECK_OUT) $(CHECK_ARGS)
 	$(PY) -m bench check $(CHECK_OUT) --baseline results/baseline
+	@if command -v valgrind >/dev/null; then \
+	  $(PY) -m bench run --scenario instructions --out $(CHECK_OUT)-instructions $(CHECK_ARGS) && \
+	  $(PY) -m bench check $(CHECK_OUT)-instructions --baseline results/baseline-instructions; \
+	else echo "make check: instruction counts not checked: valgrind is not installed (apt-get install valgrind)"; fi
 
 test: $(DEV_STAMP) $(NODE_STAMP)
 	$(PY) -m pytest

@@ -35,17 +35,20 @@ if TYPE_CHECKING:
 
 DEFAULT_MESSAGES = 2_000
 # Uncounted echoes first: Python's adaptive interpreter specialises hot code, caches fill.
-WARMUP_MESSAGES = 200
+WARMUP_MESSAGES = 100
 # Seconds an echo may take under callgrind (about 50 times slower than without) before the
 # run is bounded: a run of n messages may last n times this, plus its set-up.
 ECHO_BOUND_S = 0.05
 RUN_SLACK_S = 30.0
 # After the workers closed, until the server holds none of their connections.
 QUIET_TIMEOUT_S = 30.0
-# Time model (make bench, 2026-12-02): start under valgrind, and instructions a second.
-START_S = 4.0
-INSTRUCTIONS_PER_S = 100e6
-# Measured per echo, to plan time: about 400k for Socket.IO on Python, 100k for raw.
+# Time model (wsbench run --scenario instructions, 2026-12-02: 56 s for the four servers at
+# 500 messages): about 6.5 s a cell beyond its echoes (the start under valgrind and the
+# fairness probe 2.9 s, the warm-up run 1 s, the counted worker's start 1 s, the stop 0.8 s,
+# 1.5 s before instrumentation went off first), and echoes one in flight at about 40 million
+# instructions a second of the server's.
+START_S = 5.8
+INSTRUCTIONS_PER_S = 40e6
 PLANNED_PER_MSG = {"socketio": 400e3, "raw": 100e3}
 
 
@@ -136,6 +139,8 @@ async def measure_instructions(
         result.reports = await pool.reports()
     finally:
         await pool.close()
+    # Instrumentation off: the stop's own dump then has nothing new to write.
+    await callgrind.control(pid, "--instr=off")
     result.instructions = (messages, setup, first, second)
     result.valgrind_version = await callgrind.version()
 
