@@ -174,6 +174,18 @@ def _time_s(cell: RunSpec, servers: int) -> float:
     return START_S + echoes * PLANNED_PER_MSG[cell.protocol] / INSTRUCTIONS_PER_S
 
 
+def _verdict(summary: Any) -> Any:
+    from bench.report.instructions import verdict
+
+    return verdict(summary)
+
+
+def _chart(runs: Any, summary: Any) -> Any:
+    from bench.report.instructions import chart
+
+    return chart(runs, summary)
+
+
 def _progress(record: Mapping[str, Any]) -> str:
     per_msg, per_conn = record["instructions_per_msg"], record["instructions_per_conn"]
     if isinstance(per_msg, float) and math.isnan(per_msg):
@@ -228,4 +240,6 @@ MODE = Mode(
     headline="instructions_per_msg",
     time_s=_time_s,
     progress=_progress,
+    verdict=_verdict,
+    chart=_chart,
 )
