@@ -54,7 +54,7 @@ bench-quick: $(STAMP)
 # The regression gate: the quick suite with repeats, then `wsbench check` against the committed
 # baseline (exit 1 when a check fails). CHECK_ARGS passes options to the run, e.g.
 # CHECK_ARGS="--handicap-us 50" to see the gate catch a slowdown (CHECK_ARGS="--handicap-loops
-# 30": about 3% more instructions per message on websockets).
+# 20": 3.1% more instructions per message on websockets).
 CHECK_OUT ?= results/runs/check-$(shell date -u +%Y%m%dT%H%M%SZ)
 CHECK_REPEAT ?= 5
 # Then the instruction counts (scenario instructions, under callgrind) against their own

@@ -207,8 +207,9 @@ def burn_handicap() -> None:
         deadline = time.perf_counter_ns() + _handicap_ns
         while time.perf_counter_ns() < deadline:
             pass
-    for _ in range(_handicap_loops):
-        pass
+    if _handicap_loops:  # (a loop over range(0) would cost about 950 instructions a message)
+        for _ in range(_handicap_loops):
+            pass
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
