@@ -103,7 +103,7 @@ class Mode:
     target_refused: str = ""
     # Transports its cells may run over (Socket.IO servers; raw ones have WebSocket only).
     transports: tuple[str, ...] = ("websocket", "polling")
-    in_suites: bool = True  # False: an ad-hoc mode only (capacity expands closed-loop cells)
+    in_suites: bool = True  # False: a command-line mode only (capacity: a search per cell)
     closed_loop: bool = False  # every echo triggers the next send (no schedule, no send lag)
     calibrated: bool = False  # rows judged against the generator's calibrated echo ceiling
     sliceable: bool = False  # servers of one pass share a time-sliced run
@@ -156,6 +156,11 @@ class Mode:
     # modes' questions and charts are themes across modes (bench.report).
     verdict: Callable[[Any], Any] | None = None
     chart: Callable[[Any, Any], Any] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.refuses) - set(RESTRICTIONS)
+        if unknown:  # a typo would otherwise refuse nothing, silently
+            raise ValueError(f"mode {self.name!r} refuses unknown settings {sorted(unknown)}")
 
     def option(self, key: str) -> Option | None:
         return next((o for o in self.options if o.key == key), None)

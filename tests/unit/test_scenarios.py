@@ -210,3 +210,10 @@ def test_an_entry_may_repeat_fewer_times_than_the_suite() -> None:
     # Passes stay interleaved: every pass-1 cell comes before any pass-2 cell.
     assert [c.repeat for c in cells] == sorted(c.repeat for c in cells)
     assert len(expand(entries, repeat=2, override_entries=True)) == 32
+
+
+def test_a_mode_refusing_an_unknown_setting_is_a_mistake_caught_at_once() -> None:
+    from bench.modes import Mode
+
+    with pytest.raises(ValueError, match="refuses unknown settings"):
+        Mode(name="x", help="x", refuses=("inflihgt",))
