@@ -39,18 +39,24 @@ def missing_reason() -> str | None:
     return None
 
 
-async def version() -> str:
-    """``valgrind-3.19.0``, as valgrind prints it."""
+async def _output(*argv: str) -> tuple[int, bytes]:
+    """Run a valgrind tool to its end within CONTROL_TIMEOUT_S: exit status and output
+    (stdout and stderr together); RunFailed, naming it, when it does not answer."""
     process = await asyncio.create_subprocess_exec(
-        VALGRIND, "--version", stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
     try:
         out, _ = await asyncio.wait_for(process.communicate(), CONTROL_TIMEOUT_S)
     except TimeoutError:
         process.kill()
         await process.wait()
-        raise RunFailed("valgrind --version did not answer") from None
+        raise RunFailed(f"{' '.join(argv)} did not answer in {CONTROL_TIMEOUT_S:g} s") from None
+    return process.returncode or 0, out
+
+
+async def version() -> str:
+    """``valgrind-3.19.0``, as valgrind prints it."""
+    _, out = await _output(VALGRIND, "--version")
     return out.decode(errors="replace").strip()
 
 
@@ -73,19 +79,8 @@ def parse_summary(text: str) -> int:
 
 async def control(pid: int, option: str) -> None:
     """``callgrind_control <option> <pid>``, within CONTROL_TIMEOUT_S (RunFailed otherwise)."""
-    process = await asyncio.create_subprocess_exec(
-        CONTROL, option, str(pid), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), CONTROL_TIMEOUT_S)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise RunFailed(
-            f"{CONTROL} {option} {pid} did not answer in {CONTROL_TIMEOUT_S:g} s"
-        ) from None
-    if process.returncode != 0 or b"OK" not in out:
+    status, out = await _output(CONTROL, option, str(pid))
+    if status != 0 or b"OK" not in out:
         text = out.decode(errors="replace").strip().splitlines()
         raise RunFailed(f"{CONTROL} {option} {pid} failed: {text[-1] if text else '?'}")
 
