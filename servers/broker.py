@@ -36,6 +36,16 @@ START_TIMEOUT_S = 2.0
 CLOSE_TIMEOUT_S = 1.0
 SUBSCRIBED_POLL_S = 0.01
 
+# Every process publishes on one connection, its commands queued on it in turn, as Node's
+# servers do (node-redis has one socket per client). redis-py's default pool instead opens a
+# connection for each publish that finds the others busy: at 16,700 WebSocket connections a
+# process, python-socketio's echo at 1,000 msgs/s then opened new ones faster than its starved
+# loop could finish them, each "Timeout connecting to server" made AsyncRedisManager replace
+# its client and pool, and the pool hit redis-py's limit of 100 (MaxConnectionsError):
+# docs/measurements.md, scale-out at 50,000 connections. Both kinds of server take these
+# options, so the broker path is the same on all of them.
+PUBLISHING = {"single_connection_client": True}
+
 Deliver = Callable[[str | bytes], Awaitable[None]]
 
 
@@ -60,9 +70,10 @@ def client(url: str, subscriber: bool = False) -> Redis:
     # listen() hits (redis/redis-py#4098: it raised TimeoutError, and python-socketio's
     # listener then reconnects in a loop); a subscriber waits for messages as long as it takes.
     # Connecting stays bounded everywhere.
+    # A publisher is one connection: see PUBLISHING.
     if subscriber:
         return Redis.from_url(url, socket_timeout=None, socket_connect_timeout=CONNECT_TIMEOUT_S)
-    return Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+    return Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S, **PUBLISHING)
 
 
 def _reason(exc: BaseException) -> str:
@@ -164,16 +175,18 @@ class Broker:
 # --- Socket.IO servers -----------------------------------------------------------------------
 
 
-async def ping(url: str) -> None:
-    """The broker answers, or BrokerUnreachable within START_TIMEOUT_S."""
-    probe = client(url)
+async def ping(url: str, through: Redis | None = None) -> None:
+    """The broker answers (``through`` that client, which stays connected; else a probe), or
+    BrokerUnreachable within START_TIMEOUT_S."""
+    probe = client(url) if through is None else through
     try:
         async with asyncio.timeout(START_TIMEOUT_S):
             await probe.ping()
     except (RedisError, OSError, TimeoutError) as exc:
         raise BrokerUnreachable(url, _reason(exc)) from exc
     finally:
-        await probe.aclose()
+        if through is None:
+            await probe.aclose()
 
 
 async def wait_subscribed(url: str, client_name: str) -> None:

@@ -133,6 +133,9 @@ def _redis_manager(url: str) -> socketio.AsyncRedisManager:
             # See servers.broker.client: an idle listener must not time out (redis-py 8).
             "socket_timeout": None,
             "socket_connect_timeout": broker.CONNECT_TIMEOUT_S,
+            # One connection to publish on, as the raw servers (see broker.PUBLISHING); the
+            # listener's pub/sub connection is its own either way.
+            **broker.PUBLISHING,
             # Lets start_socketio_broker find this process's subscription on the broker.
             "client_name": f"wsbench-socketio-{os.getpid()}-{uuid.uuid4().hex[:8]}",
         },
@@ -153,6 +156,9 @@ async def start_socketio_broker(sio: socketio.AsyncServer) -> None:
     manager.initialize()
     try:
         await broker.wait_subscribed(manager.redis_url, manager.redis_options["client_name"])
+        # The publishing connection opens now, as the raw servers' does (Broker.start), not
+        # at the first emit of a busy window.
+        await broker.ping(manager.redis_url, through=manager.redis)
     except BaseException:
         await _stop_redis_manager(manager)
         raise

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack, ExitStack, contextmanager
 
 import picows
+import psutil
 import pytest
 from picows import WSMsgType
 
@@ -49,6 +50,9 @@ WORKERS = 2
 MAX_RECEIVER_ATTEMPTS = 200
 # How long a receiver must stay silent after its last expected frame (no duplicates).
 QUIET_S = 0.3 * TIME_FACTOR
+# Publishers sending at once, and messages each, for the broker-connection count.
+BURST_PUBLISHERS = 20
+BURST_MESSAGES = 20
 # A server that cannot reach its broker must have said so and left within this.
 UNREACHABLE_EXIT_S = 5.0 * TIME_FACTOR
 REDIS_MISSING = "redis-server not installed (apt-get install redis-server)"
@@ -292,6 +296,53 @@ def test_without_worker_id_the_fanout_conversation_is_unchanged(
 
     with running(name, *extra, shared=scale_out) as port:
         asyncio.run(asyncio.wait_for(scenario(port), 10 * NETWORK_TIMEOUT_S))
+
+
+def broker_connections(port: int, broker_url: str) -> int:
+    """The TCP connections to the broker of the process listening on ``port``."""
+    broker_port = int(broker_url.rsplit(":", 1)[1].split("/")[0])
+    (pid,) = {c.pid for c in psutil.net_connections("tcp")
+              if c.status == psutil.CONN_LISTEN and c.laddr.port == port}  # fmt: skip
+    return sum(1 for c in psutil.Process(pid).net_connections("tcp")
+               if c.raddr and c.raddr.port == broker_port)  # fmt: skip
+
+
+def test_a_burst_of_publishes_keeps_one_publishing_connection(broker_url: str, name: str) -> None:
+    """Each process holds two connections to the broker, one subscribed and one to publish on,
+    however many publishes are waiting at once: a pool that opens one per waiting publish ran
+    python-socketio out of connections at 50,000 clients (servers/broker.py PUBLISHING)."""
+
+    async def scenario(port: int) -> None:
+        async with AsyncExitStack() as stack:
+            if raw(name):
+                _, receiver = await stack.enter_async_context(connect(port, FAIRNESS.fanout_path))
+                async with connect(port, "/") as (echo, echoed):  # the receiver is registered
+                    echo.send(T, b"ping")
+                    assert await echoed.next_frame() == (T, b"ping")
+                message, delivered = b"news", (T, b"news")
+            else:
+                joining, receiver, _ = await stack.enter_async_context(socketio_session(port))
+                joining.send(T, JOIN)
+                assert await receiver.next_frame() == (T, b"431[true]")
+                message, delivered = PUBLISH_TEXT, (T, b'42["' + FANOUT + b'","news"]')
+            publishers = []
+            for _ in range(BURST_PUBLISHERS):
+                if raw(name):
+                    transport, _ = await stack.enter_async_context(
+                        connect(port, FAIRNESS.publish_path)
+                    )
+                else:
+                    transport, _, _ = await stack.enter_async_context(socketio_session(port))
+                publishers.append(transport)
+            for _ in range(BURST_MESSAGES):
+                for transport in publishers:
+                    transport.send(T, message)
+            total = BURST_PUBLISHERS * BURST_MESSAGES
+            assert await frames(receiver, total) == [delivered] * total
+            assert broker_connections(port, broker_url) == 2
+
+    with running(name, "--broker-url", broker_url, shared=True) as port:
+        asyncio.run(asyncio.wait_for(scenario(port), 30 * NETWORK_TIMEOUT_S))
 
 
 def test_processes_on_one_port_each_listen_with_the_contracts_backlog(
