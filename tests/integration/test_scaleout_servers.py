@@ -303,8 +303,9 @@ def broker_connections(port: int, broker_url: str) -> int:
     broker_port = int(broker_url.rsplit(":", 1)[1].split("/")[0])
     (pid,) = {c.pid for c in psutil.net_connections("tcp")
               if c.status == psutil.CONN_LISTEN and c.laddr.port == port}  # fmt: skip
+    # An unconnected socket's raddr is an empty tuple.
     return sum(1 for c in psutil.Process(pid).net_connections("tcp")
-               if c.raddr and c.raddr.port == broker_port)  # fmt: skip
+               if c.raddr and c.raddr[1] == broker_port)  # fmt: skip
 
 
 def test_a_burst_of_publishes_keeps_one_publishing_connection(broker_url: str, name: str) -> None:
