@@ -28,6 +28,7 @@ from bench.load.stacks import CLIENTS, FAST, only_client
 from bench.modes import check_positive
 from bench.plan_time import format_duration, planned_run_s
 from bench.processes import repo_root
+from bench.protocol.exchange import PAYLOAD_KINDS
 from bench.redis_broker import check_redis_url
 from bench.redis_broker import missing_reason as redis_missing_reason
 from bench.runner import connection_budget
@@ -154,8 +155,9 @@ def build_parser() -> _Parser:
         help=f"payload bytes (default {_ADHOC_DEFAULTS['payload']})",
     )  # fmt: skip
     what.add_argument(
-        "--payload-kind", choices=("text", "binary"),
-        help=f"text or binary frames (default {_ADHOC_DEFAULTS['payload_kind']})",
+        "--payload-kind", choices=PAYLOAD_KINDS,
+        help="text or binary frames, or json: chat-like JSON objects, in text frames "
+        f"(default {_ADHOC_DEFAULTS['payload_kind']})",
     )  # fmt: skip
     what.add_argument(
         "--duration", type=_number(float),
@@ -301,8 +303,8 @@ def build_parser() -> _Parser:
         "--payload", type=_number(int), default=32, help="payload bytes (default %(default)s)"
     )
     calibration.add_argument(
-        "--payload-kind", choices=("text", "binary"), default="text",
-        help="text or binary frames (default %(default)s)",
+        "--payload-kind", choices=PAYLOAD_KINDS, default="text",
+        help="text, binary or json (default %(default)s)",
     )  # fmt: skip
     calibration.add_argument(
         "--rounds", type=_number(int), default=3, help="measured rounds (default %(default)s)"
@@ -366,7 +368,9 @@ def _validate_common(args: argparse.Namespace) -> None:
     if args.repeat is not None:
         check_repeat("--repeat", args.repeat)
     if args.payload is not None:
-        check_payload(args.payload)
+        check_payload(args.payload, args.payload_kind or "text")
+    elif args.payload_kind == "json":  # the default payload is too small for an object
+        check_payload(_ADHOC_DEFAULTS["payload"], "json")
     if (
         args.workers is not None
         and args.connections is not None
@@ -851,7 +855,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "calibrate":
             check_positive("--rounds", args.rounds)
             check_positive("--duration", args.duration)
-            check_payload(args.payload)
+            check_payload(args.payload, args.payload_kind)
             out = output_folder(args.out, args.force)
             _run_with_signals(
                 suite_run.run_calibration(

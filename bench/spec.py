@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from bench import modes
 from bench.load.stacks import client_stack
+from bench.protocol.exchange import PayloadKind
 
 # Socket.IO's default path, measured by connect cells: Engine.IO opens over HTTP long-polling,
 # then upgrades to WebSocket (what python-socketio's and the JavaScript clients do by default).
@@ -22,7 +23,7 @@ class RunSpec:
     mode: str  # a name of the mode registry (bench.modes)
     connections: int
     payload_bytes: int
-    payload_kind: Literal["text", "binary"]
+    payload_kind: PayloadKind
     warmup_s: float
     duration_s: float
     rate_msgs_s: float = 0.0  # open loop: offered rate of all connections together

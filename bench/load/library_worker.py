@@ -54,7 +54,9 @@ class LibraryConnection(Accounting):
     def __init__(self, plan: WorkerPlan, tally: Tally) -> None:
         super().__init__(tally, closed_loop=plan.mode == "closed")
         self.payload_bytes = plan.payload_bytes
-        self.as_text = plan.payload_kind == "text"
+        # A json payload is text to these clients: python-socketio's client sends it as a
+        # string argument, not as the object the fast client sends.
+        self.as_text = plan.payload_kind != "binary"
         # The libraries frame the payload themselves: build it as the raw exchange does, from
         # precomputed templates, so the client's cost is not inflated by the harness's own.
         raw = Exchange("raw", plan.payload_kind, plan.payload_bytes)

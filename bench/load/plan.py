@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from bench.load.slices import SliceSchedule
+from bench.protocol.exchange import PayloadKind
 
 # A connection's set-up limit per protocol, as its reference client waits: websockets'
 # ``open_timeout`` (10 s) for raw WebSocket, socket.io-client's Manager ``timeout`` (20 s) for
@@ -26,7 +27,7 @@ class WorkerPlan:
     mode: str  # a name of the mode registry (bench.modes)
     connections: int
     payload_bytes: int
-    payload_kind: Literal["text", "binary"]
+    payload_kind: PayloadKind
     warmup_s: float
     duration_s: float
     inflight: int = 1

@@ -309,7 +309,9 @@ def _restricted(given: Mapping[str, Any]) -> dict[str, bool]:
 
 
 def _restriction(name: str, naming: Naming) -> str:
-    if name in ("binary", "polling"):
+    if name == "binary":  # set by any payload kind but text
+        return "binary or json payloads"
+    if name == "polling":
         return name
     if name == "slice":
         return "--slice" if naming.flags else "slice_s"

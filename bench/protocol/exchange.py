@@ -14,6 +14,9 @@ simply isn't found.
 from __future__ import annotations
 
 import binascii
+import functools
+import json
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -21,7 +24,8 @@ from typing import Literal
 from bench.protocol.socketio import EventFraming
 
 Protocol = Literal["raw", "socketio"]
-PayloadKind = Literal["text", "binary"]
+PayloadKind = Literal["text", "binary", "json"]
+PAYLOAD_KINDS: tuple[PayloadKind, ...] = ("text", "binary", "json")
 
 # Header: 8 hex digits of sequence number, 16 hex digits of intended send time (ns, monotonic).
 # ASCII hex keeps text payloads valid UTF-8 and free of JSON escapes.
@@ -41,19 +45,86 @@ OPCODE_TEXT = 1
 OPCODE_BINARY = 2
 
 
+# json: a chat-like JSON object, so that compression has real text to work on: field names
+# repeated in every entry, short strings from small vocabularies, numbers. Its header is the
+# value of its first field; the rest (the tail) is the same for every message of a size, drawn
+# once from a fixed seed. Compact separators, ASCII and integers only, so python-socketio's and
+# Node's JSON encoders write an echoed object back byte for byte as it was sent.
+JSON_HEAD = b'{"id":"'
+_JSON_AFTER_HEADER = b'",'
+_JSON_SEED = 20261202
+_JSON_USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan")
+_JSON_ROOMS = ("general", "random", "support", "release", "design", "ops")
+_JSON_WORDS = (
+    "hey", "are", "we", "still", "on", "for", "lunch", "the", "build", "is", "green", "again",
+    "can", "you", "review", "my", "pull", "request", "today", "thanks", "deploy", "at", "five",
+    "looks", "good", "to", "me", "ship", "it", "who", "broke", "staging", "fixed", "now",
+)  # fmt: skip
+_JSON_MIN_TAIL = b'"msgs":[],"pad":""}'
+MIN_JSON_PAYLOAD_BYTES = (
+    len(JSON_HEAD) + HEADER_BYTES + len(_JSON_AFTER_HEADER) + len(_JSON_MIN_TAIL)
+)
+
+
+def min_payload_bytes(kind: PayloadKind) -> int:
+    return MIN_JSON_PAYLOAD_BYTES if kind == "json" else MIN_PAYLOAD_BYTES
+
+
+@functools.cache
+def _json_tail(length: int) -> bytes:
+    """The JSON object's fields after the header's: chat messages drawn from a fixed seed while
+    they fit, then a padding string to exactly ``length`` bytes."""
+    rng = random.Random(_JSON_SEED)
+    room = len(_JSON_MIN_TAIL)
+    messages: list[bytes] = []
+    used = 0
+    for index in range(length):  # bounded: each entry takes more than one byte
+        entry = json.dumps(
+            {
+                "user": rng.choice(_JSON_USERS),
+                "room": rng.choice(_JSON_ROOMS),
+                "text": " ".join(rng.choice(_JSON_WORDS) for _ in range(rng.randint(3, 12))),
+                "ts": 1764633600 + 7 * index + rng.randint(0, 6),
+                "likes": rng.randint(0, 20),
+            },
+            separators=(",", ":"),
+        ).encode()
+        extra = len(entry) + (1 if messages else 0)
+        if room + used + extra > length:
+            break
+        messages.append(entry)
+        used += extra
+    pad = length - room - used
+    return b'"msgs":[' + b",".join(messages) + b'],"pad":"' + b"x" * pad + b'"}'
+
+
 def filler(kind: PayloadKind, length: int) -> bytes:
+    """What follows the header: a repeating cycle (text, binary), or the JSON object's other
+    fields (json, ``length`` counting from the end of the header)."""
+    if kind == "json":
+        return _JSON_AFTER_HEADER + _json_tail(length - len(_JSON_AFTER_HEADER))
     cycle = _TEXT_FILLER_CYCLE if kind == "text" else _BINARY_FILLER_CYCLE
     repeats = length // len(cycle) + 1
     return (cycle * repeats)[:length]
 
 
+def head_prefix(kind: PayloadKind) -> bytes:
+    """What comes before the header in a payload: the JSON object's opening (json), else
+    nothing."""
+    return JSON_HEAD if kind == "json" else b""
+
+
 def payload(seq: int, intended_ns: int, kind: PayloadKind, size_bytes: int) -> bytes:
     """The payload of message ``seq``: header, then filler up to ``size_bytes``."""
-    return (_HEADER_FORMAT % (seq, intended_ns)) + filler(kind, size_bytes - HEADER_BYTES)
+    prefix = head_prefix(kind)
+    rest = size_bytes - len(prefix) - HEADER_BYTES
+    return prefix + (_HEADER_FORMAT % (seq, intended_ns)) + filler(kind, rest)
 
 
 def parse_header(data: bytes) -> tuple[int, int]:
     """Sequence number and intended send time (ns) from the start of a payload."""
+    if data.startswith(JSON_HEAD):
+        data = data[len(JSON_HEAD) :]
     if len(data) < HEADER_BYTES:
         raise ValueError("payload shorter than its header")
     header = data[:HEADER_BYTES]
@@ -85,10 +156,13 @@ class Exchange:
     event: str = "echo"
 
     def __post_init__(self) -> None:
-        if self.payload_bytes < MIN_PAYLOAD_BYTES:
+        minimum = min_payload_bytes(self.payload_kind)
+        if self.payload_bytes < minimum:
+            holds = "sequence number and send time"
+            if self.payload_kind == "json":
+                holds = f"a JSON object with its {holds}"
             raise ValueError(
-                f"payload of {self.payload_bytes} bytes is below the minimum of "
-                f"{MIN_PAYLOAD_BYTES} (sequence number and send time)"
+                f"payload of {self.payload_bytes} bytes is below the minimum of {minimum} ({holds})"
             )
 
     @property
@@ -100,7 +174,8 @@ class Exchange:
         return 2 if self.protocol == "socketio" and self.payload_kind == "binary" else 1
 
     def filler_bytes(self) -> bytes:
-        return filler(self.payload_kind, self.payload_bytes - HEADER_BYTES)
+        prefix = head_prefix(self.payload_kind)
+        return filler(self.payload_kind, self.payload_bytes - len(prefix) - HEADER_BYTES)
 
     def frames(self, seq: int, t_ns: int) -> tuple[bytes | None, bytes, bytes]:
         """Reference construction, clear rather than fast; the generator uses ``FrameBuilder``."""
@@ -111,9 +186,12 @@ class Exchange:
         ack_id = seq if self.ack else None
         if self.payload_kind == "binary":
             return framing.binary_emit_placeholder(ack_id).encode(), body, body
-        sent = framing.emit_prefix(ack_id).encode() + b'"' + body + b'"]'
+        # A text payload travels as a JSON string, a json payload as the object itself.
+        quote = b"" if self.payload_kind == "json" else b'"'
+        argument = quote + body + quote + b"]"
+        sent = framing.emit_prefix(ack_id).encode() + argument
         if self.ack:
-            return None, sent, framing.ack_prefix(seq).encode() + b'"' + body + b'"]'
+            return None, sent, framing.ack_prefix(seq).encode() + argument
         return None, sent, sent
 
     def expected_reply_preamble(self, seq: int) -> bytes | None:
@@ -143,6 +221,8 @@ class FrameBuilder:
     def __init__(self, exchange: Exchange) -> None:
         framing = EventFraming(exchange.event)
         tail = exchange.filler_bytes()
+        # Before the header: nothing, or a json payload's opening (the same for every message).
+        opening = head_prefix(exchange.payload_kind)
         hexlify = binascii.b2a_hex
         mask = _SEQ_LIMIT - 1
         self.preamble: Callable[[int], bytes] | None = None
@@ -150,13 +230,25 @@ class FrameBuilder:
 
         # The header is hex of 4 bytes of sequence number and 8 bytes of time: the same digits
         # as _HEADER_FORMAT, about twice as fast to build.
-        def raw(seq: int, t_ns: int) -> tuple[bytes, bytes]:
-            body = hexlify((((seq & mask) << 64) | t_ns).to_bytes(12)) + tail
-            return body, body
+        if not opening:
 
-        def raw_head(seq: int, t_ns: int) -> tuple[bytes, bytes]:
-            head = hexlify((((seq & mask) << 64) | t_ns).to_bytes(12))
-            return head + tail, head
+            def raw(seq: int, t_ns: int) -> tuple[bytes, bytes]:
+                body = hexlify((((seq & mask) << 64) | t_ns).to_bytes(12)) + tail
+                return body, body
+
+            def raw_head(seq: int, t_ns: int) -> tuple[bytes, bytes]:
+                head = hexlify((((seq & mask) << 64) | t_ns).to_bytes(12))
+                return head + tail, head
+
+        else:  # json: the object's opening, then the header
+
+            def raw(seq: int, t_ns: int) -> tuple[bytes, bytes]:
+                body = opening + hexlify((((seq & mask) << 64) | t_ns).to_bytes(12)) + tail
+                return body, body
+
+            def raw_head(seq: int, t_ns: int) -> tuple[bytes, bytes]:
+                head = opening + hexlify((((seq & mask) << 64) | t_ns).to_bytes(12))
+                return head + tail, head
 
         if exchange.protocol == "raw" or exchange.payload_kind == "binary":
             self.body_and_reply: Callable[[int, int], tuple[bytes, bytes]] = raw
@@ -172,11 +264,13 @@ class FrameBuilder:
                     constant = framing.binary_emit_placeholder().encode()
                     self.preamble = self.reply_preamble = lambda seq: constant
             return
-        string_tail = tail + b'"]'
+        # A text payload is a JSON string inside the packet, a json payload the object itself.
+        quote = b"" if exchange.payload_kind == "json" else b'"'
+        string_tail = tail + quote + b"]"
         self.reply_tail = string_tail
         if exchange.ack:
-            send_prefix = _percent_template(framing.emit_prefix(_ACK_SENTINEL)) + b'"'
-            reply_prefix = _percent_template(framing.ack_prefix(_ACK_SENTINEL)) + b'"'
+            send_prefix = _percent_template(framing.emit_prefix(_ACK_SENTINEL)) + quote + opening
+            reply_prefix = _percent_template(framing.ack_prefix(_ACK_SENTINEL)) + quote + opening
 
             def text_ack(seq: int, t_ns: int) -> tuple[bytes, bytes]:
                 payload = hexlify((((seq & mask) << 64) | t_ns).to_bytes(12)) + string_tail
@@ -189,7 +283,7 @@ class FrameBuilder:
             self.body_and_reply = text_ack
             self.body_and_head = text_ack_head
             return
-        prefix = framing.emit_prefix().encode() + b'"'
+        prefix = framing.emit_prefix().encode() + quote + opening
 
         def text_emit(seq: int, t_ns: int) -> tuple[bytes, bytes]:
             sent = prefix + hexlify((((seq & mask) << 64) | t_ns).to_bytes(12)) + string_tail

@@ -264,7 +264,7 @@ def payload_throughput(summary: pd.DataFrame) -> Chart | None:
         rows,
         "payload_bytes",
         "throughput",
-        styles={"text": "-", "binary": "--"},
+        styles={"text": "-", "binary": "--", "json": ":"},
         split="payload_kind",
     )
     axes.set_xscale("log", base=2)

@@ -17,7 +17,7 @@ from bench import modes
 from bench.catalog import LOOPS, SELECTORS, SERVERS, select
 from bench.errors import UsageError
 from bench.modes import check_positive
-from bench.protocol.exchange import MIN_PAYLOAD_BYTES
+from bench.protocol.exchange import MIN_JSON_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES, PAYLOAD_KINDS
 from bench.spec import POLLING_UPGRADE, RunSpec
 from servers.common import FAIRNESS
 
@@ -152,11 +152,14 @@ def check_inflight(name: str, inflight: int, payload_bytes: int, send_buffer_byt
         )
 
 
-def check_payload(payload_bytes: int) -> None:
-    if not MIN_PAYLOAD_BYTES <= payload_bytes <= MAX_PAYLOAD_BYTES:
+def check_payload(payload_bytes: int, kind: str = "text") -> None:
+    minimum, needs = MIN_PAYLOAD_BYTES, "the header needs"
+    if kind == "json":
+        minimum, needs = MIN_JSON_PAYLOAD_BYTES, "a JSON object with the header needs"
+    if not minimum <= payload_bytes <= MAX_PAYLOAD_BYTES:
         raise UsageError(
-            f"payload of {payload_bytes} bytes is outside {MIN_PAYLOAD_BYTES}..{MAX_PAYLOAD_BYTES}"
-            f" (the header needs {MIN_PAYLOAD_BYTES}; servers accept at most "
+            f"payload of {payload_bytes} bytes is outside {minimum}..{MAX_PAYLOAD_BYTES}"
+            f" ({needs} {minimum}; servers accept at most "
             f"{FAIRNESS.max_message_bytes} bytes per message)"
         )
 
@@ -231,8 +234,10 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
         raise UsageError(f"{where}: mode must be one of {', '.join(suite_modes)}, got {mode!r}")
     modes.check_options(modes.get(mode), entry, modes.Naming(where))
     for kind in _as_list(entry.get("payload_kind", "text")):
-        if kind not in ("text", "binary"):
-            raise UsageError(f"{where}: payload_kind must be 'text' or 'binary', got {kind!r}")
+        if kind not in PAYLOAD_KINDS:
+            raise UsageError(
+                f"{where}: payload_kind must be one of {', '.join(PAYLOAD_KINDS)}, got {kind!r}"
+            )
     for key in ("connections", "inflight", "workers"):
         for value in _as_list(entry.get(key, 1)):
             check_positive(f"{where}: {key}", value)
@@ -251,7 +256,8 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
     )
     for size in _as_list(entry.get("payload_bytes", 32)):
         check_positive(f"{where}: payload_bytes", size)
-        check_payload(size)
+        for kind in _as_list(entry.get("payload_kind", "text")):
+            check_payload(size, kind)
     for workers in _as_list(entry.get("server_workers", 1)):
         check_server_workers(
             f"{where}: server_workers", workers, mode, entry.get("transport", "websocket")

@@ -116,7 +116,8 @@ def test_zero_negative_and_non_numeric_values_are_refused_in_one_line(
         (["run", "--scenario", ""], "unknown scenario ''"),  # was the ad-hoc default matrix
         (["run", "--target", "", "--protocol", "raw"], "is not a ws:// or http:// URL"),  # same
         (["run", "--mode", "sideways"], "invalid choice"),
-        (["run", "--payload-kind", "json"], "invalid choice"),
+        (["run", "--payload-kind", "yaml"], "invalid choice"),
+        (["run", "--payload-kind", "json"], "a JSON object with the header needs 52"),
         (["overhead", "--server", "nginx"], "invalid choice"),
         (["run", "--mode", "closed", "--rate", "100"], "--rate applies to --mode open"),
         (["run", "--mode", "connect", "--rate", "100"], "--rate applies to --mode open"),

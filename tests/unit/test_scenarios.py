@@ -139,7 +139,7 @@ def test_product_expansion() -> None:
         ),
         (
             ('mode = "closed"', 'mode = "fanout"\nrate_msgs_s = 9\npayload_kind = "binary"'),
-            r"publishes text over WebSocket from one worker \(no binary\)",
+            r"publishes text over WebSocket from one worker \(no binary or json payloads\)",
         ),
         (('mode = "closed"', 'mode = "connect"\ntransport = "polling-upgrade"'), "Socket.IO"),
         (("duration_s = 1", 'duration_s = 1\ntransport = "polling-upgrade"'), "connect mode"),

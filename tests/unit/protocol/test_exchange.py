@@ -8,6 +8,7 @@ import pytest
 from bench.protocol import socketio as sio
 from bench.protocol.exchange import (
     HEADER_BYTES,
+    MIN_JSON_PAYLOAD_BYTES,
     Exchange,
     FrameBuilder,
     parse_header,
@@ -22,11 +23,19 @@ SHAPES = [
     ("socketio", "text", True),
     ("socketio", "binary", False),
     ("socketio", "binary", True),
+    ("raw", "json", False),
+    ("socketio", "json", False),
+    ("socketio", "json", True),
+]
+# Each shape at its smallest payload, one byte more and a large one.
+CASES = [
+    (protocol, kind, ack, size)
+    for protocol, kind, ack in SHAPES
+    for size in ([MIN_JSON_PAYLOAD_BYTES, 53, 1000] if kind == "json" else [24, 32, 1000])
 ]
 
 
-@pytest.mark.parametrize(("protocol", "kind", "ack"), SHAPES)
-@pytest.mark.parametrize("size", [24, 32, 1000])
+@pytest.mark.parametrize(("protocol", "kind", "ack", "size"), CASES)
 def test_fast_builder_equals_reference(protocol: str, kind: str, ack: bool, size: int) -> None:
     exchange = Exchange(protocol, kind, size, ack=ack)  # type: ignore[arg-type]
     builder = FrameBuilder(exchange)
@@ -34,8 +43,7 @@ def test_fast_builder_equals_reference(protocol: str, kind: str, ack: bool, size
         assert builder.frames(seq, t_ns) == exchange.frames(seq, t_ns)
 
 
-@pytest.mark.parametrize(("protocol", "kind", "ack"), SHAPES)
-@pytest.mark.parametrize("size", [24, 32, 1000])
+@pytest.mark.parametrize(("protocol", "kind", "ack", "size"), CASES)
 def test_reply_is_its_head_then_the_exchange_s_constant_tail(
     protocol: str, kind: str, ack: bool, size: int
 ) -> None:
@@ -101,3 +109,42 @@ def test_raw_request_response_is_matched_by_the_id_every_message_carries() -> No
     assert plain.frames(41, 7) == acked.frames(41, 7)
     _, body, reply = acked.frames(41, 7)
     assert parse_header(reply) == (41, 7) and reply == body
+
+
+@pytest.mark.parametrize("size", [MIN_JSON_PAYLOAD_BYTES, 53, 200, 512, 4096, 65536])
+def test_json_payload_is_a_compact_chat_object_of_the_exact_size(size: int) -> None:
+    body = payload(7, 123_456_789, "json", size)
+    assert len(body) == size
+    assert parse_header(body) == (7, 123_456_789)
+    decoded = json.loads(body)
+    # Re-encoded as python-socketio and Node encode an echo, it is the same bytes.
+    assert json.dumps(decoded, separators=(",", ":")).encode() == body
+    assert decoded["id"] == body[7 : 7 + HEADER_BYTES].decode()
+    for message in decoded["msgs"]:
+        assert set(message) == {"user", "room", "text", "ts", "likes"}
+    if size >= 512:
+        # Mostly messages, not padding: compression has real text to work on.
+        assert len(decoded["pad"]) < 200 and len(decoded["msgs"]) >= 2
+
+
+def test_json_payload_is_the_same_object_for_every_message_but_its_id() -> None:
+    first, second = payload(1, 10, "json", 700), payload(2, 20, "json", 700)
+    assert json.loads(first)["msgs"] == json.loads(second)["msgs"]
+    assert first != second
+
+
+def test_socketio_json_travels_as_the_object_not_a_string() -> None:
+    exchange = Exchange("socketio", "json", 300)
+    _, sent, expected = exchange.frames(3, 4)
+    body = payload(3, 4, "json", 300)
+    assert sent.decode() == sio.encode_packet(
+        sio.SocketIOPacket(2, data=["echo", json.loads(body)])
+    )
+    assert expected == sent
+    _, sent, reply = Exchange("socketio", "json", 300, ack=True).frames(3, 4)
+    assert sent.startswith(b"423[") and reply == b"433[" + body + b"]"
+
+
+def test_rejects_a_json_payload_below_the_smallest_object() -> None:
+    with pytest.raises(ValueError, match="JSON object"):
+        Exchange("raw", "json", MIN_JSON_PAYLOAD_BYTES - 1)
