@@ -1,16 +1,26 @@
 """Plain WebSocket echo and fan-out server on aiohttp's WebSocketResponse, with the fairness
-contract."""
+contract (or, in the shipped tier, WebSocketResponse's defaults)."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import WSMessage, WSMsgType, web
 
 from servers.broker import Broker
-from servers.common import FAIRNESS, burn_handicap, run_server, scale_out, worker_announcement
+from servers.common import (
+    FAIRNESS,
+    Tier,
+    burn_handicap,
+    run_server,
+    scale_out,
+    tier,
+    tls_context,
+    worker_announcement,
+)
 
 # --- Settings from the fairness contract -----------------------------------------------------
 
@@ -20,6 +30,19 @@ COMPRESS = FAIRNESS.compression != "off"
 HEARTBEAT_S = FAIRNESS.websocket_ping_interval_s
 # aiohttp's default is 4 MiB; the contract's limit is the same on every server.
 MAX_MESSAGE_BYTES = FAIRNESS.max_message_bytes
+
+# --- Settings by tier ------------------------------------------------------------------------
+
+# shipped: none of them is passed, so WebSocketResponse's defaults decide (permessage-deflate
+# accepted, no pings, 4 MiB messages; servers/shipped.py reads them).
+SETTINGS: dict[Tier, dict[str, Any]] = {
+    "equalised": {
+        "compress": COMPRESS,
+        "heartbeat": HEARTBEAT_S,
+        "max_msg_size": MAX_MESSAGE_BYTES,
+    },
+    "shipped": {},
+}
 # Not part of the contract: the longest a stop waits for handlers that are still running
 # (aiohttp's default is 60 s).
 SHUTDOWN_TIMEOUT_S = 2.0
@@ -34,12 +57,12 @@ RECEIVERS = web.AppKey("receivers", set[web.WebSocketResponse])
 # Scale-out: the text sent first on both fan-out paths (--worker-id), the broker (--broker-url).
 ANNOUNCEMENT: web.AppKey[str | None] = web.AppKey("announcement")
 BROKER: web.AppKey[Broker | None] = web.AppKey("broker")
+# The tier's WebSocketResponse arguments, picked once at start.
+WEBSOCKET_SETTINGS: web.AppKey[dict[str, Any]] = web.AppKey("websocket_settings")
 
 
 async def open_websocket(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(
-        compress=COMPRESS, heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES
-    )
+    ws = web.WebSocketResponse(**request.app[WEBSOCKET_SETTINGS])
     await ws.prepare(request)
     return ws
 
@@ -136,6 +159,7 @@ async def start(host: str, port: int) -> RunningAiohttp:
     settings = scale_out()
     url, worker_id = settings.broker_url, settings.worker_id
     app = web.Application()
+    app[WEBSOCKET_SETTINGS] = SETTINGS[tier()]
     app[OPEN_WEBSOCKETS] = set[web.WebSocketResponse]()
     app[RECEIVERS] = set[web.WebSocketResponse]()
     # Subscribed before listening: a receiver that connects after READY misses nothing.
@@ -150,9 +174,12 @@ async def start(host: str, port: int) -> RunningAiohttp:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     try:
         await runner.setup()
+        # What the harness needs in both tiers: the address, port sharing, the contract's accept
+        # queue and TLS (ssl_context=None: plain TCP, TCPSite's default).
         await web.TCPSite(
-            runner, host, port, reuse_port=settings.reuse_port, backlog=FAIRNESS.listen_backlog
-        ).start()
+            runner, host, port, reuse_port=settings.reuse_port, backlog=FAIRNESS.listen_backlog,
+            ssl_context=tls_context(),
+        ).start()  # fmt: skip
     except BaseException:
         await runner.cleanup()
         if broker is not None:
@@ -169,6 +196,7 @@ def main() -> int:
         start,
         "Plain WebSocket echo and fan-out server (aiohttp WebSocketResponse).",
         scales_out=True,
+        tiers=True,
     )
 
 

@@ -1,9 +1,10 @@
 """What every server under test shares: the fairness contract, the command line and the life cycle.
 
-Each server module only says how its library starts listening with the contract's settings; this
-module parses ``--host/--port/--loop`` (and the scale-out options: several processes on one port,
-a Redis broker between them), prints ``READY <port>`` once listening and stops cleanly on SIGTERM
-or SIGINT. Keeping that here is what lets the four servers read alike side by side.
+Each server module only says how its library starts listening with the contract's settings (or,
+in the shipped tier, with its library's defaults); this module parses ``--host/--port/--loop``
+(the tier, TLS, and the scale-out options: several processes on one port, a Redis broker between
+them), prints ``READY <port>`` once listening and stops cleanly on SIGTERM or SIGINT. Keeping that
+here is what lets the servers read alike side by side.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import platform
 import resource
 import signal
 import socket
+import ssl
 import sys
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, cast
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast
 from urllib.parse import urlsplit
 
 # --- The fairness contract -------------------------------------------------------------------
@@ -93,6 +96,68 @@ FAIRNESS = FairnessContract()
 LOOPS = ("asyncio", "uvloop")
 
 
+# --- Tiers -----------------------------------------------------------------------------------
+# equalised: the fairness contract above, on every server (the default). shipped: each library's
+# defaults as the installed version ships them (compression, keepalive pings, Socket.IO
+# transports, message size limits, async handlers), by not passing those settings at all; what
+# they are is recorded in servers/shipped.py. A server still passes, in both tiers, what the
+# harness needs of it: the address and port, the scale-out options, the listen backlog, TLS, its
+# handlers, and what its clean stop takes.
+Tier = Literal["equalised", "shipped"]
+TIERS: tuple[Tier, ...] = ("equalised", "shipped")
+_tier: Tier = "equalised"
+
+
+def set_tier(tier: Tier) -> None:
+    global _tier
+    _tier = tier
+
+
+def tier() -> Tier:
+    """The tier of this process (``--tier``), as the server modules read it at start."""
+    return _tier
+
+
+# --- TLS -------------------------------------------------------------------------------------
+# With --tls-cert and --tls-key every server serves wss:// (and https:// for Engine.IO's
+# long-polling) with one kind of context: ssl.SSLContext(PROTOCOL_TLS_SERVER) and the chain
+# loaded, nothing else set, so that Python's defaults (TLS 1.2 and 1.3) decide the rest.
+_tls_context: ssl.SSLContext | None = None
+
+
+class TlsFilesUnusable(Exception):
+    """The certificate chain or key cannot be read, or are not a chain and its key."""
+
+
+def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """The server's context for ``cert`` (PEM chain, leaf first) and ``key``. Raises
+    TlsFilesUnusable with a one-line reason."""
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise TlsFilesUnusable(f"{flag}: cannot read {path}: {exc.strerror}") from exc
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise TlsFilesUnusable(
+            f"--tls-cert/--tls-key: {cert} and {key} are not a PEM certificate chain and its "
+            f"key ({exc.reason or exc})"
+        ) from exc
+    return context
+
+
+def set_tls_context(context: ssl.SSLContext | None) -> None:
+    global _tls_context
+    _tls_context = context
+
+
+def tls_context() -> ssl.SSLContext | None:
+    """The TLS context to serve with (``--tls-cert``/``--tls-key``), or None: plain TCP."""
+    return _tls_context
+
+
 # --- Life cycle ------------------------------------------------------------------------------
 
 
@@ -106,8 +171,9 @@ class RunningServer(Protocol):
 
 
 StartServer = Callable[[str, int], Awaitable[RunningServer]]
-# Socket.IO servers also take the Engine.IO transports to allow.
-StartSocketioServer = Callable[[str, int, tuple[str, ...]], Awaitable[RunningServer]]
+# Socket.IO servers also take the Engine.IO transports to allow (None: the library's default,
+# which only the shipped tier leaves to it).
+StartSocketioServer = Callable[[str, int, tuple[str, ...] | None], Awaitable[RunningServer]]
 ENGINEIO_TRANSPORTS = ("websocket", "polling")
 
 
@@ -218,10 +284,26 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
     parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one")
     parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="event loop")
     parser.add_argument(
+        "--tier",
+        choices=TIERS,
+        default="equalised",
+        help="whose settings: the fairness contract's (equalised) or the library's defaults as "
+        "installed (shipped: its compression, pings, transports and limits) (default: equalised)",
+    )
+    parser.add_argument(
         "--transports",
-        default=",".join(FAIRNESS.socketio_transports),
         help="Socket.IO servers: Engine.IO transports to allow, comma list of websocket, "
-        "polling (default: websocket)",
+        "polling (default: websocket; in the shipped tier the library's, polling,websocket)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="FILE",
+        help="serve wss:// (and https://) with this PEM certificate chain, leaf first; with "
+        "--tls-key (default: none, plain ws://)",
+    )
+    parser.add_argument(
+        "--tls-key", type=Path, metavar="FILE", help="the PEM private key of --tls-cert"
     )
     parser.add_argument(
         "--handicap-us",
@@ -267,10 +349,16 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
         parser.error(f"--handicap-loops: a whole number from 0 to {MAX_HANDICAP_LOOPS:,}")
     if not 0 <= args.handicap_us <= MAX_HANDICAP_US:
         parser.error(f"--handicap-us: a number of microseconds from 0 to {MAX_HANDICAP_US:g}")
-    transports = tuple(t for t in args.transports.split(",") if t)
-    if not transports or any(t not in ENGINEIO_TRANSPORTS for t in transports):
-        parser.error(f"--transports: comma list of {', '.join(ENGINEIO_TRANSPORTS)}")
-    args.transports = transports
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key: give both or neither")
+    if args.transports is None:
+        # The shipped tier leaves the transports to the library (None) unless they are named.
+        args.transports = FAIRNESS.socketio_transports if args.tier == "equalised" else None
+    else:
+        transports = tuple(t for t in args.transports.split(",") if t)
+        if not transports or any(t not in ENGINEIO_TRANSPORTS for t in transports):
+            parser.error(f"--transports: comma list of {', '.join(ENGINEIO_TRANSPORTS)}")
+        args.transports = transports
     return args
 
 
@@ -385,17 +473,29 @@ def run_server(
     argv: Sequence[str] | None = None,
     socketio: bool = False,
     scales_out: bool = False,
+    tiers: bool = False,
 ) -> int:
     """Entry point shared by every server module: parse argv, serve until SIGTERM/SIGINT.
     ``socketio`` servers' ``start`` also gets the ``--transports`` to allow; raw WebSocket
     servers have no other transport and refuse anything else. Servers that read ``scale_out()``
-    at start say ``scales_out``; the others refuse the scale-out options."""
+    at start say ``scales_out``, and those that read ``tier()`` and ``tls_context()`` say
+    ``tiers``; the others refuse those options."""
     args = parse_args(description, argv)
     settings = ScaleOut(args.reuse_port, args.worker_id, args.broker_url)
     if not scales_out and settings != ScaleOut():
         print("error: this server takes none of the scale-out options", file=sys.stderr)
         return 2
+    if not tiers and (args.tier != "equalised" or args.tls_cert is not None):
+        print("error: this server has no tier but the contract's, and no TLS", file=sys.stderr)
+        return 2
+    try:
+        context = None if args.tls_cert is None else server_tls_context(args.tls_cert, args.tls_key)
+    except TlsFilesUnusable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     set_scale_out(settings)
+    set_tier(args.tier)
+    set_tls_context(context)
     set_handicap(args.handicap_us, args.handicap_loops)
     settle_malloc()
     if socketio:
@@ -404,7 +504,7 @@ def run_server(
         def start(host: str, port: int) -> Awaitable[RunningServer]:
             return start_socketio(host, port, args.transports)
 
-    elif args.transports != ("websocket",):
+    elif args.transports not in (None, ("websocket",)):
         print("error: --transports: a raw WebSocket server has only 'websocket'", file=sys.stderr)
         return 2
     # Connections are files: allow as many as the hard limit permits (the harness checks

@@ -1,4 +1,5 @@
-"""Socket.IO echo server (python-socketio) hosted by aiohttp, with the fairness contract."""
+"""Socket.IO echo server (python-socketio) hosted by aiohttp, with the fairness contract (or, in
+the shipped tier, python-socketio's and aiohttp's defaults)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from dataclasses import dataclass
 
 import socketio
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
-from servers.common import FAIRNESS, run_server, scale_out
+from servers.common import FAIRNESS, Tier, run_server, scale_out, tier, tls_context
 from servers.socketio_common import (
     create_socketio_server,
     start_socketio_broker,
@@ -18,7 +19,7 @@ from servers.socketio_common import (
 # --- Settings from the fairness contract -----------------------------------------------------
 
 # The Socket.IO settings (transports, heartbeat, message size, handlers) live in
-# servers/socketio_common.py, shared with the ASGI host.
+# servers/socketio_common.py, shared with the ASGI host; compression is refused below.
 ASYNC_MODE = "aiohttp"
 # Not part of the contract: the longest a stop waits for handlers that are still running (a
 # client that ignores Engine.IO's close packet keeps its handler alive; aiohttp's default is 60 s).
@@ -46,6 +47,15 @@ async def refuse_compression(request: web.Request, handler: Handler) -> web.Stre
 
 # The echo handler itself is servers.socketio_common.create_socketio_server's ``echo``.
 
+# --- Settings by tier ------------------------------------------------------------------------
+
+# shipped: no middleware, so aiohttp accepts permessage-deflate whenever a client offers it, as
+# engineio's driver ships (servers/shipped.py).
+MIDDLEWARES: dict[Tier, tuple[Middleware, ...]] = {
+    "equalised": (refuse_compression,),
+    "shipped": (),
+}
+
 
 # --- Start -----------------------------------------------------------------------------------
 
@@ -62,21 +72,26 @@ class RunningSocketioAiohttp:
 
 
 async def start(
-    host: str, port: int, transports: tuple[str, ...] = FAIRNESS.socketio_transports
+    host: str, port: int, transports: tuple[str, ...] | None = FAIRNESS.socketio_transports
 ) -> RunningSocketioAiohttp:
     settings = scale_out()
-    sio = create_socketio_server(ASYNC_MODE, transports, settings.worker_id, settings.broker_url)
+    sio = create_socketio_server(
+        ASYNC_MODE, transports, settings.worker_id, settings.broker_url, tier()
+    )
     # Subscribed before listening: a client that connects after READY misses nothing.
     await start_socketio_broker(sio)
-    app = web.Application(middlewares=[refuse_compression])
+    app = web.Application(middlewares=MIDDLEWARES[tier()])
     sio.attach(app)  # routes /socket.io/
     # access_log=None: no line per request (stdout carries only READY).
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     try:
         await runner.setup()
+        # What the harness needs in both tiers: the address, port sharing, the contract's accept
+        # queue and TLS (ssl_context=None: plain TCP, TCPSite's default).
         await web.TCPSite(
-            runner, host, port, reuse_port=settings.reuse_port, backlog=FAIRNESS.listen_backlog
-        ).start()
+            runner, host, port, reuse_port=settings.reuse_port, backlog=FAIRNESS.listen_backlog,
+            ssl_context=tls_context(),
+        ).start()  # fmt: skip
     except BaseException:
         await stop_socketio_server(sio)
         await runner.cleanup()
@@ -89,7 +104,11 @@ async def start(
 
 def main() -> int:
     return run_server(
-        start, "Socket.IO echo server (python-socketio on aiohttp).", socketio=True, scales_out=True
+        start,
+        "Socket.IO echo server (python-socketio on aiohttp).",
+        socketio=True,
+        scales_out=True,
+        tiers=True,
     )
 
 

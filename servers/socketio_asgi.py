@@ -1,15 +1,27 @@
-"""Socket.IO echo server (python-socketio) on uvicorn (ASGI), with the fairness contract."""
+"""Socket.IO echo server (python-socketio) on uvicorn (ASGI), with the fairness contract (or, in
+the shipped tier, python-socketio's and uvicorn's defaults)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import socketio
 import uvicorn
 
-from servers.common import FAIRNESS, listening_socket, run_server, scale_out
+from servers.common import (
+    FAIRNESS,
+    Tier,
+    listening_socket,
+    run_server,
+    scale_out,
+    tier,
+    tls_context,
+)
 from servers.socketio_common import (
     create_socketio_server,
     start_socketio_broker,
@@ -31,6 +43,20 @@ MAX_MESSAGE_BYTES = FAIRNESS.max_message_bytes
 # (uvicorn's default is to wait for ever).
 SHUTDOWN_TIMEOUT_S = 2
 
+# --- Settings by tier ------------------------------------------------------------------------
+
+# shipped: none of them is passed, so uvicorn's defaults decide (permessage-deflate accepted,
+# WebSocket pings every 20 s answered within 20 s, 16 MiB frames, under python-engineio's own
+# 1,000,000-byte limit; servers/shipped.py reads them).
+SETTINGS: dict[Tier, dict[str, Any]] = {
+    "equalised": {
+        "ws_per_message_deflate": PER_MESSAGE_DEFLATE,
+        "ws_ping_interval": PING_INTERVAL_S,
+        "ws_max_size": MAX_MESSAGE_BYTES,
+    },
+    "shipped": {},
+}
+
 
 # --- Handler ---------------------------------------------------------------------------------
 
@@ -38,6 +64,20 @@ SHUTDOWN_TIMEOUT_S = 2
 
 
 # --- Start -----------------------------------------------------------------------------------
+
+
+def tls_settings(context: ssl.SSLContext | None) -> dict[str, Any]:
+    """uvicorn's arguments for serving with ``context`` (None: none, plain TCP). uvicorn makes
+    its own context from file names; its factory hook hands it common's instead, the one every
+    Python server serves with."""
+    if context is None:
+        return {}
+    chosen = context
+
+    def factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        return chosen
+
+    return {"ssl_context_factory": factory}
 
 
 @dataclass(frozen=True)
@@ -56,21 +96,25 @@ class RunningSocketioAsgi:
 
 
 async def start(
-    host: str, port: int, transports: tuple[str, ...] = FAIRNESS.socketio_transports
+    host: str, port: int, transports: tuple[str, ...] | None = FAIRNESS.socketio_transports
 ) -> RunningSocketioAsgi:
     settings = scale_out()
-    sio = create_socketio_server(ASYNC_MODE, transports, settings.worker_id, settings.broker_url)
+    sio = create_socketio_server(
+        ASYNC_MODE, transports, settings.worker_id, settings.broker_url, tier()
+    )
     # Subscribed before listening: a client that connects after READY misses nothing.
     await start_socketio_broker(sio)
     config = uvicorn.Config(
         socketio.ASGIApp(sio),  # routes /socket.io/
         # websockets' Sans-I/O protocol is the core the websockets server runs on, so this arm
         # differs from that one by uvicorn and ASGI, not by WebSocket code; httptools parses HTTP.
+        # Named in both tiers: they are which server this is (and what uvicorn 0.55's "auto"
+        # picks here anyway).
         ws="websockets-sansio",
         http="httptools",
-        ws_per_message_deflate=PER_MESSAGE_DEFLATE,
-        ws_ping_interval=PING_INTERVAL_S,
-        ws_max_size=MAX_MESSAGE_BYTES,
+        **SETTINGS[tier()],
+        **tls_settings(tls_context()),
+        # What the harness needs in both tiers: a bounded clean stop, nothing on stdout.
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S,
         lifespan="off",
         log_level="warning",
@@ -107,6 +151,7 @@ def main() -> int:
         start,
         socketio=True,
         scales_out=True,
+        tiers=True,
         description="Socket.IO echo server (python-socketio ASGI app under uvicorn).",
     )
 

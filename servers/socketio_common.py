@@ -1,4 +1,4 @@
-"""The Socket.IO server both Socket.IO hosts share: the contract's settings and the echo handler.
+"""The Socket.IO server both Socket.IO hosts share: the tier's settings and the echo handler.
 
 ``socketio_aiohttp`` and ``socketio_asgi`` differ only in how this server is hosted.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import socketio
 
 from servers import broker
-from servers.common import FAIRNESS, SOCKETIO_BROKER_CHANNEL, burn_handicap
+from servers.common import FAIRNESS, SOCKETIO_BROKER_CHANNEL, Tier, burn_handicap
 
 # Not part of the contract: the longest a stop waits for clients to be sent Engine.IO's close.
 DISCONNECT_TIMEOUT_S = 1.0
@@ -51,14 +51,41 @@ class _AckAwareServer(socketio.AsyncServer):  # type: ignore[misc]
 # --- Server ----------------------------------------------------------------------------------
 
 
+def tier_settings(tier: Tier, transports: tuple[str, ...] | None) -> dict[str, Any]:
+    """The AsyncServer arguments that the tier decides. ``transports`` None: the tier's own
+    (equalised: the contract's; shipped: python-engineio's default, polling then websocket)."""
+    if tier == "shipped":
+        # None of the contract's settings is passed, so python-socketio's and python-engineio's
+        # defaults decide (pings every 25 s answered within 20 s, 1,000,000-byte messages, every
+        # transport and the upgrade offered, a task per event; servers/shipped.py reads them),
+        # but the transports when --transports names them.
+        return {} if transports is None else {"transports": list(transports)}
+    transports = FAIRNESS.socketio_transports if transports is None else transports
+    return {
+        # The contract's WebSocket only (no long-polling handshake and upgrade before the first
+        # message), unless the polling or connection scenarios ask for polling.
+        "transports": list(transports),
+        # engineio offers the upgrade to WebSocket even when that transport is not allowed.
+        "allow_upgrades": "websocket" in transports,
+        # Engine.IO's heartbeat cannot be turned off; it is pushed out beyond any run.
+        "ping_interval": FAIRNESS.engineio_ping_interval_s,
+        "ping_timeout": FAIRNESS.engineio_ping_timeout_s,
+        # Enforced on WebSocket messages too; the same limit as the raw servers.
+        "max_http_buffer_size": FAIRNESS.max_message_bytes,
+        "async_handlers": FAIRNESS.socketio_async_handlers,
+    }
+
+
 def create_socketio_server(
     async_mode: str,
-    transports: tuple[str, ...] = FAIRNESS.socketio_transports,
+    transports: tuple[str, ...] | None = FAIRNESS.socketio_transports,
     worker_id: int | None = None,
     broker_url: str | None = None,
+    tier: Tier = "equalised",
 ) -> socketio.AsyncServer:
-    """A Socket.IO server with the contract's settings that echoes ``FAIRNESS.socketio_event``
-    and broadcasts ``FAIRNESS.socketio_publish_event`` to the fan-out room.
+    """A Socket.IO server with the tier's settings (``tier_settings``) that echoes
+    ``FAIRNESS.socketio_event`` and broadcasts ``FAIRNESS.socketio_publish_event`` to the
+    fan-out room.
 
     Each echoed message gets exactly one reply: the acknowledgement when the client asked for
     one, otherwise an ``echo`` event emitted back to the sender only. With ``worker_id``, the
@@ -69,18 +96,9 @@ def create_socketio_server(
     sio = _AckAwareServer(
         client_manager=None if broker_url is None else _redis_manager(broker_url),
         async_mode=async_mode,
-        # The contract's WebSocket only (no long-polling handshake and upgrade before the first
-        # message), unless the polling or connection scenarios ask for polling.
-        transports=list(transports),
-        # engineio offers the upgrade to WebSocket even when that transport is not allowed.
-        allow_upgrades="websocket" in transports,
-        # Engine.IO's heartbeat cannot be turned off; it is pushed out beyond any run.
-        ping_interval=FAIRNESS.engineio_ping_interval_s,
-        ping_timeout=FAIRNESS.engineio_ping_timeout_s,
-        # Enforced on WebSocket messages too; the same limit as the raw servers.
-        max_http_buffer_size=FAIRNESS.max_message_bytes,
-        async_handlers=FAIRNESS.socketio_async_handlers,
-        # Logging is off: even filtered log calls format their arguments per packet.
+        **tier_settings(tier, transports),
+        # Logging is off in both tiers (python-socketio's default too): even filtered log calls
+        # format their arguments per packet, and stdout carries only READY.
         logger=False,
         engineio_logger=False,
     )

@@ -1,17 +1,27 @@
 """Plain WebSocket echo and fan-out server on websockets' asyncio implementation, with the
-fairness contract."""
+fairness contract (or, in the shipped tier, serve()'s defaults)."""
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosedError
 
 from servers.broker import Broker
-from servers.common import FAIRNESS, burn_handicap, run_server, scale_out, worker_announcement
+from servers.common import (
+    FAIRNESS,
+    Tier,
+    burn_handicap,
+    run_server,
+    scale_out,
+    tier,
+    tls_context,
+    worker_announcement,
+)
 
 # --- Settings from the fairness contract -----------------------------------------------------
 
@@ -21,6 +31,19 @@ COMPRESSION = None if FAIRNESS.compression == "off" else "deflate"
 PING_INTERVAL_S = FAIRNESS.websocket_ping_interval_s
 # Larger messages are refused with close code 1009, like on every other server.
 MAX_MESSAGE_BYTES = FAIRNESS.max_message_bytes
+
+# --- Settings by tier ------------------------------------------------------------------------
+
+# shipped: none of them is passed, so serve()'s defaults decide (permessage-deflate accepted,
+# a ping every 20 s answered within 20 s, 1 MiB messages; servers/shipped.py reads them).
+SETTINGS: dict[Tier, dict[str, Any]] = {
+    "equalised": {
+        "compression": COMPRESSION,
+        "ping_interval": PING_INTERVAL_S,
+        "max_size": MAX_MESSAGE_BYTES,
+    },
+    "shipped": {},
+}
 
 
 # --- Handlers --------------------------------------------------------------------------------
@@ -114,15 +137,16 @@ async def start(host: str, port: int) -> RunningWebsockets:
     broker = None if url is None else await Broker.start(url, deliver)
     announcement = None if worker_id is None else worker_announcement(worker_id).decode()
     try:
+        # What the harness needs in both tiers: the address, port sharing, the contract's accept
+        # queue and TLS (ssl=None: plain TCP, create_server's default).
         server = await serve(
             functools.partial(route, announcement=announcement, broker=broker),
             host,
             port,
-            compression=COMPRESSION,
-            ping_interval=PING_INTERVAL_S,
-            max_size=MAX_MESSAGE_BYTES,
+            **SETTINGS[tier()],
             reuse_port=settings.reuse_port,
             backlog=FAIRNESS.listen_backlog,
+            ssl=tls_context(),
         )
     except BaseException:
         if broker is not None:
@@ -139,6 +163,7 @@ def main() -> int:
         start,
         "Plain WebSocket echo and fan-out server (websockets, asyncio implementation).",
         scales_out=True,
+        tiers=True,
     )
 
 

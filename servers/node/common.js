@@ -2,12 +2,14 @@
 // What both Node.js servers share: the fairness contract, the command line and the life cycle.
 //
 // The Node counterpart of servers/common.py, so that the Node and Python servers read alike:
-// each server only says how its library serves on an HTTP server; this module parses
-// --host/--port (and the scale-out options: several processes on one port, a Redis broker
-// between them), prints "READY <port>" once listening and stops cleanly on SIGTERM or SIGINT.
+// each server only says how its library serves on an HTTP server, with the contract's settings
+// (or, in the shipped tier, its library's defaults); this module parses --host/--port (the
+// tier, TLS, and the scale-out options: several processes on one port, a Redis broker between
+// them), prints "READY <port>" once listening and stops cleanly on SIGTERM or SIGINT.
 
 const fs = require("node:fs");
 const http = require("node:http");
+const https = require("node:https");
 const util = require("node:util");
 
 // --- The fairness contract --------------------------------------------------------------------
@@ -36,6 +38,14 @@ const FAIRNESS = Object.freeze({
 });
 
 const ENGINEIO_TRANSPORTS = ["websocket", "polling"];
+
+// --- Tiers ------------------------------------------------------------------------------------
+// As servers/common.py: equalised is the contract above (the default); shipped leaves
+// compression, pings, transports and limits to the library's defaults by not passing them
+// (servers/shipped.py records what they are). What the harness needs of a server is passed in
+// both: the address and port, the scale-out options, the listen backlog, TLS, the handlers and
+// what the clean stop takes.
+const TIERS = ["equalised", "shipped"];
 // Node has one event loop; the flag exists so that a harness can pass --loop as it does to the
 // Python servers (their asyncio or uvloop).
 const LOOPS = ["libuv"];
@@ -115,7 +125,8 @@ function listenTakesReusePort() {
 
 const USAGE =
   `usage: node ${process.argv[1]} [-h] [--host HOST] [--port PORT] [--loop libuv] ` +
-  "[--transports LIST] [--handicap-us N] [--reuse-port] [--listen-fd N] [--worker-id K] " +
+  "[--tier {equalised,shipped}] [--transports LIST] [--tls-cert FILE] [--tls-key FILE] " +
+  "[--handicap-us N] [--reuse-port] [--listen-fd N] [--worker-id K] " +
   "[--broker-url redis://HOST:PORT/DB]";
 
 // The options' help, in servers/common.py's words where the option is the same.
@@ -124,8 +135,16 @@ const OPTIONS_HELP = `options:
   --host HOST           address to bind (default 127.0.0.1)
   --port PORT           port; 0 picks a free one
   --loop libuv          event loop (Node has one; the flag exists for the harness)
+  --tier {equalised,shipped}
+                        whose settings: the fairness contract's (equalised) or the library's
+                        defaults as installed (shipped: its compression, pings, transports and
+                        limits) (default: equalised)
   --transports LIST     Socket.IO server: Engine.IO transports to allow, comma list of
-                        websocket, polling (default: websocket)
+                        websocket, polling (default: websocket; in the shipped tier the
+                        library's, polling,websocket)
+  --tls-cert FILE       serve wss:// (and https://) with this PEM certificate chain, leaf first;
+                        with --tls-key (default: none, plain ws://)
+  --tls-key FILE        the PEM private key of --tls-cert
   --handicap-us N       burn this many microseconds of CPU per echoed message (off by default;
                         for testing regression gates, never for measuring)
   --reuse-port          bind with SO_REUSEPORT, so that several server processes listen on one
@@ -150,7 +169,8 @@ function usageError(message) {
 }
 
 const VALUED = {
-  "--host": "host", "--port": "port", "--loop": "loop", "--transports": "transports",
+  "--host": "host", "--port": "port", "--loop": "loop", "--tier": "tier",
+  "--transports": "transports", "--tls-cert": "tlsCert", "--tls-key": "tlsKey",
   "--handicap-us": "handicapUs", "--listen-fd": "listenFd", "--worker-id": "workerId",
   "--broker-url": "brokerUrl",
 };
@@ -168,8 +188,9 @@ function integerIn(text, low, high) {
  * messages: a bad one is the usage, one error line and exit 2. */
 function parseArgs(argv, description) {
   const args = {
-    host: "127.0.0.1", port: "0", loop: "libuv", transports: "websocket", handicapUs: "0",
-    reusePort: false, listenFd: null, workerId: null, brokerUrl: null,
+    host: "127.0.0.1", port: "0", loop: "libuv", tier: "equalised", transports: null,
+    tlsCert: null, tlsKey: null, handicapUs: "0", reusePort: false, listenFd: null,
+    workerId: null, brokerUrl: null,
   };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "-h" || argv[i] === "--help") {
@@ -188,13 +209,23 @@ function parseArgs(argv, description) {
   args.port = integerIn(args.port, 0, 65535);
   if (args.port === null) usageError("--port: a number from 0 to 65535");
   if (!LOOPS.includes(args.loop)) usageError(`--loop: Node has only ${LOOPS}`);
+  if (!TIERS.includes(args.tier)) usageError(`--tier: one of ${TIERS.join(", ")}`);
+  if ((args.tlsCert === null) !== (args.tlsKey === null)) {
+    usageError("--tls-cert and --tls-key: give both or neither");
+  }
   args.handicapUs = Number(args.handicapUs);
   if (!(args.handicapUs >= 0 && args.handicapUs <= MAX_HANDICAP_US)) {
     usageError(`--handicap-us: a number of microseconds from 0 to ${MAX_HANDICAP_US}`);
   }
-  args.transports = args.transports.split(",").filter(Boolean);
-  if (!args.transports.length || args.transports.some((t) => !ENGINEIO_TRANSPORTS.includes(t))) {
-    usageError(`--transports: comma list of ${ENGINEIO_TRANSPORTS.join(", ")}`);
+  if (args.transports === null) {
+    // The shipped tier leaves the transports to the library (null) unless they are named.
+    args.transports = args.tier === "equalised" ? [...FAIRNESS.socketioTransports] : null;
+  } else {
+    args.transports = args.transports.split(",").filter(Boolean);
+    if (!args.transports.length ||
+        args.transports.some((t) => !ENGINEIO_TRANSPORTS.includes(t))) {
+      usageError(`--transports: comma list of ${ENGINEIO_TRANSPORTS.join(", ")}`);
+    }
   }
   if (args.workerId !== null) {
     args.workerId = integerIn(args.workerId, 0, MAX_WORKER_ID);
@@ -262,6 +293,40 @@ function sampleLoopLag() {
   };
 }
 
+// --- TLS --------------------------------------------------------------------------------------
+// With --tls-cert and --tls-key the HTTP server is https.createServer({cert, key}), nothing else
+// set, so that Node's defaults (TLS 1.2 and 1.3) decide the rest, as Python's do on the Python
+// servers; ws and socket.io serve on it unchanged.
+
+/** The files' contents as https.createServer takes them; a file that cannot be read is one
+ * line, "error: --tls-cert: cannot read FILE: reason" (servers/common.py's words), and exit 2. */
+function readTlsFiles({ tlsCert, tlsKey }) {
+  const read = (flag, path) => {
+    try {
+      return fs.readFileSync(path);
+    } catch (error) {
+      const reason = util.getSystemErrorMap().get(error.errno)?.[1] ?? error.message;
+      process.stderr.write(`error: ${flag}: cannot read ${path}: ${reason}\n`);
+      process.exit(2);
+    }
+  };
+  return { cert: read("--tls-cert", tlsCert), key: read("--tls-key", tlsKey) };
+}
+
+/** The server the library attaches to: HTTPS with --tls-cert/--tls-key, else HTTP. Files that
+ * are not a PEM chain and its key are one line and exit 2. */
+function createHttpServer(args, onRequest) {
+  if (args.tlsCert === null) return http.createServer(onRequest);
+  const files = readTlsFiles(args);
+  try {
+    return https.createServer(files, onRequest);
+  } catch (error) {
+    process.stderr.write(`error: --tls-cert/--tls-key: ${args.tlsCert} and ${args.tlsKey} ` +
+      `are not a PEM certificate chain and its key (${error.message})\n`);
+    process.exit(2);
+  }
+}
+
 // --- Life cycle -------------------------------------------------------------------------------
 
 /** Where `httpServer.listen` listens: the inherited socket (--listen-fd) or --host/--port. */
@@ -279,7 +344,8 @@ function listenAt(httpServer, args, onListening) {
 /**
  * Entry point shared by both servers: parse argv, serve until SIGTERM/SIGINT, exit 0.
  *
- * `start(httpServer, args)` attaches the library to the (not yet listening) HTTP server, and
+ * `start(httpServer, args)` attaches the library to the (not yet listening) HTTP server (HTTPS
+ * with --tls-cert/--tls-key) with the settings of `args.tier`, and
  * with --broker-url connects to the broker and subscribes first (broker.js: it rejects with
  * BrokerUnreachable within 2 s); it returns, or resolves to, an async `close()` that closes
  * every open connection with 1001, then the broker's. Raw WebSocket servers (`socketio`
@@ -287,7 +353,7 @@ function listenAt(httpServer, args, onListening) {
  */
 function runServer({ description, socketio, start }) {
   const args = parseArgs(process.argv.slice(2), description);
-  if (!socketio && args.transports.join(",") !== "websocket") {
+  if (!socketio && args.transports !== null && args.transports.join(",") !== "websocket") {
     process.stderr.write("error: --transports: a raw WebSocket server has only 'websocket'\n");
     process.exit(2);
   }
@@ -295,7 +361,7 @@ function runServer({ description, socketio, start }) {
   // Node raises its soft open-file limit to the hard limit at start, as the Python servers do
   // by hand; glibc's malloc thresholds (settle_malloc) are left alone: V8 has its own heap.
   // Requests the library does not take (a plain GET) get an answer instead of hanging.
-  const httpServer = http.createServer((request, response) => {
+  const httpServer = createHttpServer(args, (request, response) => {
     response.writeHead(socketio ? 404 : 426).end();
   });
   httpServer.once("error", (error) => {

@@ -1,5 +1,6 @@
 "use strict";
-// Socket.IO echo and fan-out server on socket.io 4 ("node-socketio"), with the fairness contract.
+// Socket.IO echo and fan-out server on socket.io 4 ("node-socketio"), with the fairness contract
+// (or, in the shipped tier, socket.io's defaults).
 //
 // The Node counterpart of servers/socketio_common.py: the same events, the same replies (a test
 // compares them frame for frame with python-socketio's), the same limits.
@@ -31,12 +32,15 @@ class TrackingWebSocketServer extends WebSocketServer {
 // --- Origin -----------------------------------------------------------------------------------
 
 /** Same origin only, as python-engineio's default (cors_allowed_origins unset) that the Python
- * servers keep: a request with an Origin must come from this server's own http://host:port.
- * socket.io accepts every origin on WebSocket (its `cors` option covers only HTTP), so a page
- * on any site could otherwise open a session to a benchmark server on a developer's machine. */
-function sameOriginOnly(request, callback) {
-  const origin = request.headers.origin;
-  callback(null, !origin || origin === `http://${request.headers.host}`);
+ * servers keep: a request with an Origin must come from this server's own http://host:port
+ * (https:// under TLS). socket.io accepts every origin on WebSocket (its `cors` option covers
+ * only HTTP), so a page on any site could otherwise open a session to a benchmark server on a
+ * developer's machine: kept in both tiers, a safety of the harness, not a setting measured. */
+function sameOriginOnly(scheme) {
+  return (request, callback) => {
+    const origin = request.headers.origin;
+    callback(null, !origin || origin === `${scheme}://${request.headers.host}`);
+  };
 }
 
 // --- Server -----------------------------------------------------------------------------------
@@ -46,11 +50,20 @@ function splitAck(args) {
   return typeof args[args.length - 1] === "function" ? [args.slice(0, -1), args.at(-1)] : [args];
 }
 
-async function start(httpServer, { transports, workerId, brokerUrl }) {
-  // With a broker, socket.io's Redis adapter carries every broadcast to the other processes;
-  // connected before the Server exists, subscribed before listening (below).
-  const broker = brokerUrl === null ? null : await startSocketioBroker(brokerUrl);
-  const io = new Server(httpServer, {
+// --- Settings by tier -------------------------------------------------------------------------
+
+/** The Server options that the tier decides. `transports` null: the tier's own (equalised: the
+ * contract's; shipped: socket.io's default, polling then websocket). */
+function tierSettings(tier, transports) {
+  if (tier === "shipped") {
+    // None of the contract's settings is passed, so socket.io's and engine.io's defaults decide
+    // (pings every 25 s answered within 20 s, 1e6-byte messages, permessage-deflate off, gzip
+    // of polling responses, every transport and the upgrade offered, the client bundle served;
+    // servers/shipped.py records them), but the transports when --transports names them.
+    return transports === null ? {} : { transports };
+  }
+  transports ??= [...FAIRNESS.socketioTransports];
+  return {
     // The contract's WebSocket only (no long-polling handshake and upgrade before the first
     // message), unless the polling or connection scenarios ask for polling.
     transports,
@@ -67,7 +80,18 @@ async function start(httpServer, { transports, workerId, brokerUrl }) {
     httpCompression: false,
     // python-socketio serves no client bundle either.
     serveClient: false,
-    allowRequest: sameOriginOnly,
+  };
+}
+
+async function start(httpServer, { tier, transports, tlsCert, workerId, brokerUrl }) {
+  // With a broker, socket.io's Redis adapter carries every broadcast to the other processes;
+  // connected before the Server exists, subscribed before listening (below).
+  const broker = brokerUrl === null ? null : await startSocketioBroker(brokerUrl);
+  const io = new Server(httpServer, {
+    ...tierSettings(tier, transports),
+    // What the harness needs in both tiers: the same-origin check (above), the engine that
+    // lets a stop close WebSockets with 1001, the broker.
+    allowRequest: sameOriginOnly(tlsCert === null ? "http" : "https"),
     wsEngine: TrackingWebSocketServer,
     // Without a broker, socket.io's default in-memory adapter, as before.
     ...(broker !== null && { adapter: broker.adapter }),

@@ -1,5 +1,6 @@
 "use strict";
-// Plain WebSocket echo and fan-out server on ws 8 ("node-ws"), with the fairness contract.
+// Plain WebSocket echo and fan-out server on ws 8 ("node-ws"), with the fairness contract (or,
+// in the shipped tier, WebSocketServer's defaults).
 //
 // The Node counterpart of servers/websockets.py and servers/aiohttp.py: the same paths, the
 // same replies, the same limits. socket.io's engine runs on this same ws, so node-ws is
@@ -19,6 +20,15 @@ const PER_MESSAGE_DEFLATE = FAIRNESS.compression !== "off";
 // ws's default is 100 MiB; larger messages are refused with close code 1009, as everywhere.
 const MAX_PAYLOAD_BYTES = FAIRNESS.maxMessageBytes;
 // ws sends no pings unless the application does: none here, as on the Python servers.
+
+// --- Settings by tier -------------------------------------------------------------------------
+
+// shipped: none of them is passed, so WebSocketServer's defaults decide (permessage-deflate off,
+// no pings, 100 MiB messages; servers/shipped.py records them).
+const SETTINGS = {
+  equalised: { perMessageDeflate: PER_MESSAGE_DEFLATE, maxPayload: MAX_PAYLOAD_BYTES },
+  shipped: {},
+};
 
 // --- Handlers ---------------------------------------------------------------------------------
 
@@ -77,15 +87,12 @@ function publishThroughBroker(data, isBinary) {
 
 // --- Start ------------------------------------------------------------------------------------
 
-async function start(httpServer, { workerId, brokerUrl }) {
+async function start(httpServer, { tier, workerId, brokerUrl }) {
   // Subscribed before listening: a receiver that connects after READY misses nothing.
   broker = brokerUrl === null ? null : await startBroker(brokerUrl, publish);
   announcement = workerId === null ? null : workerAnnouncement(workerId);
-  const wss = new WebSocketServer({
-    server: httpServer,
-    perMessageDeflate: PER_MESSAGE_DEFLATE,
-    maxPayload: MAX_PAYLOAD_BYTES,
-  });
+  // The HTTP server is what the harness needs in both tiers (its address, backlog and TLS).
+  const wss = new WebSocketServer({ server: httpServer, ...SETTINGS[tier] });
   wss.on("connection", route);
   // ws passes on the HTTP server's errors (a port in use), which common.js reports.
   wss.on("error", () => {});
