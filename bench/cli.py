@@ -51,7 +51,7 @@ from bench.scenarios import (
     load_suite,
 )
 from bench.server_cmd import check_label, check_program, default_label, parse_server_cmd
-from bench.spec import RunSpec
+from bench.spec import SHIPPED, TIERS, RunSpec
 from bench.target import websocket_url
 from servers.common import MAX_HANDICAP_LOOPS, MAX_HANDICAP_US
 
@@ -200,6 +200,18 @@ def build_parser() -> _Parser:
         "extra work in every run, to test a gate on instruction counts (recorded in every row)",
     )  # fmt: skip
     what.add_argument(
+        "--tier", choices=TIERS,
+        help="equalised (default): the fairness contract (compression and pings off, Socket.IO "
+        "over WebSocket only); shipped: each library's defaults with a browser-like client "
+        "(it offers permessage-deflate; Socket.IO opens over long-polling, then upgrades); "
+        "closed, open and memory modes",
+    )  # fmt: skip
+    what.add_argument(
+        "--tls", action="store_true",
+        help="every server over TLS (wss://) with a certificate made for the run, which the "
+        "generator verifies (closed and open modes)",
+    )  # fmt: skip
+    what.add_argument(
         "--transport", choices=TRANSPORTS,
         help="Socket.IO servers: websocket (default), polling (HTTP long-polling only), or "
         "(connect mode) polling-upgrade, Socket.IO's default path: open over long-polling, "
@@ -223,7 +235,19 @@ def build_parser() -> _Parser:
         "the library clients only)",
     )  # fmt: skip
     target = run.add_argument_group("your own server: one someone else started, or its command")
-    target.add_argument("--target", help="ws:// or http:// URL on a loopback address")
+    target.add_argument(
+        "--target", help="ws://, http://, wss:// or https:// URL on a loopback address"
+    )
+    target.add_argument(
+        "--ca", type=Path, metavar="FILE",
+        help="a wss:// or https:// --target: verify its certificate against this CA file "
+        "(without it: the system's trusted CAs)",
+    )  # fmt: skip
+    target.add_argument(
+        "--insecure", action="store_true",
+        help="a wss:// or https:// --target: do not verify its certificate at all (recorded "
+        "in meta.json)",
+    )  # fmt: skip
     target.add_argument(
         "--server-cmd", metavar="'ARGV with {port}'",
         help="start this command (split like a shell's, never run by one) on a free loopback "
@@ -405,6 +429,7 @@ def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
             )
         cells = [replace(cell, handicap_loops=handicap_loops) for cell in cells]
     cells = _scale_out(cells, args)
+    cells = _tier_and_tls(cells, args)
     send_buffer_bytes = socket_send_buffer_max()
     for cell in cells:
         connection_budget(cell)  # refuses, naming the limits, what the machine cannot hold
@@ -455,6 +480,55 @@ def _scale_out(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
             )
         cells = [replace(cell, redis_url=redis_url) if cell.server_workers > 1 else cell
                  for cell in cells]  # fmt: skip
+    return cells
+
+
+# The modes the shipped tier and TLS measure so far (others: one line, exit 2).
+SHIPPED_MODES = ("closed", "open", "memory")
+TLS_MODES = ("closed", "open")
+
+
+def _tier_and_tls(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
+    """--tier and --tls for the harness's servers (every cell); --ca and --insecure for a
+    wss:// --target."""
+    tier, tls = getattr(args, "tier", None), getattr(args, "tls", False)
+    ca, insecure = getattr(args, "ca", None), getattr(args, "insecure", False)
+    if (tier is not None or tls) and (args.target or args.server_cmd):
+        raise UsageError(
+            "--tier and --tls set up the harness's own servers; a --target or --server-cmd "
+            "runs as its owner configured it (a wss:// --target is measured over TLS)"
+        )
+    target_tls = bool(args.target) and str(args.target).startswith(("wss://", "https://"))
+    if (ca is not None or insecure) and not target_tls:
+        raise UsageError("--ca and --insecure go with a wss:// or https:// --target")
+    if ca is not None and insecure:
+        raise UsageError("--ca verifies the target's certificate, --insecure does not: pick one")
+    if ca is not None and not ca.is_file():
+        raise UsageError(f"--ca {ca}: no such file")
+    if target_tls:
+        return [replace(c, tls_ca=str(ca or ""), tls_insecure=insecure) for c in cells]
+    if tier == SHIPPED:
+        refused = sorted({c.mode for c in cells} - set(SHIPPED_MODES))
+        if refused:
+            raise UsageError(
+                f"--tier shipped measures {', '.join(SHIPPED_MODES)} cells so far, "
+                f"not {', '.join(refused)}"
+            )
+        cells = [replace(c, tier=SHIPPED) for c in cells]
+    if tls:
+        refused = sorted({c.mode for c in cells} - set(TLS_MODES))
+        if refused:
+            raise UsageError(
+                f"--tls measures {', '.join(TLS_MODES)} cells so far, not {', '.join(refused)}"
+            )
+        if any(c.transport != "websocket" for c in cells) or (
+            tier == SHIPPED and any(c.protocol == "socketio" for c in cells)
+        ):
+            raise UsageError(
+                "--tls runs over WebSocket only so far (the generator's long-polling client "
+                "has no TLS): not with --transport polling, nor Socket.IO in --tier shipped"
+            )
+        cells = [replace(c, tls=True) for c in cells]
     return cells
 
 

@@ -44,6 +44,7 @@ _COMMON_COLUMNS = [
     "connect_s", "connect_p50_us", "connect_p99_us", "connect_failures",
     "server_workers", "broker", "broker_version", "server_cpu_pct_per_worker", "broker_fault",
     "handicap_us", "handicap_loops", "extensions_negotiated", "extensions_offered_by_probe",
+    "tier", "extensions_measured", "tls", "tls_version", "tls_cipher",
     "server_exit_status", "started_utc", "schema_version",
 ]  # fmt: skip
 
@@ -67,6 +68,16 @@ def messages_per_cpu_second(throughput_msgs_s: float, server_cpu_pct: float) -> 
     if math.isnan(server_cpu_pct) or server_cpu_pct <= 0:
         return math.nan
     return throughput_msgs_s / (server_cpu_pct / 100)
+
+
+def measured_extensions(reports: list[WorkerReport]) -> str:
+    """What the measuring connections negotiated: each distinct agreement, " | " between them
+    ("none" for connections that negotiated nothing beside others that did); "" when none
+    did, or the stack cannot tell."""
+    agreements = {a for r in reports for a in r.negotiated_extensions}
+    if agreements <= {""}:
+        return ""
+    return " | ".join(sorted(a or "none" for a in agreements))
 
 
 def per_message(reports: list[WorkerReport], counter: str) -> float:
@@ -202,6 +213,11 @@ def row(result: RunResult) -> dict[str, Any]:
         "extensions_offered_by_probe": (
             result.probe.extensions_offered_by_probe if result.probe else ""
         ),
+        "tier": spec.tier,
+        "extensions_measured": measured_extensions(result.reports),
+        "tls": spec.tls or (spec.target_url or "").startswith(("wss://", "https://")),
+        "tls_version": next((r.tls_version for r in result.reports if r.tls_version), ""),
+        "tls_cipher": next((r.tls_cipher for r in result.reports if r.tls_cipher), ""),
         "server_exit_status": result.server_exit_status,
         "started_utc": result.started_utc,
         "schema_version": SCHEMA_VERSION,

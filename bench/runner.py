@@ -48,8 +48,9 @@ from bench.server_cmd import (
     signal_group,
     wait_until_listening,
 )
-from bench.spec import POLLING_UPGRADE, RunSpec
+from bench.spec import POLLING_UPGRADE, SHIPPED, RunSpec
 from bench.target import websocket_url
+from bench.tls import CA_FILE, Certificates, client_context, make_certificates
 from servers.common import LOOP_LAG_FILE_ENV, listening_socket
 
 SERVER_READY_TIMEOUT_S = 30.0
@@ -87,9 +88,35 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_chars: int = LOG_TAIL_
     return joined if len(joined) <= max_chars else "..." + joined[-max_chars:]
 
 
+def setup_path(spec: RunSpec) -> str:
+    """How the workers open a connection: the cell's transport, except that in the shipped
+    tier Socket.IO echo connections take the libraries' default path, long-polling first,
+    then the upgrade to WebSocket."""
+    shipped_echo = (
+        spec.tier == SHIPPED and spec.protocol == "socketio" and spec.mode in ("closed", "open")
+    )
+    return POLLING_UPGRADE if shipped_echo and spec.transport == "websocket" else spec.transport
+
+
+def with_run_certificates(spec: RunSpec, log_dir: Path) -> RunSpec:
+    """A TLS cell of a server started here trusts the CA that ``prepare_target`` makes for it
+    in its log folder (bench.tls), and nothing else."""
+    if spec.tls and spec.started_here:
+        return replace(spec, tls_ca=str(log_dir / "tls" / CA_FILE))
+    return spec
+
+
+def tier_arguments(spec: RunSpec, certificates: Certificates | None) -> list[str]:
+    """The server's tier and TLS flags (servers.common)."""
+    args = ["--tier", SHIPPED] if spec.tier == SHIPPED else []
+    if certificates is not None:
+        args += ["--tls-cert", str(certificates.cert), "--tls-key", str(certificates.key)]
+    return args
+
+
 def server_transports(spec: RunSpec) -> tuple[str, ...]:
     """The Engine.IO transports a managed Socket.IO server allows for the cell (none given:
-    the contract's WebSocket only)."""
+    the contract's WebSocket only; in the shipped tier, the library's default)."""
     if spec.transport == POLLING_UPGRADE:
         return ("polling", "websocket")
     return (spec.transport,) if spec.transport != "websocket" else ()
@@ -181,6 +208,8 @@ class ManagedServer:
         self.transports = transports
         self.handicap_us = handicap_us
         self.handicap_loops = 0  # Python servers: loop iterations per message (--handicap-loops)
+        # The tier and TLS (servers.common: --tier, --tls-cert and --tls-key), for every process.
+        self.tier_args: list[str] = []
         self.extra_args = list(extra_args)
         self.listen_fd = listen_fd
         self.name = name
@@ -222,7 +251,7 @@ class ManagedServer:
                 argv += ["--handicap-us", f"{self.handicap_us:g}"]
             if self.handicap_loops:
                 argv += ["--handicap-loops", str(self.handicap_loops)]
-            argv += self.extra_args
+            argv += self.tier_args + self.extra_args
             self.process = await start_process(
                 argv,
                 cpus=self.cpus,
@@ -356,6 +385,7 @@ class ServerGroup(ManagedServer):
         )  # fmt: skip
         member.loop_lag_path = self.log_path.with_name(f"loop-lag-{k}.txt")
         member.handicap_loops = self.handicap_loops
+        member.tier_args = self.tier_args
         return member
 
     def alive(self) -> bool:
@@ -518,11 +548,14 @@ def worker_plans(spec: RunSpec, url: str) -> list[WorkerPlan]:
             rate_msgs_s=spec.rate_msgs_s,
             ack=spec.ack,
             rate_conns_s=spec.rate_conns_s,
-            transport=spec.transport,
+            transport=setup_path(spec),
             memory_steps=spec.memory_steps,
             slow_share=spec.slow_share,
             server_workers=spec.server_workers,
             params=dict(spec.params),
+            deflate=spec.tier == SHIPPED,
+            tls_ca=spec.tls_ca,
+            tls_insecure=spec.tls_insecure,
             worker_index=index,
             worker_count=spec.workers,
             source_addresses=budget.source_addresses,
@@ -703,6 +736,11 @@ async def prepare_target(
                 transports=server_transports(spec), handicap_us=spec.handicap_us,
             )  # fmt: skip
         server.handicap_loops = spec.handicap_loops
+        certificates = None
+        if spec.tls:
+            (log_dir / "tls").mkdir(parents=True, exist_ok=True)
+            certificates = make_certificates(log_dir / "tls")
+        server.tier_args = tier_arguments(spec, certificates)
         wrap = modes.get(spec.mode).server_wrapper
         if wrap is not None:
             server.wrapper, server.wrapper_env = wrap(spec, log_dir)
@@ -713,7 +751,8 @@ async def prepare_target(
             raise
         if isinstance(server, ServerGroup):
             result.broker_version = server.broker_version
-        url = websocket_url(f"ws://{LOOPBACK}:{server.port}/", spec.protocol)
+        scheme = "wss" if spec.tls else "ws"
+        url = websocket_url(f"{scheme}://{LOOPBACK}:{server.port}/", spec.protocol)
         server_pid: int | None = server.sampled_pid
     else:
         assert spec.target_url is not None
@@ -723,15 +762,21 @@ async def prepare_target(
         # The probe offers compression in a WebSocket handshake, which a polling-only server
         # refuses; the polling client asks for identity encoding instead (no gzip).
         return server, url, server_pid
+    context = (
+        client_context(Path(spec.tls_ca) if spec.tls_ca else None, spec.tls_insecure)
+        if url.startswith("wss://")
+        else None
+    )
     try:
-        result.probe = await fairness.probe(url, spec.protocol)
+        result.probe = await fairness.probe(url, spec.protocol, ssl_context=context)
     except fairness.ProbeRefused as exc:
         raise TargetFailed(server, str(exc)) from exc
     except Exception as exc:
         raise TargetFailed(
             server, f"cannot open a WebSocket to {url}: {exc or type(exc).__name__}"
         ) from exc
-    broken = fairness.violations(result.probe)
+    # The shipped tier records what the server negotiates instead of refusing it.
+    broken = fairness.violations(result.probe) if spec.tier != SHIPPED else []
     if broken and spec.managed:
         raise TargetFailed(
             server, f"fairness contract broken by {spec.server}: {'; '.join(broken)}"
@@ -779,8 +824,9 @@ async def _stop_server(server: ManagedServer, result: RunResult) -> None:
 
 async def run_cell(spec: RunSpec, run_id: str, out_dir: Path, pinning: Pinning) -> RunResult:
     """Run one cell; failures are returned as a result with status "failed", never raised."""
-    result = RunResult(spec, run_id, datetime.now(UTC).isoformat(timespec="seconds"))
     log_dir = out_dir / "logs" / run_id
+    spec = with_run_certificates(spec, log_dir)
+    result = RunResult(spec, run_id, datetime.now(UTC).isoformat(timespec="seconds"))
     server: ManagedServer | None = None
     # The workers start on the generator's cores while the server starts on its own.
     # (A mode that measures in its own way, capacity's search or a reconnect storm, starts
@@ -916,6 +962,10 @@ async def run_sliced(
     A server that fails to start or to pass the fairness probe fails its own cell; the others
     run without it. Failures are returned, never raised; every server is stopped."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    specs = [
+        with_run_certificates(spec, out_dir / "logs" / run_id)
+        for spec, run_id in zip(specs, run_ids, strict=True)
+    ]
     results = [
         RunResult(spec, run_id, started) for spec, run_id in zip(specs, run_ids, strict=True)
     ]

@@ -12,6 +12,10 @@ from bench.protocol.exchange import PayloadKind
 # Socket.IO's default path, measured by connect cells: Engine.IO opens over HTTP long-polling,
 # then upgrades to WebSocket (what python-socketio's and the JavaScript clients do by default).
 POLLING_UPGRADE = "polling-upgrade"
+# The tiers (RunSpec.tier): the fairness contract, or each library as it ships.
+EQUALISED = "equalised"
+SHIPPED = "shipped"
+TIERS = (EQUALISED, SHIPPED)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,17 @@ class RunSpec:
     # Scale-out fan-out: the harness kills its broker (SIGKILL) a quarter into the window and
     # restarts it on the same port (bench.runner.BROKER_DOWN_S later): scenario broker-fault.
     broker_fault: bool = False
+    # "equalised" (the fairness contract, servers.common.FAIRNESS) or "shipped": every server
+    # with its library's defaults (servers.shipped) and a browser-like client: it offers
+    # permessage-deflate, and Socket.IO connections open over long-polling, then upgrade.
+    tier: str = EQUALISED
+    # Every server over TLS (wss://, https:// for Engine.IO), with a certificate the harness
+    # makes for the run (bench.tls) and the generator verifies.
+    tls: bool = False
+    # Verifying a wss:// server: the CA file (the harness's own for its servers; --ca for a
+    # --target), else the system's CAs; or no verification at all (--insecure, targets only).
+    tls_ca: str = ""
+    tls_insecure: bool = False
     # Options of a mode that have no field of their own here, as (key, value) pairs (a mode
     # defined beside the registry's; bench.modes.Option), passed on in the workers' plans.
     params: tuple[tuple[str, Any], ...] = ()

@@ -27,7 +27,7 @@ def is_loopback(host: str) -> bool:
 
 
 def websocket_url(url: str, protocol: str) -> str:
-    """Normalise a user's URL (ws:// or http://) to the WebSocket URL the generator opens.
+    """Normalise a user's URL (ws://, http://, wss://, https://) to the WebSocket URL opened.
 
     Socket.IO servers are reached at ``/socket.io/`` (the default path when none is given) with
     Engine.IO's query for the WebSocket transport. Refuses non-loopback hosts.
@@ -35,9 +35,7 @@ def websocket_url(url: str, protocol: str) -> str:
     parts = urlsplit(url)
     scheme = {"ws": "ws", "http": "ws", "wss": "wss", "https": "wss"}.get(parts.scheme)
     if scheme is None or not parts.hostname:
-        raise UsageError(f"target {url!r} is not a ws:// or http:// URL")
-    if scheme == "wss":
-        raise UsageError(f"target {url!r}: TLS is not supported; measure the server behind it")
+        raise UsageError(f"target {url!r} is not a ws://, http://, wss:// or https:// URL")
     try:
         port = parts.port
     except ValueError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from time import monotonic_ns
 from typing import Any
 
@@ -22,6 +23,7 @@ from bench.load.recorder import LatencyRecorder
 from bench.metrics.wire import WireBytes
 from bench.protocol import socketio as sio
 from bench.protocol.exchange import HEADER_BYTES, Exchange, FrameBuilder, parse_header
+from bench.tls import describe
 
 TEXT = WSMsgType.TEXT
 BINARY = WSMsgType.BINARY
@@ -139,6 +141,11 @@ class EchoConnection(WSListener, Accounting):
         # default path's polling GET; None when unreadable), and its HTTP requests.
         self.earlier_wire: WireBytes | None = WireBytes(0, 0)
         self.http_requests: int | None = None
+        # The largest message accepted (``connect`` sets the plan's frame limit): a
+        # subclass that decompresses bounds its output by it.
+        self.max_message_bytes = 1 << 20
+        # What was negotiated: the Sec-WebSocket-Extensions agreement ("" for none).
+        self.agreement = ""
 
     # --- picows callbacks ------------------------------------------------------------------
 
@@ -338,6 +345,13 @@ class EchoConnection(WSListener, Accounting):
         """Every message is sent as the same frames (a preamble for Socket.IO binary)."""
         return self.next_seq * self.exchange.frames_per_message
 
+    def tls(self) -> tuple[str, str]:
+        """``(tls_version, cipher)`` of a wss:// connection, ``("", "")`` otherwise."""
+        if self.transport is None:
+            return "", ""
+        ssl_object = self.transport.underlying_transport.get_extra_info("ssl_object")
+        return ("", "") if ssl_object is None else describe(ssl_object)
+
     def tcp_sockets(self) -> list[Any]:
         """The connection's socket (asyncio's TransportSocket), for its TCP_INFO counters."""
         if self.transport is None:
@@ -396,11 +410,18 @@ async def connect(
     local_addr: tuple[str, int] | None = None,
     upgrade: bool = False,
     listener_class: type[EchoConnection] = EchoConnection,
+    extra_headers: dict[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> EchoConnection:
     """Open one connection and finish its handshake (Socket.IO: open packet, namespace; or,
     with ``upgrade``, the probe that moves a long-polling session, named in ``url``, to this
-    WebSocket, then the namespace). ``listener_class``: ``EchoConnection`` or a subclass."""
+    WebSocket, then the namespace). ``listener_class``: ``EchoConnection`` or a subclass;
+    ``extra_headers`` go with the upgrade request; ``ssl_context`` verifies a wss:// server."""
     kwargs: dict[str, Any] = {}
+    if extra_headers:
+        kwargs["extra_headers"] = extra_headers
+    if ssl_context is not None:
+        kwargs["ssl_context"] = ssl_context
     if local_addr is not None:
         source = local_addr
 
@@ -409,9 +430,14 @@ async def connect(
 
         kwargs["socket_factory"] = bound_socket
 
+    def make_listener() -> EchoConnection:
+        listener = listener_class(exchange, tally, closed_loop, upgrade)
+        listener.max_message_bytes = max_frame_bytes
+        return listener
+
     async def establish() -> EchoConnection:
         _, listener = await ws_connect(
-            lambda: listener_class(exchange, tally, closed_loop, upgrade),
+            make_listener,
             url,
             websocket_handshake_timeout=timeout_s,
             enable_auto_ping=False,

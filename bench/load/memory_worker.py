@@ -15,6 +15,7 @@ from dataclasses import replace
 from time import monotonic_ns
 
 from bench.load.client import EchoConnection, Tally, connect
+from bench.load.deflate_client import EXTENSIONS_HEADER, DeflateEchoConnection
 from bench.load.engine import (
     FRAME_SLACK_BYTES,
     WorkerFailed,
@@ -27,6 +28,7 @@ from bench.load.engine import (
     worker_main,
 )
 from bench.load.plan import WorkerPlan, WorkerReport
+from bench.protocol.deflate import OFFER
 from bench.protocol.exchange import Exchange
 
 
@@ -42,9 +44,13 @@ async def run(plan: WorkerPlan) -> WorkerReport:
     async def open_one(
         plan: WorkerPlan, tally: Tally, local_addr: tuple[str, int] | None
     ) -> EchoConnection:
+        # The shipped tier's connections offer permessage-deflate, as a browser's do: a server
+        # that accepts it holds its compression state for every idle connection.
         return await connect(
             plan.url, exchange, tally, False, plan.connect_timeout_s,
             plan.payload_bytes + FRAME_SLACK_BYTES, local_addr,
+            listener_class=DeflateEchoConnection if plan.deflate else EchoConnection,
+            extra_headers={EXTENSIONS_HEADER: OFFER} if plan.deflate else None,
         )  # fmt: skip
 
     async def hold_in_steps(run: WorkerRun[EchoConnection]) -> None:
@@ -62,7 +68,8 @@ async def run(plan: WorkerPlan) -> WorkerReport:
             await asyncio.sleep(plan.warmup_s + plan.duration_s)
 
     def with_steps(run: WorkerRun[EchoConnection], report: WorkerReport) -> WorkerReport:
-        return replace(report, memory_steps_ns=reached)
+        agreements = sorted({c.agreement for c in run.connections})
+        return replace(report, memory_steps_ns=reached, negotiated_extensions=agreements)
 
     # Nothing opens before "connected": the connections are the measurement, opened in steps
     # after the start signal. No messages: nothing to drain, no wire counts.

@@ -65,6 +65,13 @@ class WorkerPlan:
     server_workers: int = 1
     # A mode's own options that have no field here (RunSpec.params).
     params: dict[str, Any] = field(default_factory=dict)
+    # Shipped tier: connections offer permessage-deflate (bench.protocol.deflate.OFFER), as
+    # browsers do, and speak it where the server accepts.
+    deflate: bool = False
+    # wss:// URLs: the CA file to verify the server against (empty: the system's), or none
+    # of that with ``tls_insecure``.
+    tls_ca: str = ""
+    tls_insecure: bool = False
 
     def slices(self) -> SliceSchedule | None:
         if self.slots <= 1:
@@ -113,7 +120,11 @@ class WorkerReport:
     connect_s: float
     clamped: int = 0
     error_samples: list[str] = field(default_factory=list)
+    # What the connections negotiated: each distinct Sec-WebSocket-Extensions agreement
+    # ("" for none), and over TLS the protocol version and cipher (one connection's).
     negotiated_extensions: list[str] = field(default_factory=list)
+    tls_version: str = ""
+    tls_cipher: str = ""
     # Time-sliced closed loop: echoes counted in each measured round (bench.load.slices), so
     # that servers loaded in the same rounds pair round by round; empty otherwise.
     round_received: list[int] = field(default_factory=list)

@@ -8,14 +8,22 @@ machine has.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from pathlib import Path
 from time import monotonic_ns
 
 from bench.load.alarm import Alarm
 from bench.load.client import EchoConnection, Tally, connect
+from bench.load.connect_worker import open_session
+from bench.load.deflate_client import EXTENSIONS_HEADER, DeflateEchoConnection
 from bench.load.engine import FRAME_SLACK_BYTES, WorkerHooks, WorkerRun, run_worker, worker_main
 from bench.load.plan import WorkerPlan, WorkerReport
+from bench.load.polling_worker import polling_url
 from bench.load.schedule import NS_PER_S, constant_rate
+from bench.protocol.deflate import OFFER
 from bench.protocol.exchange import Exchange
+from bench.spec import POLLING_UPGRADE
+from bench.tls import client_context
 
 # Open loop: the shortest time between two wake-ups of the sender (at most 20,000 a second).
 MIN_WAKE_NS = 50_000
@@ -102,19 +110,45 @@ async def drive(run: WorkerRun[EchoConnection]) -> None:
         await run_open_loop(connections, plan, tally, start_ns)
 
 
+def report_negotiated(run: WorkerRun[EchoConnection], report: WorkerReport) -> WorkerReport:
+    """The report, with what the connections negotiated: extensions and TLS."""
+    connections = run.connections
+    tls_version, cipher = connections[0].tls() if connections else ("", "")
+    return dataclasses.replace(
+        report,
+        negotiated_extensions=sorted({c.agreement for c in connections}),
+        tls_version=tls_version,
+        tls_cipher=cipher,
+    )
+
+
 async def run(plan: WorkerPlan) -> WorkerReport:
     exchange = Exchange(plan.protocol, plan.payload_kind, plan.payload_bytes, ack=plan.ack)
     max_frame_bytes = plan.payload_bytes + FRAME_SLACK_BYTES
+    closed_loop = plan.mode == "closed"
+    # The shipped tier's browser-like client: a deflate offer, and Socket.IO's default path.
+    listener: type[EchoConnection] = DeflateEchoConnection if plan.deflate else EchoConnection
+    headers = {EXTENSIONS_HEADER: OFFER} if plan.deflate else None
+    context = None
+    if plan.url.startswith("wss://"):
+        context = client_context(Path(plan.tls_ca) if plan.tls_ca else None, plan.tls_insecure)
 
     async def open_one(
         plan: WorkerPlan, tally: Tally, local_addr: tuple[str, int] | None
     ) -> EchoConnection:
+        url, upgrade = plan.url, False
+        if plan.transport == POLLING_UPGRADE:
+            # (Over TLS the harness refuses this path: its HTTP/1.1 client has no TLS.)
+            sid, _ = await open_session(polling_url(plan.url), local_addr, plan.connect_timeout_s)
+            url, upgrade = f"{plan.url}&sid={sid}", True
         return await connect(
-            plan.url, exchange, tally, plan.mode == "closed", plan.connect_timeout_s,
-            max_frame_bytes, local_addr,
+            url, exchange, tally, closed_loop, plan.connect_timeout_s, max_frame_bytes,
+            local_addr, upgrade=upgrade, listener_class=listener, extra_headers=headers,
+            ssl_context=context,
         )  # fmt: skip
 
-    return await run_worker(plan, WorkerHooks(connect=open_one, drive=drive))
+    hooks = WorkerHooks(connect=open_one, drive=drive, report=report_negotiated)
+    return await run_worker(plan, hooks)
 
 
 def main() -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -70,13 +71,16 @@ def _refusal(url: str, offered: str, exc: BaseException) -> ProbeRefused:
 
 
 @contextlib.asynccontextmanager
-async def _connection(url: str, offered: str, timeout_s: float) -> Any:
+async def _connection(
+    url: str, offered: str, timeout_s: float, ssl_context: ssl.SSLContext | None = None
+) -> Any:
     headers = {"Sec-WebSocket-Extensions": offered} if offered else None
     try:
         transport, listener = await asyncio.wait_for(
             ws_connect(
                 _FirstFrameListener,
                 url,
+                ssl_context=ssl_context,
                 extra_headers=headers,
                 websocket_handshake_timeout=timeout_s,
                 # A compressed first frame is data to the probe, not a reason to drop the link.
@@ -95,11 +99,13 @@ async def _connection(url: str, offered: str, timeout_s: float) -> Any:
         transport.disconnect(graceful=False)
 
 
-async def _open_packet(url: str, timeout_s: float) -> sio.OpenPacket:
+async def _open_packet(
+    url: str, timeout_s: float, ssl_context: ssl.SSLContext | None = None
+) -> sio.OpenPacket:
     """Engine.IO's open packet, read on a connection that offers no extension (as the
     measuring connections do), so it arrives as plain text whatever the server would
     negotiate."""
-    async with _connection(url, "", timeout_s) as (_, listener):
+    async with _connection(url, "", timeout_s, ssl_context) as (_, listener):
         try:
             kind, payload = await asyncio.wait_for(listener.first, timeout_s)
         except TimeoutError:
@@ -118,11 +124,14 @@ async def _open_packet(url: str, timeout_s: float) -> sio.OpenPacket:
         ) from None
 
 
-async def probe(url: str, protocol: str, timeout_s: float = 5.0) -> ProbeResult:
+async def probe(
+    url: str, protocol: str, timeout_s: float = 5.0, ssl_context: ssl.SSLContext | None = None
+) -> ProbeResult:
     """Probe the WebSocket URL the generator will open (see ``bench.target.websocket_url``);
-    ``ProbeRefused`` (one line) when the server cannot be measured there."""
-    opened = await _open_packet(url, timeout_s) if protocol == "socketio" else None
-    async with _connection(url, DEFLATE_OFFER, timeout_s) as (transport, _):
+    ``ProbeRefused`` (one line) when the server cannot be measured there. ``ssl_context``:
+    how to verify a wss:// server."""
+    opened = await _open_packet(url, timeout_s, ssl_context) if protocol == "socketio" else None
+    async with _connection(url, DEFLATE_OFFER, timeout_s, ssl_context) as (transport, _):
         extensions = transport.response.headers.get("Sec-WebSocket-Extensions", "")
     if opened is None:
         return ProbeResult(extensions)

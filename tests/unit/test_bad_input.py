@@ -114,7 +114,7 @@ def test_zero_negative_and_non_numeric_values_are_refused_in_one_line(
         (["run", "--suite", "quick", "--loops", ""], "--loops is empty"),
         (["run", "--scenario", "echo", "--loops", "trio"], "unknown loop 'trio'"),
         (["run", "--scenario", ""], "unknown scenario ''"),  # was the ad-hoc default matrix
-        (["run", "--target", "", "--protocol", "raw"], "is not a ws:// or http:// URL"),  # same
+        (["run", "--target", "", "--protocol", "raw"], "is not a ws://, http://, wss://"),  # same
         (["run", "--mode", "sideways"], "invalid choice"),
         (["run", "--payload-kind", "yaml"], "invalid choice"),
         (["run", "--payload-kind", "json"], "a JSON object with the header needs 52"),
