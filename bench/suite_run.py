@@ -42,8 +42,9 @@ from bench.report.html import write_report
 from bench.report.markdown import reference_table
 from bench.results import ResultsWriter, write_json_atomically
 from bench.runner import LOOPBACK, ManagedServer, Pinning, measure_solo, run_cell, run_sliced
-from bench.spec import RunSpec, run_groups, uses_calibration
+from bench.spec import SHIPPED, RunSpec, run_groups, uses_calibration
 from bench.target import websocket_url
+from servers.shipped import equalised_settings, shipped_settings
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -168,6 +169,23 @@ async def run_suite(
             "redis_py_version": redis_py_version(),
             "server_workers": sorted({c.server_workers for c in cells if c.server_workers > 1}),
         }
+    # The tiers: the contract's settings, and what each shipped server's libraries ship.
+    meta["tiers"] = {"equalised": equalised_settings()}
+    shipped = sorted({c.server for c in cells if c.tier == SHIPPED and c.managed})
+    if shipped:
+        meta["tiers"]["shipped"] = {name: shipped_settings(name) for name in shipped}
+    if any(c.tls or c.tls_insecure or c.tls_ca for c in cells):
+        meta["tls"] = {
+            "harness_servers": any(c.tls for c in cells),
+            # A --target verified against the user's CA, or not verified at all.
+            "target_ca": sorted({c.tls_ca for c in cells if c.tls_ca and not c.managed}),
+            "target_insecure": any(c.tls_insecure for c in cells),
+        }
+        if meta["tls"]["target_insecure"]:
+            console.print(
+                "[bold yellow]wsbench: --insecure: the target's certificate is not "
+                "verified[/bold yellow]"
+            )
     meta["status"] = "running"
     write_json_atomically(out / "meta.json", meta)
     writer = ResultsWriter(out)
