@@ -31,7 +31,7 @@ from bench.errors import UsageError
 CELL_KEYS = [
     "scenario", "server", "protocol", "transport", "loop", "client", "mode", "connections",
     "payload_bytes", "payload_kind", "target_rate", "target_conns_s", "inflight", "ack",
-    "workers", "server_workers",
+    "workers", "server_workers", "tier", "tls",
 ]  # fmt: skip
 # What a Socket.IO cell and its raw counterpart share.
 PAIR_KEYS = [k for k in CELL_KEYS if k not in ("server", "protocol")]
@@ -109,6 +109,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     optional = sorted((metric_columns | {"msgs_per_cpu_s"}) - {"efficiency_vs_generator"})
     if "server_workers" not in runs.columns:  # written before scale-out: one process
         runs = runs.assign(server_workers=1)
+    if "tier" not in runs.columns:  # written before the tiers: the contract, no TLS
+        runs = runs.assign(tier="equalised", tls=False)
     missing = [c for c in [*CELL_KEYS, *optional] if c not in runs.columns]
     runs = runs.assign(**{column: math.nan for column in missing})
     # (One copy, whole: a frame of many columns assigned one by one is fragmented.)
