@@ -109,7 +109,7 @@ def _python(module: str) -> tuple[str, ...]:
 # adapter leaves a failed publish's promise unhandled, which ends a Node process whose broker
 # connection drops with a publish in flight (Node's default for unhandled rejections).
 NODE_SCENARIOS = frozenset(
-    {"echo", "ack", "memory", "connect", "fanout", "scaleout", "broker-fault"}
+    {"echo", "ack", "memory", "connect", "fanout", "scaleout", "broker-fault", "shipped", "tls"}
 )
 
 SERVERS: dict[str, ServerInfo] = {

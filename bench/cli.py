@@ -51,7 +51,7 @@ from bench.scenarios import (
     load_suite,
 )
 from bench.server_cmd import check_label, check_program, default_label, parse_server_cmd
-from bench.spec import SHIPPED, TIERS, RunSpec
+from bench.spec import SHIPPED, SHIPPED_MODES, TIERS, TLS_MODES, RunSpec
 from bench.target import websocket_url
 from servers.common import MAX_HANDICAP_LOOPS, MAX_HANDICAP_US
 
@@ -483,11 +483,6 @@ def _scale_out(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
     return cells
 
 
-# The modes the shipped tier and TLS measure so far (others: one line, exit 2).
-SHIPPED_MODES = ("closed", "open", "memory")
-TLS_MODES = ("closed", "open")
-
-
 def _tier_and_tls(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
     """--tier and --tls for the harness's servers (every cell); --ca and --insecure for a
     wss:// --target."""
@@ -513,6 +508,11 @@ def _tier_and_tls(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpe
             raise UsageError(
                 f"--tier shipped measures {', '.join(SHIPPED_MODES)} cells so far, "
                 f"not {', '.join(refused)}"
+            )
+        if any(c.protocol == "socketio" and c.server_workers > 1 for c in cells):
+            raise UsageError(
+                "--tier shipped opens Socket.IO over long-polling, whose requests must all reach "
+                "one process (sticky sessions), which several processes on one port do not give"
             )
         cells = [replace(c, tier=SHIPPED) for c in cells]
     if tls:

@@ -16,6 +16,11 @@ POLLING_UPGRADE = "polling-upgrade"
 EQUALISED = "equalised"
 SHIPPED = "shipped"
 TIERS = (EQUALISED, SHIPPED)
+# The modes the shipped tier and TLS measure so far (others are refused in one line). TLS runs
+# over WebSocket only: the generator's HTTP/1.1 long-polling client has no TLS, so neither
+# polling cells nor the shipped tier's Socket.IO (polling first) run over it.
+SHIPPED_MODES = ("closed", "open", "memory")
+TLS_MODES = ("closed", "open")
 
 
 @dataclass(frozen=True)

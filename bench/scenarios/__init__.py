@@ -18,7 +18,15 @@ from bench.catalog import LOOPS, SELECTORS, SERVERS, select
 from bench.errors import UsageError
 from bench.modes import check_positive
 from bench.protocol.exchange import MIN_JSON_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES, PAYLOAD_KINDS
-from bench.spec import POLLING_UPGRADE, RunSpec
+from bench.spec import (
+    EQUALISED,
+    POLLING_UPGRADE,
+    SHIPPED,
+    SHIPPED_MODES,
+    TIERS,
+    TLS_MODES,
+    RunSpec,
+)
 from servers.common import FAIRNESS
 
 SUITES = ("quick", "default", "full")
@@ -57,8 +65,10 @@ _ENTRY_KEYS: dict[str, type | tuple[type, ...]] = {
     "slow_share": (int, float),
     "server_workers": (int, list),
     "broker_fault": bool,
+    "tier": str,
+    "tls": bool,
 }
-_BOOL_KEYS = ("ack", "broker_fault")
+_BOOL_KEYS = ("ack", "broker_fault", "tls")
 _SPEC_FIELDS = {f.name for f in fields(RunSpec)}
 # Bounds on what a run may ask for: beyond them a run is a mistake, not a measurement, and it
 # would hold the machine (or send load) until killed.
@@ -152,6 +162,25 @@ def check_inflight(name: str, inflight: int, payload_bytes: int, send_buffer_byt
         )
 
 
+def check_tier_and_tls(where: str, tier: str, tls: bool, mode: str, transport: str) -> None:
+    """What the shipped tier and TLS measure so far (a suite entry's ``tier`` and ``tls``)."""
+    if tier not in TIERS:
+        raise UsageError(f"{where}: tier must be one of {', '.join(TIERS)}, got {tier!r}")
+    if tier == SHIPPED and mode not in SHIPPED_MODES:
+        raise UsageError(
+            f"{where}: tier shipped measures {', '.join(SHIPPED_MODES)} cells so far, not {mode}"
+        )
+    if tls and mode not in TLS_MODES:
+        raise UsageError(f"{where}: tls measures {', '.join(TLS_MODES)} cells so far, not {mode}")
+    if tls and tier == SHIPPED:
+        raise UsageError(
+            f"{where}: tls runs in the equalised tier so far (the shipped tier's Socket.IO "
+            "opens over long-polling, which the generator cannot do over TLS)"
+        )
+    if tls and transport != "websocket":
+        raise UsageError(f"{where}: tls runs over WebSocket only so far, not {transport}")
+
+
 def check_payload(payload_bytes: int, kind: str = "text") -> None:
     minimum, needs = MIN_PAYLOAD_BYTES, "the header needs"
     if kind == "json":
@@ -233,6 +262,10 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
     if mode not in suite_modes:
         raise UsageError(f"{where}: mode must be one of {', '.join(suite_modes)}, got {mode!r}")
     modes.check_options(modes.get(mode), entry, modes.Naming(where))
+    check_tier_and_tls(
+        where, entry.get("tier", EQUALISED), bool(entry.get("tls", False)), mode,
+        entry.get("transport", "websocket"),
+    )  # fmt: skip
     for kind in _as_list(entry.get("payload_kind", "text")):
         if kind not in PAYLOAD_KINDS:
             raise UsageError(
@@ -370,6 +403,8 @@ def expand(
                         entry.get("slice_s", DEFAULT_SLICE_S if mode.sliceable else 0)
                     ) if server_workers == 1 else 0.0,
                     "server_workers": server_workers,
+                    "tier": entry.get("tier", EQUALISED),
+                    "tls": entry.get("tls", False),
                     "params": params,
                 })))  # fmt: skip
     passes = max((times for times, _ in cells), default=0)

@@ -88,7 +88,7 @@ def test_scenarios_run_against_a_target_as_the_default_suite_runs_them() -> None
     assert (memory.server, memory.mode, memory.memory_steps) == (
         "mine",
         "memory",
-        (0, 1000, 2000),
+        (0, 500, 1000),
     )
     assert all(not c.managed for c in [*echo, memory])
     polling = cells("--scenario", "polling", *TARGET, "--protocol", "socketio")

@@ -123,6 +123,11 @@ def test_product_expansion() -> None:
         (("duration_s = 1", "duration_s = 1\nslice_s = -1"), "slice_s must be zero or more"),
         (("duration_s = 1", 'duration_s = 1\ntransport = "carrier-pigeon"'), "transport must be"),
         (("duration_s = 1", 'duration_s = 1\ntransport = "polling"'), "raw servers lack it"),
+        (("duration_s = 1", 'duration_s = 1\ntier = "retail"'), "tier must be one of"),
+        (('mode = "closed"', 'mode = "connect"\ntier = "shipped"'), "tier shipped measures"),
+        (("duration_s = 1", "duration_s = 1\ntls = 1"), "wrong type"),
+        (('mode = "closed"', 'mode = "memory"\ntls = true'), "tls measures closed, open"),
+        (("duration_s = 1", 'duration_s = 1\ntls = true\ntier = "shipped"'), "equalised tier"),
         (('mode = "closed"', 'mode = "open"\nrate_msgs_s = 9\nslice_s = 0.5'), "closed mode only"),
         (('mode = "closed"', 'mode = "closed"\nrate_conns_s = 9'), "connect mode only"),
         (('mode = "closed"', 'mode = "connect"\nrate_conns_s = -1'), "zero or more"),
@@ -217,3 +222,22 @@ def test_a_mode_refusing_an_unknown_setting_is_a_mistake_caught_at_once() -> Non
 
     with pytest.raises(ValueError, match="refuses unknown settings"):
         Mode(name="x", help="x", refuses=("inflihgt",))
+
+
+def test_suite_entries_carry_their_tier_and_tls_into_every_cell() -> None:
+    suite = parse_suite(VALID.replace("duration_s = 1", 'duration_s = 1\ntier = "shipped"'), "t")
+    assert {c.tier for c in expand(suite.entries, 1)} == {"shipped"}
+    suite = parse_suite(VALID.replace("duration_s = 1", "duration_s = 1\ntls = true"), "t")
+    assert {(c.tier, c.tls) for c in expand(suite.entries, 1)} == {("equalised", True)}
+    cells = expand(parse_suite(VALID, "t").entries, 1)
+    assert {(c.tier, c.tls) for c in cells} == {("equalised", False)}
+
+
+def test_the_default_suite_sets_shipped_beside_equalised_and_tls_on_every_server() -> None:
+    cells = expand(load_suite("default").entries, 1)
+    shipped = [c for c in cells if c.scenario == "shipped"]
+    servers = set(SERVERS)
+    for tier, mode in (("equalised", "closed"), ("shipped", "closed"), ("shipped", "memory")):
+        assert {c.server for c in shipped if (c.tier, c.mode) == (tier, mode)} == servers
+    assert {c.payload_kind for c in shipped if c.mode == "closed"} == {"json"}
+    assert {c.server for c in cells if c.tls} == servers
