@@ -30,7 +30,10 @@ from bench.errors import UsageError
         (["run", "--workers", "4", "--connections", "2"], "--workers must not exceed"),
         (["run", "--target", "ws://192.0.2.1:9/", "--protocol", "raw"], "not a loopback address"),
         (["run", "--target", "ws://127.0.0.1/", "--protocol", "raw"], "has no port"),
-        (["run", "--target", "ftp://127.0.0.1:21/", "--protocol", "raw"], "not a ws://, http://, wss://"),
+        (
+            ["run", "--target", "ftp://127.0.0.1:21/", "--protocol", "raw"],
+            "not a ws://, http://, wss://",
+        ),
         (["run", "--target", "ws://127.0.0.1:9/"], "needs --protocol"),
         (["run", "--protocol", "raw"], "go with --target"),
         (["run", "--suite", "quick", "--scenario", "echo"], "not both"),
