@@ -47,6 +47,7 @@ UNSTABLE_CV = 0.10
 COMMON_MEDIAN_COLUMNS = [
     "msgs_per_cpu_s", "wire_bytes_up_per_msg", "wire_bytes_down_per_msg",
     "wire_frames_up_per_msg", "wire_frames_down_per_msg", "http_requests_per_msg",
+    "connect_p50_us",
 ]  # fmt: skip
 
 

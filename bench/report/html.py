@@ -20,6 +20,8 @@ from bench.analyze.tidy import load_meta, load_runs
 from bench.catalog import raw_servers
 from bench.report.charts import all_charts
 from bench.report.features import feature_matrix, use_when
+from bench.report.shipped import contract
+from bench.report.shipped import table as shipped_table
 from bench.report.verdict import Figure, Verdict, verdicts
 
 TABLE_COLUMNS = [
@@ -133,7 +135,12 @@ def render(folder: Path) -> str:
         )
     ]
     features = feature_matrix(runs)
-    charts = all_charts(runs, summary, load_histograms(folder)) if not summary.empty else []
+    # The charts draw the contract's cells (equalised, no TLS); "As shipped" has its table.
+    charts = (
+        all_charts(contract(runs), contract(summary), load_histograms(folder))
+        if not summary.empty
+        else []
+    )
     chart_ids = {chart.id for chart in charts}
     views = [_verdict_view(v) for v in found]
     for view in views:  # link only to charts that are on the page
@@ -165,6 +172,7 @@ def render(folder: Path) -> str:
             indent=2,
         ),
         command=" ".join(meta.get("command", [])),
+        shipped_rows=shipped_table(summary) if not summary.empty else [],
     )
 
 

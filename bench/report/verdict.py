@@ -734,7 +734,11 @@ QUESTIONS: list[Callable[[pd.DataFrame], Verdict]] = [
 
 
 def verdicts(summary: pd.DataFrame) -> list[Verdict]:
-    """One verdict per question, in a fixed order; capacity only when the run searched it."""
+    """One verdict per question, in a fixed order; capacity only when the run searched it.
+    Every question but "As shipped" compares the equalised tier's cells without TLS."""
+    from bench.report import shipped  # it builds on this module's helpers
+
+    everything, summary = summary, shipped.contract(summary)
     found = [question(summary) for question in QUESTIONS]
     kept = [v for v in found if not (v.key == "capacity" and v.favours == "unmeasured")]
     # Modes with a question of their own (bench.modes), when their cells ran.
@@ -743,4 +747,7 @@ def verdicts(summary: pd.DataFrame) -> list[Verdict]:
             own: Verdict = mode.verdict(summary)
             if own.favours != "unmeasured":
                 kept.append(own)
+    as_shipped = shipped.verdict(everything)
+    if as_shipped.favours != "unmeasured":
+        kept.append(as_shipped)
     return kept
