@@ -209,7 +209,7 @@ def build_parser() -> _Parser:
     what.add_argument(
         "--tls", action="store_true",
         help="every server over TLS (wss://) with a certificate made for the run, which the "
-        "generator verifies (closed and open modes)",
+        "generator verifies (closed, open and connect modes; WebSocket only)",
     )  # fmt: skip
     what.add_argument(
         "--transport", choices=TRANSPORTS,

@@ -20,7 +20,7 @@ TIERS = (EQUALISED, SHIPPED)
 # over WebSocket only: the generator's HTTP/1.1 long-polling client has no TLS, so neither
 # polling cells nor the shipped tier's Socket.IO (polling first) run over it.
 SHIPPED_MODES = ("closed", "open", "memory")
-TLS_MODES = ("closed", "open")
+TLS_MODES = ("closed", "open", "connect")
 
 
 @dataclass(frozen=True)

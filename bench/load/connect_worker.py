@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from time import monotonic_ns
 from typing import Any
 
@@ -40,6 +41,7 @@ from bench.load.engine import (
     WorkerRun,
     drain,
     open_nothing,
+    report_negotiated,
     run_worker,
     worker_main,
 )
@@ -52,6 +54,7 @@ from bench.metrics.wire import WireBytes
 from bench.protocol import socketio as sio
 from bench.protocol.exchange import Exchange
 from bench.spec import POLLING_UPGRADE
+from bench.tls import client_context
 
 Opener = Callable[[int], Awaitable[EchoConnection]]
 
@@ -187,10 +190,15 @@ def make_opener(plan: WorkerPlan, exchange: Exchange, tally: Tally) -> Opener:
     def local_addr(index: int) -> tuple[str, int] | None:
         return (sources[index % len(sources)], 0) if sources else None
 
+    # Over TLS (wss://) every storm's set-up is a TLS handshake too, verified as the echo's.
+    context = None
+    if plan.url.startswith("wss://"):
+        context = client_context(Path(plan.tls_ca) if plan.tls_ca else None, plan.tls_insecure)
+
     async def websocket_only(index: int) -> EchoConnection:
         return await connect(
             plan.url, exchange, tally, False, plan.connect_timeout_s, max_frame_bytes,
-            local_addr(index),
+            local_addr(index), ssl_context=context,
         )  # fmt: skip
 
     async def polling_then_upgrade(index: int) -> EchoConnection:
@@ -237,7 +245,7 @@ async def run(plan: WorkerPlan) -> WorkerReport:
     # after the start signal.
     hooks = WorkerHooks(
         open=open_nothing, start=measure_every_first_message, drive=storm_in_window,
-        finish=drain_and_count_storm,
+        finish=drain_and_count_storm, report=report_negotiated,
     )  # fmt: skip
     return await run_worker(plan, hooks)
 

@@ -17,7 +17,7 @@ import gc
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from time import monotonic_ns
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -345,6 +345,19 @@ def round_counts(marks: Sequence[int], received: int) -> list[int]:
         return []
     ends = [*marks[1:], received]
     return [end - start for start, end in zip(marks, ends, strict=True)]
+
+
+def report_negotiated(run: WorkerRun[Any], report: WorkerReport) -> WorkerReport:
+    """The report, with what its connections (``EchoConnection``s) negotiated: extensions
+    and TLS."""
+    connections = run.connections
+    tls_version, cipher = connections[0].tls() if connections else ("", "")
+    return replace(
+        report,
+        negotiated_extensions=sorted({c.agreement for c in connections}),
+        tls_version=tls_version,
+        tls_cipher=cipher,
+    )
 
 
 def build_report(run: WorkerRun[Any], wire_counts: dict[str, Any]) -> WorkerReport:

@@ -8,7 +8,6 @@ machine has.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from pathlib import Path
 from time import monotonic_ns
 
@@ -16,7 +15,14 @@ from bench.load.alarm import Alarm
 from bench.load.client import EchoConnection, Tally, connect
 from bench.load.connect_worker import open_session
 from bench.load.deflate_client import EXTENSIONS_HEADER, DeflateEchoConnection
-from bench.load.engine import FRAME_SLACK_BYTES, WorkerHooks, WorkerRun, run_worker, worker_main
+from bench.load.engine import (
+    FRAME_SLACK_BYTES,
+    WorkerHooks,
+    WorkerRun,
+    report_negotiated,
+    run_worker,
+    worker_main,
+)
 from bench.load.plan import WorkerPlan, WorkerReport
 from bench.load.polling_worker import polling_url
 from bench.load.schedule import NS_PER_S, constant_rate
@@ -108,18 +114,6 @@ async def drive(run: WorkerRun[EchoConnection]) -> None:
         await run_closed_loop(connections, plan.inflight, tally.window_end_ns)
     else:
         await run_open_loop(connections, plan, tally, start_ns)
-
-
-def report_negotiated(run: WorkerRun[EchoConnection], report: WorkerReport) -> WorkerReport:
-    """The report, with what the connections negotiated: extensions and TLS."""
-    connections = run.connections
-    tls_version, cipher = connections[0].tls() if connections else ("", "")
-    return dataclasses.replace(
-        report,
-        negotiated_extensions=sorted({c.agreement for c in connections}),
-        tls_version=tls_version,
-        tls_cipher=cipher,
-    )
 
 
 async def run(plan: WorkerPlan) -> WorkerReport:

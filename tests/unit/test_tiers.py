@@ -72,7 +72,7 @@ def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     [
         (["--tier", "shipped", "--mode", "connect"], "--tier shipped measures closed, open"),
         (["--tier", "retail"], "invalid choice"),
-        (["--tls", "--mode", "memory"], "--tls measures closed, open cells so far"),
+        (["--tls", "--mode", "memory"], "--tls measures closed, open, connect cells so far"),
         (
             ["--tls", "--transport", "polling", "--servers", "socketio-asgi"],
             "--tls runs over WebSocket only so far",
