@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from bench.catalog import SERVERS
 from tests.conftest import READY_TIMEOUT_S, REPO_ROOT, TIME_FACTOR, read_ready_port, stop_process
 
 NODE_DIR = REPO_ROOT / "servers" / "node"
@@ -112,3 +113,11 @@ def running_node_server(name: str, *extra: str) -> Iterator[NodeServer]:
         code = stop_process(process)
     if code != 0:
         raise RuntimeError(f"{name} did not stop cleanly: exit code {code}")
+
+
+def runnable_server(name: str) -> str:
+    """``name``, after skipping the calling test (one line) where it is a Node server and Node
+    is missing (``require_node``)."""
+    if SERVERS[name].runtime == "node":
+        require_node()
+    return name

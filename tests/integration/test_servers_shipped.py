@@ -36,7 +36,7 @@ from tests.integration.test_servers import (
     oversized_text_frame_header,
     wait_closed_by_server,
 )
-from tests.node import require_node
+from tests.node import runnable_server
 
 pytestmark = pytest.mark.integration
 
@@ -53,26 +53,19 @@ NEGOTIATES_DEFLATE = {
 LARGE_MESSAGE_BYTES = 2 << 20
 
 
-def needs(name: str) -> str:
-    """``name``, after skipping the test (one line) where it is a Node server without Node."""
-    if SERVERS[name].runtime == "node":
-        require_node()
-    return name
-
-
 @pytest.fixture(params=list(SERVERS))
 def name(request: pytest.FixtureRequest) -> str:
-    return needs(request.param)
+    return runnable_server(request.param)
 
 
 @pytest.fixture(params=RAW)
 def raw_name(request: pytest.FixtureRequest) -> str:
-    return needs(request.param)
+    return runnable_server(request.param)
 
 
 @pytest.fixture(params=SOCKETIO)
 def socketio_name(request: pytest.FixtureRequest) -> str:
-    return needs(request.param)
+    return runnable_server(request.param)
 
 
 def path_of(name: str) -> str:

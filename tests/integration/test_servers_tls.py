@@ -30,7 +30,7 @@ from tests.integration.test_servers import (
     Frame,
     FrameRecorder,
 )
-from tests.node import require_node
+from tests.node import runnable_server
 
 pytestmark = pytest.mark.integration
 
@@ -48,26 +48,19 @@ def tls_flags(certificates: Certificates) -> tuple[str, ...]:
     return ("--tls-cert", str(certificates.cert), "--tls-key", str(certificates.key))
 
 
-def needs(name: str) -> str:
-    """``name``, after skipping the test (one line) where it is a Node server without Node."""
-    if SERVERS[name].runtime == "node":
-        require_node()
-    return name
-
-
 @pytest.fixture(params=list(SERVERS))
 def name(request: pytest.FixtureRequest) -> str:
-    return needs(request.param)
+    return runnable_server(request.param)
 
 
 @pytest.fixture(params=SOCKETIO)
 def socketio_name(request: pytest.FixtureRequest) -> str:
-    return needs(request.param)
+    return runnable_server(request.param)
 
 
 @pytest.fixture(params=SCALING)
 def scaling_name(request: pytest.FixtureRequest) -> str:
-    return needs(request.param)
+    return runnable_server(request.param)
 
 
 @pytest.fixture
