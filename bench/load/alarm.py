@@ -60,6 +60,15 @@ class _Timerfd:
             raise OSError(ctypes.get_errno(), "timerfd_settime failed")
 
 
+async def sleep_until(t_ns: int) -> None:
+    """Return at monotonic time ``t_ns`` or after, never before: uvloop's millisecond timers
+    return up to half a millisecond early, and a message sent then falls before a window that
+    opens at ``t_ns``. The last stretch is spent yielding to the loop (at most about 1 ms)."""
+    await asyncio.sleep(max(0.0, (t_ns - monotonic_ns()) / NS_PER_S))
+    while monotonic_ns() < t_ns:
+        await asyncio.sleep(0)
+
+
 class Alarm:
     """``await alarm.sleep_until(t_ns)``: return at monotonic time ``t_ns`` (or just after)."""
 
@@ -81,7 +90,7 @@ class Alarm:
 
     async def sleep_until(self, t_ns: int) -> None:
         if self._timer is None:
-            await asyncio.sleep(max(0.0, (t_ns - monotonic_ns()) / NS_PER_S))
+            await sleep_until(t_ns)
             return
         self._waiter = self._loop.create_future()
         self._timer.arm_at(t_ns)

@@ -23,6 +23,7 @@ import socketio
 from websockets.asyncio.client import connect as websockets_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from bench.load.alarm import sleep_until
 from bench.load.client import Tally
 from bench.load.engine import (
     FRAME_SLACK_BYTES,
@@ -88,10 +89,6 @@ class Client:
 
     def lost_connection(self) -> None:
         self.down = True
-
-
-async def sleep_until(t_ns: int) -> None:
-    await asyncio.sleep(max(0.0, (t_ns - monotonic_ns()) / NS_PER_S))
 
 
 async def run_websockets_client(client: Client, go: asyncio.Future[int]) -> None:

@@ -4,13 +4,12 @@ send, ``python -m tests.integration.burst_worker``."""
 
 from __future__ import annotations
 
-import asyncio
 from time import monotonic_ns
 
+from bench.load.alarm import sleep_until
 from bench.load.client import EchoConnection, Tally, connect
 from bench.load.engine import FRAME_SLACK_BYTES, run_worker, worker_main
 from bench.load.plan import WorkerPlan, WorkerReport
-from bench.load.schedule import NS_PER_S
 from bench.protocol.exchange import Exchange
 
 
@@ -30,11 +29,11 @@ async def run(plan: WorkerPlan) -> WorkerReport:
         connections: list[EchoConnection], plan: WorkerPlan, tally: Tally, start_ns: int
     ) -> None:
         # Once, when the window opens: every connection's burst at once.
-        await asyncio.sleep(max(0.0, (tally.window_start_ns - monotonic_ns()) / NS_PER_S))
+        await sleep_until(tally.window_start_ns)
         for connection in connections:
             for _ in range(burst):
                 connection.send(monotonic_ns())
-        await asyncio.sleep(max(0.0, (tally.window_end_ns - monotonic_ns()) / NS_PER_S))
+        await sleep_until(tally.window_end_ns)
 
     return await run_worker(plan, open_one, drive)
 
