@@ -24,6 +24,7 @@ from bench.catalog import LOOPS, SERVERS, raw_servers
 from bench.errors import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, RunFailed, UsageError
 from bench.gate.command import EXIT_GATE_FAILED, print_result, promote_baseline, run_check
 from bench.limits import socket_send_buffer_max
+from bench.load.cluster import distributed_missing, parse_cluster
 from bench.load.stacks import CLIENTS, FAST, only_client
 from bench.modes import check_positive
 from bench.plan_time import format_duration, planned_run_s
@@ -177,6 +178,12 @@ def build_parser() -> _Parser:
     what.add_argument(
         "--workers", type=_number(int),
         help=f"generator processes (default {_ADHOC_DEFAULTS['workers']})",
+    )  # fmt: skip
+    what.add_argument(
+        "--cluster", metavar="local:N",
+        help="run the generator as N shards, each a task on its own worker of a Dask "
+        "LocalCluster (an optional extra: pip install 'wsbench[cluster]'; closed and open "
+        "modes; such cells are not time-sliced)",
     )  # fmt: skip
     what.add_argument(
         "--server-workers", type=_number(int), metavar="N",
@@ -430,6 +437,7 @@ def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
         cells = [replace(cell, handicap_loops=handicap_loops) for cell in cells]
     cells = _scale_out(cells, args)
     cells = _tier_and_tls(cells, args)
+    cells = _cluster(cells, args)
     send_buffer_bytes = socket_send_buffer_max()
     for cell in cells:
         connection_budget(cell)  # refuses, naming the limits, what the machine cannot hold
@@ -481,6 +489,26 @@ def _scale_out(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
         cells = [replace(cell, redis_url=redis_url) if cell.server_workers > 1 else cell
                  for cell in cells]  # fmt: skip
     return cells
+
+
+def _cluster(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
+    """--cluster local:N: every cell's generator as N Dask shards, not time-sliced."""
+    value = getattr(args, "cluster", None)
+    if value is None:
+        return cells
+    shards = parse_cluster("--cluster", value)
+    if args.workers is not None and args.workers != shards:
+        raise UsageError(f"--cluster {value} runs {shards} generator shards: leave out --workers")
+    for cell in cells:
+        if not modes.get(cell.mode).sharded:
+            raise UsageError(
+                f"--cluster runs closed and open modes only, not {cell.mode} "
+                f"({cell.scenario or 'the command line'})"
+            )
+    missing = distributed_missing()
+    if missing:
+        raise UsageError(missing)
+    return [replace(cell, cluster=value, workers=shards, slice_s=0.0) for cell in cells]
 
 
 def _tier_and_tls(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:

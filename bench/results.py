@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,11 @@ WIRE_COUNTERS = (
     "wire_bytes_up", "wire_bytes_down", "wire_frames_up", "wire_frames_down", "http_requests",
 )  # fmt: skip
 
+
+def _per_worker(values: Sequence[object]) -> str:
+    return " ".join(f"{k}:{v}" for k, v in enumerate(values)) if len(values) > 1 else ""
+
+
 _COMMON_COLUMNS = [
     "run_id", "scenario", "server", "protocol", "transport", "loop", "client", "mode",
     "connections", "payload_bytes", "payload_kind", "target_rate", "repeat", "warmup_s",
@@ -37,6 +43,7 @@ _COMMON_COLUMNS = [
     "client_cpu_pct", "client_bound", "generator_headroom",
     # Beyond the required set:
     "status", "failure", "missing", "unexpected", "disconnects", "inflight", "ack", "workers",
+    "cluster", "sent_per_worker", "received_per_worker", "client_cpu_pct_per_worker",
     "slice_s", "round_msgs", "msgs_per_cpu_s", "wire_bytes_up_per_msg", "wire_bytes_down_per_msg",
     "wire_frames_up_per_msg", "wire_frames_down_per_msg", "http_requests_per_msg",
     "server_loop_lag_p99_ms", "server_loop_lag_max_ms", "server_cpus_steal_pct",
@@ -192,6 +199,12 @@ def row(result: RunResult) -> dict[str, Any]:
         "inflight": spec.inflight if mode.closed_loop else nan,
         "ack": spec.ack,
         "workers": spec.workers,
+        "cluster": spec.cluster,
+        # Each generator process's (or Dask shard's) own counts, which the row's sum: the
+        # merging shows in the row itself ("index:count", as server_cpu_pct_per_worker).
+        "sent_per_worker": _per_worker([r.sent for r in result.reports]),
+        "received_per_worker": _per_worker([r.received for r in result.reports]),
+        "client_cpu_pct_per_worker": _per_worker([f"{u.cpu_pct:.1f}" for u in result.client_usage]),
         "handicap_us": spec.handicap_us,
         "handicap_loops": spec.handicap_loops,
         "send_lag_p99_us": send_lag_p99 if not mode.closed_loop else nan,

@@ -33,6 +33,8 @@ from bench.limits import (
     port_range,
     raise_open_files_limit,
 )
+from bench.load.cluster import DaskPool
+from bench.load.cluster import active as active_cluster
 from bench.load.coordinator import START_DELAY_S, WorkerPool
 from bench.load.plan import CONNECT_TIMEOUT_S, WorkerPlan, WorkerReport
 from bench.metrics import fairness, looplag
@@ -567,6 +569,14 @@ def worker_plans(spec: RunSpec, url: str) -> list[WorkerPlan]:
 def spawned_pool(spec: RunSpec, pinning: Pinning, log_dir: Path) -> WorkerPool:
     """The cell's generator workers, to be started (``WorkerPool.spawn``) while its server
     starts; their plans need the server's port, so they come later."""
+    if spec.cluster:
+        cluster = active_cluster()
+        if cluster is None:
+            raise RunFailed(f"--cluster {spec.cluster}: no Dask cluster is running")
+        return DaskPool(
+            [], frozenset(pinning.generator_cpus), log_dir, cluster,
+            module=spec.worker_module, count=spec.workers,
+        )  # fmt: skip
     return WorkerPool(
         [], frozenset(pinning.generator_cpus), log_dir, module=spec.worker_module,
         count=spec.workers,

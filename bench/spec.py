@@ -40,6 +40,8 @@ class RunSpec:
     ack: bool = False
     repeat: int = 1
     workers: int = 1
+    # --cluster local:N: the generator's shards run as Dask tasks (bench.load.cluster).
+    cluster: str = ""
     # Socket.IO servers: or "polling" (HTTP long-polling only); connect cells also measure
     # POLLING_UPGRADE, the default path.
     transport: str = "websocket"

@@ -6,6 +6,7 @@ server in one run, interleaved, so the generator's own cost is measured, not ass
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import statistics
@@ -32,6 +33,7 @@ from bench.analyze.tidy import load_meta, load_runs
 from bench.calibration import Calibration, calibrate
 from bench.catalog import SERVERS
 from bench.errors import RunFailed, UsageError
+from bench.load.cluster import running_cluster
 from bench.load.plan import WorkerPlan
 from bench.metrics.environment import stamp
 from bench.plan_time import format_duration, planned_run_s
@@ -215,10 +217,17 @@ async def run_suite(
         meta["calibration"] = [c.as_dict() for c in ceilings.values()]
         write_json_atomically(out / "meta.json", meta)
         generator_cpus = max(1, len(pinning.generator_cpus))
-        with suite_progress() as progress:
-            finished = await _run_groups(
-                cells, out, pinning, ceilings, generator_cpus, writer, probes, progress, fail_fast
-            )
+        shards = {c.workers for c in cells if c.cluster}
+        async with contextlib.AsyncExitStack() as stack:
+            if shards:  # every --cluster cell has the same N (bench.cli)
+                cluster = await stack.enter_async_context(running_cluster(shards.pop()))
+                meta["cluster"] = cluster.describe()
+                write_json_atomically(out / "meta.json", meta)
+            with suite_progress() as progress:
+                finished = await _run_groups(
+                    cells, out, pinning, ceilings, generator_cpus, writer, probes, progress,
+                    fail_fast,
+                )  # fmt: skip
         meta["status"] = "complete" if finished else "stopped (--fail-fast)"
     finally:
         await stop_all()

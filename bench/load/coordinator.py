@@ -73,14 +73,10 @@ class WorkerPool:
         """Start the workers (unless ``spawn`` did) and wait until each has opened its
         connections; returns the slowest worker's connecting time in seconds."""
         await self.spawn()
-        if len(self.plans) != len(self.processes):
-            raise RunFailed(
-                f"{len(self.plans)} worker plans for {len(self.processes)} worker processes"
-            )
-        for plan, process in zip(self.plans, self.processes, strict=True):
-            assert process.stdin is not None
-            process.stdin.write(plan.to_json().encode() + b"\n")
-            await process.stdin.drain()
+        if len(self.plans) != len(self.pids):
+            raise RunFailed(f"{len(self.plans)} worker plans for {len(self.pids)} worker processes")
+        for index, plan in enumerate(self.plans):
+            await self._write(index, plan.to_json())
         connect_budget = max(p.connect_timeout_s for p in self.plans) + self.grace_s
         # Set-ups share the server (and its core): allow for 250 a second over all workers,
         # below the slowest rate measured here (174 a second, Socket.IO polling-upgrade on
@@ -94,10 +90,8 @@ class WorkerPool:
         """Send the start signal; ``start_ns`` lets several pools share one start."""
         if start_ns is None:
             start_ns = monotonic_ns() + int(START_DELAY_S * 1e9)
-        for process in self.processes:
-            assert process.stdin is not None
-            process.stdin.write(f"GO {start_ns}\n".encode())
-            await process.stdin.drain()
+        for index in range(len(self.pids)):
+            await self._write(index, f"GO {start_ns}")
         return start_ns
 
     async def event(self, expected: str, timeout_s: float) -> list[dict[str, Any]]:
@@ -107,10 +101,8 @@ class WorkerPool:
 
     async def tell(self, line: str) -> None:
         """Send one line to every worker (the instructions worker's "NEXT")."""
-        for process in self.processes:
-            assert process.stdin is not None
-            process.stdin.write(line.encode() + b"\n")
-            await process.stdin.drain()
+        for index in range(len(self.pids)):
+            await self._write(index, line)
 
     async def raw_reports(self) -> list[dict[str, Any]]:
         plan = self.plans[0]
@@ -127,37 +119,54 @@ class WorkerPool:
     async def close(self) -> None:
         await asyncio.gather(*(stop_process(p, grace_s=2.0) for p in self.processes))
 
+    async def _write(self, index: int, line: str) -> None:
+        """One line to worker ``index``'s stdin (a Dask shard relays it: bench.load.cluster)."""
+        stdin = self.processes[index].stdin
+        assert stdin is not None
+        stdin.write(line.encode() + b"\n")
+        await stdin.drain()
+
+    async def _readline(self, index: int) -> bytes:
+        """Worker ``index``'s next line; at its end, a RunFailed naming how it ended."""
+        process = self.processes[index]
+        assert process.stdout is not None
+        line = await process.stdout.readline()
+        if not line:
+            status = await process.wait()
+            raise RunFailed(
+                f"generator worker {index} exited with status {status} "
+                f"(log: {self.log_dir / f'worker-{index}.log'})"
+            )
+        return line
+
+    def _name(self, index: int) -> str:
+        return f"generator worker {index}"
+
     async def _gather_events(self, expected: str, timeout_s: float) -> list[dict[str, Any]]:
-        async def read(index: int, process: asyncio.subprocess.Process) -> dict[str, Any]:
-            assert process.stdout is not None
-            line = await process.stdout.readline()
-            if not line:
-                status = await process.wait()
-                raise RunFailed(
-                    f"generator worker {index} exited with status {status} "
-                    f"(log: {self.log_dir / f'worker-{index}.log'})"
-                )
+        async def read(index: int) -> dict[str, Any]:
+            line = await self._readline(index)
+            name = self._name(index)
             try:
                 answer: dict[str, Any] = json.loads(line)
             except ValueError as exc:
-                raise RunFailed(f"generator worker {index} said {line[:80]!r}") from exc
+                raise RunFailed(f"{name} said {line[:80]!r}") from exc
             if answer.get("event") == "failed":
-                raise RunFailed(f"generator worker {index}: {answer.get('message')}")
+                raise RunFailed(f"{name}: {answer.get('message')}")
             if answer.get("event") != expected:
-                raise RunFailed(
-                    f"generator worker {index}: expected {expected!r}, got {answer!r:.80}"
-                )
+                raise RunFailed(f"{name}: expected {expected!r}, got {answer!r:.80}")
             return answer
 
-        tasks = [asyncio.ensure_future(read(i, p)) for i, p in enumerate(self.processes)]
+        tasks = [asyncio.ensure_future(read(i)) for i in range(len(self.pids))]
         gathered = asyncio.gather(*tasks)
         # When the run is interrupted, the gathered failure is ours to drop, not to log.
         gathered.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
             return await asyncio.wait_for(gathered, timeout_s)
         except TimeoutError as exc:
+            silent = ", ".join(self._name(i) for i, t in enumerate(tasks) if not t.done())
             raise RunFailed(
-                f"generator workers did not report {expected!r} within {timeout_s:.0f} s"
+                f"generator workers did not report {expected!r} within {timeout_s:.0f} s "
+                f"({silent or 'all answered late'})"
             ) from exc
         finally:
             for task in tasks:

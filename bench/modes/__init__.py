@@ -108,6 +108,7 @@ class Mode:
     calibrated: bool = False  # rows judged against the generator's calibrated echo ceiling
     sliceable: bool = False  # servers of one pass share a time-sliced run
     scale_out: bool = False  # runs against several server processes (--server-workers)
+    sharded: bool = False  # its generator can run as Dask shards (--cluster)
     # Its rows' received messages over the window are a throughput (not set-ups or a trickle).
     throughput: bool = True
     default_warmup_s: float | None = None

@@ -12,4 +12,5 @@ MODE = Mode(
     calibrated=True,
     sliceable=True,
     scale_out=True,
+    sharded=True,
 )

@@ -11,5 +11,6 @@ MODE = Mode(
     options=(RATE,),
     calibrated=True,
     scale_out=True,
+    sharded=True,
     target_rate=lambda spec, result: spec.rate_msgs_s,
 )
