@@ -45,5 +45,11 @@ def test_the_micro_gate_fails_a_slowed_encode_and_passes_an_unchanged_one(tmp_pa
     assert slowed.returncode != 0, slowed.stdout[-2000:]
     assert "Performance has regressed" in slowed.stdout + slowed.stderr
 
-    unchanged = run_benchmark(tmp_path, *compare)
+    # Unchanged code must pass; a busy host (another process on the shared cores) can slow
+    # one run's median past the threshold, so up to three tries, as a user re-running `make
+    # micro` would. A gate that always fails fails all three.
+    for _ in range(3):
+        unchanged = run_benchmark(tmp_path, *compare)
+        if unchanged.returncode == 0:
+            break
     assert unchanged.returncode == 0, unchanged.stdout[-2000:]
