@@ -499,10 +499,11 @@ def _cluster(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
     shards = parse_cluster("--cluster", value)
     if args.workers is not None and args.workers != shards:
         raise UsageError(f"--cluster {value} runs {shards} generator shards: leave out --workers")
+    sharded = " and ".join(m.name for m in modes.all_modes() if m.sharded)
     for cell in cells:
         if not modes.get(cell.mode).sharded:
             raise UsageError(
-                f"--cluster runs closed and open modes only, not {cell.mode} "
+                f"--cluster runs {sharded} modes only, not {cell.mode} "
                 f"({cell.scenario or 'the command line'})"
             )
     missing = distributed_missing()

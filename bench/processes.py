@@ -34,6 +34,20 @@ def generator_and_server_cpus() -> tuple[frozenset[int], frozenset[int]]:
     return frozenset(available[:1]), frozenset(available[1:])
 
 
+def child_environment(own_program: bool = True) -> dict[str, str]:
+    """The environment of a child: one BLAS thread; the harness's own programs also get the
+    repository root on PYTHONPATH."""
+    child_env = dict(os.environ)
+    # One thread per process for numpy's BLAS: nothing here needs more, and threads would
+    # compete with the measured loops.
+    child_env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if own_program:
+        child_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(repo_root()), child_env.get("PYTHONPATH", "")) if p
+        )
+    return child_env
+
+
 async def start_process(
     argv: Sequence[str],
     *,
@@ -57,14 +71,7 @@ async def start_process(
         stderr_target = log_file.fileno()
     else:
         stderr_target = stderr
-    child_env = dict(os.environ)
-    # One thread per process for numpy's BLAS: nothing here needs more, and threads would
-    # compete with the measured loops.
-    child_env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    if cwd is None:
-        child_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(repo_root()), child_env.get("PYTHONPATH", "")) if p
-        )
+    child_env = child_environment(own_program=cwd is None)
     if env:
         child_env.update(env)
     try:

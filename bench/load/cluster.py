@@ -38,7 +38,7 @@ from typing import Any
 from bench.errors import RunFailed, UsageError
 from bench.load.coordinator import GRACE_S, WorkerPool
 from bench.load.plan import WorkerPlan
-from bench.processes import python_argv, repo_root
+from bench.processes import child_environment, python_argv, repo_root
 
 MAX_LOCAL_SHARDS = 16
 # How often the coordinator asks the scheduler whether each shard's worker is still there.
@@ -88,9 +88,7 @@ def relay_shard(module: str, cpus: list[int], in_name: str, out_name: str, log: 
 
     queue: Any = _Queue  # distributed is untyped
     inbox, outbox = queue(in_name), queue(out_name)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo_root()), env.get("PYTHONPATH")) if p)
-    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    env = child_environment()
     with open(log, "ab") as stderr:
         child = subprocess.Popen(
             python_argv(module), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
