@@ -56,6 +56,7 @@ async def start_process(
     stdout: int | None = asyncio.subprocess.PIPE,
     stderr: int | Path | None = None,
     env: dict[str, str] | None = None,
+    inherit_env: bool = True,
     cwd: Path | None = None,
     pass_fds: Sequence[int] = (),
 ) -> asyncio.subprocess.Process:
@@ -63,7 +64,8 @@ async def start_process(
     (no ``cwd``) run in the repository root with it on PYTHONPATH; another program (a
     --server-cmd) runs in ``cwd`` with the caller's PYTHONPATH untouched. ``pass_fds``: file
     descriptors the child inherits under the same numbers (every other one is closed in it);
-    the caller still holds its own copies."""
+    the caller still holds its own copies. ``inherit_env`` False: ``env`` is the child's whole
+    environment."""
     stderr_target: int | None
     log_file = None
     if isinstance(stderr, Path):
@@ -71,7 +73,7 @@ async def start_process(
         stderr_target = log_file.fileno()
     else:
         stderr_target = stderr
-    child_env = child_environment(own_program=cwd is None)
+    child_env = child_environment(own_program=cwd is None) if inherit_env else {}
     if env:
         child_env.update(env)
     try:

@@ -13,6 +13,7 @@ import math
 import shlex
 import signal
 import socket
+import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,6 +41,7 @@ from bench.load.plan import CONNECT_TIMEOUT_S, WorkerPlan, WorkerReport
 from bench.metrics import fairness, looplag
 from bench.metrics import histogram as hist
 from bench.metrics.sampling import ProcessSampler, WindowUsage, summed_usage
+from bench.modes import ServerWrap
 from bench.processes import STOP_GRACE_S, python_argv, start_process, stop_process
 from bench.redis_broker import BrokerFailed, RedisServer, ping
 from bench.server_cmd import (
@@ -226,16 +228,28 @@ class ManagedServer:
         self.process: asyncio.subprocess.Process | None = None
         self.port = 0
         self.loop_lag_path = log_path.with_name("loop-lag.txt")
-        # A program the server runs under (callgrind: bench.modes.instructions), and what it
-        # adds to the environment; with one, the server samples no loop lag (its timer would
-        # be work that grows with time, not with messages).
-        self.wrapper: list[str] = []
-        self.wrapper_env: dict[str, str] = {}
+        # A program the server runs under (callgrind: bench.modes.instructions), and its
+        # environment; with one, the server samples no loop lag (its timer would be work that
+        # grows with time, not with messages).
+        self.wrap: ServerWrap | None = None
+
+    @property
+    def wrapper(self) -> list[str]:
+        return self.wrap.argv if self.wrap is not None else []
 
     def _env(self) -> dict[str, str]:
-        if self.wrapper:
-            return dict(self.wrapper_env)
+        if self.wrap is not None:
+            return dict(self.wrap.env)
         return {LOOP_LAG_FILE_ENV: str(self.loop_lag_path)}
+
+    def _command(self) -> list[str]:
+        if self.wrap is not None and self.wrap.python and self.command[:1] == [sys.executable]:
+            return [self.wrap.python, *self.command[1:]]
+        return list(self.command)
+
+    def _clean_up(self) -> None:
+        if self.wrap is not None and self.wrap.cleanup is not None:
+            self.wrap.cleanup()
 
     async def start(self, port: int = 0) -> None:
         """Start the server on ``port`` (0: a free one, learned from its READY line)."""
@@ -246,7 +260,8 @@ class ManagedServer:
             if listener is not None:
                 where = ["--port", str(listener.getsockname()[1]),
                          "--listen-fd", str(listener.fileno())]  # fmt: skip
-            argv = [*self.wrapper, *self.command, "--host", LOOPBACK, *where, "--loop", self.loop]
+            argv = [*self.wrapper, *self._command(), "--host", LOOPBACK, *where,
+                    "--loop", self.loop]  # fmt: skip
             if self.transports:
                 argv += ["--transports", ",".join(self.transports)]
             if self.handicap_us:
@@ -259,6 +274,7 @@ class ManagedServer:
                 cpus=self.cpus,
                 stderr=self.log_path,
                 env=self._env(),
+                inherit_env=self.wrap is None or not self.wrap.whole_env,
                 pass_fds=() if listener is None else (listener.fileno(),),
             )
         finally:
@@ -316,9 +332,12 @@ class ManagedServer:
         return killed_ns
 
     async def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        return await stop_process(self.process)
+        try:
+            if self.process is None:
+                return None
+            return await stop_process(self.process)
+        finally:
+            self._clean_up()
 
     @property
     def sampled_pid(self) -> int | None:
@@ -458,7 +477,7 @@ class UserServer(ManagedServer):
             try:
                 self.process = await start_process(
                     argv, cpus=self.cpus, stdout=log.fileno(), stderr=asyncio.subprocess.STDOUT,
-                    cwd=Path.cwd(), env=self.wrapper_env or None,
+                    cwd=Path.cwd(), env=self._env() if self.wrap is not None else None,
                 )  # fmt: skip
             except OSError as exc:
                 raise RunFailed(
@@ -733,7 +752,7 @@ async def prepare_target(
             )  # fmt: skip
             wrap = modes.get(spec.mode).server_wrapper
             if wrap is not None:
-                server.wrapper, server.wrapper_env = wrap(spec, log_dir)
+                server.wrap = wrap(spec, log_dir, False)
         elif spec.server_workers > 1:
             server = ServerGroup(
                 spec.server, spec.loop, frozenset(pinning.server_cpus), log_dir / "server.log",
@@ -753,7 +772,7 @@ async def prepare_target(
         server.tier_args = tier_arguments(spec, certificates)
         wrap = modes.get(spec.mode).server_wrapper
         if wrap is not None:
-            server.wrapper, server.wrapper_env = wrap(spec, log_dir)
+            server.wrap = wrap(spec, log_dir, True)
         try:
             await server.start()
         except BaseException:

@@ -32,6 +32,21 @@ Better = Literal["higher", "lower"]
 
 
 @dataclass(frozen=True)
+class ServerWrap:
+    """The program a server runs under (a mode's ``server_wrapper``: callgrind), and how.
+
+    ``env`` is added to the server's environment, or, with ``whole_env``, is all of it. For the
+    harness's own servers, ``python`` replaces the interpreter's path ("" keeps it);
+    ``cleanup`` runs once the server has stopped."""
+
+    argv: list[str]
+    env: dict[str, str]
+    python: str = ""
+    whole_env: bool = False
+    cleanup: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
 class Option:
     """A setting that only some modes take: its name in suites and RunSpec (``key``), its
     command-line flag, and its check (value and how to name it in a message, in; the value
@@ -117,9 +132,9 @@ class Mode:
     # More RunSpec fields that follow from its checked options (memory: its connections).
     cell_fields: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     uss: bool = False  # the server's USS is sampled too (costly: memory cells only)
-    # The program the server runs under, and what it adds to the server's environment
-    # (instructions: callgrind), from the cell and its log folder.
-    server_wrapper: Callable[[RunSpec, Path], tuple[list[str], dict[str, str]]] | None = None
+    # The program the server runs under, and its environment (instructions: callgrind), from
+    # the cell, its log folder and whether the server is the harness's own (not --server-cmd).
+    server_wrapper: Callable[[RunSpec, Path, bool], ServerWrap] | None = None
     # Why its cells cannot run on this machine (None: they can), and why a server's cannot
     # (""), each said in one line when those cells are skipped.
     missing: Callable[[], str | None] | None = None

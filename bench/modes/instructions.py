@@ -27,7 +27,8 @@ import psutil
 from bench import callgrind
 from bench.errors import RunFailed
 from bench.load.stacks import FAST
-from bench.modes import Metric, Mode, Option, positive
+from bench.modes import Metric, Mode, Option, ServerWrap, positive
+from bench.processes import repo_root
 
 if TYPE_CHECKING:
     from bench.runner import ManagedServer, Pinning, RunResult
@@ -52,9 +53,17 @@ INSTRUCTIONS_PER_S = 40e6
 PLANNED_PER_MSG = {"socketio": 400e3, "raw": 100e3}
 
 
-def _wrapper(spec: RunSpec, log_dir: Path) -> tuple[list[str], dict[str, str]]:
+def _wrapper(spec: RunSpec, log_dir: Path, own_server: bool) -> ServerWrap:
     log_dir.mkdir(parents=True, exist_ok=True)
-    return callgrind.wrapper(log_dir), {"PYTHONHASHSEED": callgrind.HASH_SEED}
+    seed = {"PYTHONHASHSEED": callgrind.HASH_SEED}
+    if not own_server:  # the user's command: its environment, seeded (it may not be Python)
+        return ServerWrap(callgrind.wrapper(log_dir), seed)
+    # The harness's own servers count alike from any checkout (bench.callgrind.Layout).
+    layout = callgrind.Layout.make(repo_root())
+    return ServerWrap(
+        callgrind.wrapper(log_dir), layout.environment({}), python=layout.python,
+        whole_env=True, cleanup=layout.remove,
+    )  # fmt: skip
 
 
 def _server_refused(spec: RunSpec) -> str:

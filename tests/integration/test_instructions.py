@@ -110,3 +110,30 @@ def test_the_gate_fails_3_percent_more_work_and_passes_unchanged_code_on_a_busy_
     failed = [line for line in slower.stdout.splitlines() if line.startswith("failed:")]
     assert failed and all("instructions_per_msg" in line for line in failed), failed
     assert "ran 20 extra loop iterations per message" in slower.stdout
+
+
+def clone(destination: Path) -> Path:
+    """A checkout of this repository's HEAD at ``destination``."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(destination)], check=True,
+                   timeout=RUN_TIMEOUT_S)  # fmt: skip
+    return destination
+
+
+def test_counts_do_not_depend_on_where_the_checkout_is(tmp_path: Path) -> None:
+    # Before the counted server imported through links of fixed length (bench.callgrind.Layout),
+    # aiohttp's count per echo read 1.0% higher from the longer of these two paths.
+    layouts_before = set(Path("/tmp").glob("wsbench-cg-*"))
+    counts = []
+    for where in (tmp_path / "a", tmp_path / "a-checkout-with-a-much-longer-name" / "wsbench"):
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", "run", "--mode", "instructions", "--messages", "300",
+             "--servers", "aiohttp", "--out", str(where / "out")],
+            cwd=clone(where), capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        with open(where / "out" / "runs.csv", newline="") as stream:
+            (row,) = csv.DictReader(stream)
+        counts.append(float(row["instructions_per_msg"]))
+    assert abs(counts[0] - counts[1]) / counts[0] < 0.001, counts
+    assert set(Path("/tmp").glob("wsbench-cg-*")) <= layouts_before, "links outlived the runs"
