@@ -58,14 +58,17 @@ bench-quick: $(STAMP)
 CHECK_OUT ?= results/runs/check-$(shell date -u +%Y%m%dT%H%M%SZ)
 CHECK_REPEAT ?= 5
 # Then the instruction counts (scenario instructions, under callgrind) against their own
-# baseline, measured on this machine (counts depend on the CPU's instruction set and libraries,
-# not on its speed or load): skipped in one line without valgrind.
+# baseline: counts depend on the CPU's features and the software, not on its speed or load, so
+# when results/baseline-instructions was counted on another CPU or software, `wsbench
+# local-baseline` first measures the commit that recorded it on this machine (docs/gate.md).
+# Skipped in one line without valgrind.
 check: $(STAMP)
 	$(PY) -m bench run --suite quick --repeat $(CHECK_REPEAT) --out $(CHECK_OUT) $(CHECK_ARGS)
 	$(PY) -m bench check $(CHECK_OUT) --baseline results/baseline
 	@if command -v valgrind >/dev/null; then \
 	  $(PY) -m bench run --scenario instructions --out $(CHECK_OUT)-instructions $(CHECK_ARGS) && \
-	  $(PY) -m bench check $(CHECK_OUT)-instructions --baseline results/baseline-instructions; \
+	  $(PY) -m bench local-baseline results/baseline-instructions --like $(CHECK_OUT)-instructions --out $(CHECK_OUT)-instructions-baseline && \
+	  $(PY) -m bench check $(CHECK_OUT)-instructions --baseline $(CHECK_OUT)-instructions-baseline; \
 	else echo "make check: instruction counts not checked: valgrind is not installed (apt-get install valgrind)"; fi
 
 test: $(DEV_STAMP) $(NODE_STAMP)

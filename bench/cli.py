@@ -23,6 +23,7 @@ from bench import modes, suite_run
 from bench.catalog import LOOPS, SERVERS, raw_servers
 from bench.errors import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, RunFailed, UsageError
 from bench.gate.command import EXIT_GATE_FAILED, print_result, promote_baseline, run_check
+from bench.gate.local_baseline import local_baseline
 from bench.limits import socket_send_buffer_max
 from bench.load.cluster import distributed_missing, parse_cluster
 from bench.load.stacks import CLIENTS, FAST, only_client
@@ -320,6 +321,16 @@ def build_parser() -> _Parser:
     check.add_argument(
         "--thresholds", type=Path, help="thresholds TOML (default results/thresholds.toml)"
     )
+    local = commands.add_parser(
+        "local-baseline",
+        help="a baseline whose instruction counts compare with a run's: copied when counted "
+        "on the same CPU and software, else its command measured again here on the commit that "
+        "recorded it (exit 0 done, 2 bad input, 3 the measurement failed)",
+    )
+    local.add_argument("baseline", type=Path, help="committed baseline folder")
+    local.add_argument("--like", type=Path, required=True, help="results folder to compare with")
+    local.add_argument("--out", type=Path, required=True, help="folder for the baseline")
+    local.add_argument("--force", action="store_true", help="replace a non-empty --out")
     baseline = commands.add_parser(
         "baseline", help="promote a results folder to the gate's baseline (results/baseline)"
     )
@@ -950,6 +961,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_check(args.current, args.baseline, args.thresholds)
             print_result(result)
             return EXIT_OK if result.passed else EXIT_GATE_FAILED
+        if args.command == "local-baseline":
+            print(f"wsbench: {local_baseline(args.baseline, args.like, args.out, args.force)}")
+            return 0
         if args.command == "baseline":
             destination = args.to or repo_root() / "results" / "baseline"
             promote_baseline(args.folder, destination, args.force)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import resource
@@ -38,6 +39,18 @@ def cpu_model() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
+
+
+def cpu_flags_digest() -> str | None:
+    """The first 16 hex digits of the SHA-256 of the CPU's feature flags, sorted (None when
+    /proc/cpuinfo has none). The model name alone does not tell the CPUs a VM may land on
+    apart ("AMD EPYC"), and the flags decide which variants of the C library's string and
+    memory routines run, so they move instruction counts (bench.modes.instructions)."""
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("flags"):
+            flags = " ".join(sorted(line.split(":", 1)[1].split()))
+            return hashlib.sha256(flags.encode()).hexdigest()[:16]
+    return None
 
 
 def libc_version() -> str:
@@ -104,6 +117,7 @@ def stamp(argv: list[str], pinning: dict[str, Any], root: Path) -> dict[str, Any
         "machine": {
             "hostname": platform.node(),
             "cpu_model": cpu_model(),
+            "cpu_flags_sha256": cpu_flags_digest(),
             "cpu_count": os.cpu_count(),
             "cpus_available": sorted(os.sched_getaffinity(0)),
             "memory_bytes": psutil.virtual_memory().total,

@@ -324,3 +324,47 @@ def test_efficiency_is_compared_as_is_on_the_same_machine_at_another_speed() -> 
     # excuse a halved efficiency, and an unchanged one passes.
     assert not gate(old, META, frame(cell(**handicapped)), slowed_host, thresholds).passed
     assert gate(old, META, frame(cell(**efficiency)), slowed_host, thresholds).passed
+
+
+COUNTS = parse_thresholds(
+    {"metrics": {"instructions_per_msg": {"direction": "lower", "tolerance_pct": 1}}}
+)
+COUNTED: dict[str, Any] = {
+    **copy.deepcopy(META),
+    "machine": {**META["machine"], "cpu_flags_sha256": "aaaa"},
+    "os": {"kernel": "6.1", "libc": "glibc 2.36"},
+    "packages": {"aiohttp": "3.10.0"},
+}
+
+
+def counted_cell(per_msg: float) -> dict[str, Any]:
+    return cell(server="aiohttp", repeats=1, instructions_per_msg_median=per_msg)
+
+
+def test_instruction_counts_are_judged_on_the_same_cpu_and_software_only() -> None:
+    grown = frame(counted_cell(39_427.0))  # +3.1%, as a CI run on another VM read
+    same = gate(frame(counted_cell(38_243.0)), COUNTED, grown, COUNTED, COUNTS)
+    assert verdicts(same, "instructions_per_msg") == [FAIL]
+    other_cpu = copy.deepcopy(COUNTED)
+    other_cpu["machine"]["cpu_flags_sha256"] = "bbbb"
+    moved = gate(frame(counted_cell(38_243.0)), COUNTED, grown, other_cpu, COUNTS)
+    assert moved.passed and verdicts(moved, "instructions_per_msg") == [
+        "pass (counted on other CPU or software: not judged)"
+    ]
+    assert any("local-baseline" in note and "cpu_flags_sha256" in note for note in moved.notes)
+    other_library = copy.deepcopy(COUNTED)
+    other_library["packages"]["aiohttp"] = "3.11.0"
+    assert gate(frame(counted_cell(38_243.0)), COUNTED, grown, other_library, COUNTS).passed
+    # A count within tolerance passes as it is either way.
+    steady = gate(frame(counted_cell(38_243.0)), COUNTED, frame(counted_cell(38_300.0)),
+                  other_cpu, COUNTS)  # fmt: skip
+    assert verdicts(steady, "instructions_per_msg") == ["pass"]
+
+
+def test_a_stamp_without_cpu_flags_leaves_counts_unjudged_but_the_machine_the_same() -> None:
+    older = copy.deepcopy(COUNTED)
+    del older["machine"]["cpu_flags_sha256"]  # stamps before 2026-12-03
+    result = gate(frame(counted_cell(38_243.0)), older, frame(counted_cell(39_427.0)), COUNTED,
+                  COUNTS)  # fmt: skip
+    assert result.mode == MODE_ABSOLUTE and result.passed
+    assert any("cpu_flags_sha256 None -> 'aaaa'" in note for note in result.notes)
