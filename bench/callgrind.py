@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import platform
 import re
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.errors import RunFailed
 
@@ -81,23 +82,48 @@ def wrapper(out_dir: Path) -> list[str]:
 # commit, the same .venv: aiohttp 38,242.7 instructions per echo from /tmp/a and 38,627.7
 # (+1.0%) from /tmp/wsbench-ci-clone-long-name/main; a CI clone read 39,427. So the server
 # imports everything through links of fixed length and gets a fixed environment.
-LAYOUT_PARENT = "/tmp"
+# The folder's name is the same in every run: the strings under it are hashed (PYTHONHASHSEED
+# fixes the seed, not the strings), and with a random suffix (mkdtemp) aiohttp's count read
+# 38,760.7 in one CI run and 38,282.7 in the next, same code. One run at a time may use it: a
+# lock (flock) on a file inside says which.
+LAYOUT_FOLDER = Path("/tmp/wsbench-callgrind")
 FIXED_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 @dataclass
 class Layout:
-    """A folder of fixed path length (``/tmp/wsbench-cg-XXXXXXXX``) holding ``r``, a link
-    to the repository, and ``v``, a link to the Python environment (sys.prefix)."""
+    """``/tmp/wsbench-callgrind`` holding ``r``, a link to the repository, and ``v``, a link
+    to the Python environment (sys.prefix), for one counted run at a time."""
 
     folder: Path
+    lock: Any = None  # the open lock file, held while the run uses the links
 
     @classmethod
-    def make(cls, root: Path) -> Layout:
-        folder = Path(tempfile.mkdtemp(prefix="wsbench-cg-", dir=LAYOUT_PARENT))
-        (folder / "r").symlink_to(root, target_is_directory=True)
-        (folder / "v").symlink_to(sys.prefix, target_is_directory=True)
-        return cls(folder)
+    def make(cls, root: Path, folder: Path = LAYOUT_FOLDER) -> Layout:
+        """The links, made anew for ``root``; RunFailed, in one line, when another run holds
+        the folder or it cannot be made."""
+        try:
+            folder.mkdir(mode=0o755, exist_ok=True)
+            lock = open(folder / ".lock", "a")  # noqa: SIM115 (held until remove)
+        except OSError as exc:
+            raise RunFailed(f"cannot use {folder} for the counted server: {exc}") from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise RunFailed(
+                f"another instructions run is using {folder}: counted runs go one at a time"
+            ) from None
+        layout = cls(folder, lock)
+        try:
+            for name, target in (("r", root), ("v", Path(sys.prefix))):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(folder / name)
+                (folder / name).symlink_to(target, target_is_directory=True)
+        except OSError as exc:
+            layout.remove()
+            raise RunFailed(f"cannot link the counted server's code in {folder}: {exc}") from None
+        return layout
 
     @property
     def python(self) -> str:
@@ -123,11 +149,15 @@ class Layout:
         }
 
     def remove(self) -> None:
-        for name in ("r", "v"):
+        """The links, the lock and the folder (another run may make them again)."""
+        for name in ("r", "v", ".lock"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.folder / name)
         with contextlib.suppress(OSError):
             self.folder.rmdir()
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
 
 
 def parse_summary(text: str) -> int:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from bench import callgrind
+from bench.errors import RunFailed
 from bench.modes import instructions
 from bench.runner import RunResult
 from bench.spec import RunSpec
@@ -61,3 +64,22 @@ def test_the_time_model_grows_with_the_messages() -> None:
     few, many = (instructions.MODE.time_s(cell(params=(("messages", n),)), 1)  # type: ignore[misc]
                  for n in (100, 10_000))  # fmt: skip
     assert math.isfinite(few) and many > few
+
+
+def test_the_layout_is_one_place_one_run_at_a_time(tmp_path: Path) -> None:
+    folder = tmp_path / "wsbench-callgrind"
+    layout = callgrind.Layout.make(tmp_path / "repo", folder)
+    try:
+        assert os.readlink(folder / "r") == str(tmp_path / "repo")
+        assert os.readlink(folder / "v") == sys.prefix
+        with pytest.raises(RunFailed, match="counted runs go one at a time"):
+            callgrind.Layout.make(tmp_path / "other", folder)
+        env = layout.environment({"WSBENCH_X": "1"})
+        assert env["PYTHONPATH"] == str(folder / "r") and env["PYTHONSAFEPATH"] == "1"
+        assert env["PYTHONHASHSEED"] == callgrind.HASH_SEED and env["WSBENCH_X"] == "1"
+    finally:
+        layout.remove()
+    assert not folder.exists()
+    again = callgrind.Layout.make(tmp_path / "other", folder)  # free again, links made anew
+    assert os.readlink(folder / "r") == str(tmp_path / "other")
+    again.remove()
