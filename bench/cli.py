@@ -25,7 +25,7 @@ from bench.errors import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, RunFailed, UsageE
 from bench.gate.command import EXIT_GATE_FAILED, print_result, promote_baseline, run_check
 from bench.gate.local_baseline import local_baseline
 from bench.limits import socket_send_buffer_max
-from bench.load.cluster import distributed_missing, parse_cluster
+from bench.load.cluster import distributed_missing, parse_cluster, scheduler_workers
 from bench.load.stacks import CLIENTS, FAST, only_client
 from bench.modes import check_positive
 from bench.plan_time import format_duration, planned_run_s
@@ -54,7 +54,7 @@ from bench.scenarios import (
 )
 from bench.server_cmd import check_label, check_program, default_label, parse_server_cmd
 from bench.spec import SHIPPED, SHIPPED_MODES, TIERS, TLS_MODES, RunSpec
-from bench.target import websocket_url
+from bench.target import parse_networks, websocket_url
 from servers.common import MAX_HANDICAP_LOOPS, MAX_HANDICAP_US
 
 EXIT_INTERRUPTED = 130
@@ -181,10 +181,11 @@ def build_parser() -> _Parser:
         help=f"generator processes (default {_ADHOC_DEFAULTS['workers']})",
     )  # fmt: skip
     what.add_argument(
-        "--cluster", metavar="local:N",
-        help="run the generator as N shards, each a task on its own worker of a Dask "
-        "LocalCluster (an optional extra: pip install 'wsbench[cluster]'; closed and open "
-        "modes; such cells are not time-sliced)",
+        "--cluster", metavar="local:N|tcp://HOST:PORT",
+        help="run the generator as shards, each a task on its own Dask worker: N of a "
+        "LocalCluster the run starts, or every worker (or --workers of them) of a scheduler "
+        "you run (an optional extra: pip install 'wsbench[cluster]'; closed and open modes; "
+        "such cells are not time-sliced)",
     )  # fmt: skip
     what.add_argument(
         "--server-workers", type=_number(int), metavar="N",
@@ -244,8 +245,15 @@ def build_parser() -> _Parser:
     )  # fmt: skip
     target = run.add_argument_group("your own server: one someone else started, or its command")
     target.add_argument(
-        "--target", help="ws://, http://, wss:// or https:// URL on a loopback address"
+        "--target",
+        help="ws://, http://, wss:// or https:// URL on a loopback address (or in "
+        "an --allow-network network)",
     )
+    target.add_argument(
+        "--allow-network", metavar="CIDR[,CIDR]",
+        help="let this run load --target hosts in these networks besides loopback (given each "
+        "run, recorded in meta.json; load goes nowhere else)",
+    )  # fmt: skip
     target.add_argument(
         "--ca", type=Path, metavar="FILE",
         help="a wss:// or https:// --target: verify its certificate against this CA file "
@@ -449,6 +457,7 @@ def resolve_cells(args: argparse.Namespace) -> list[RunSpec]:
     cells = _scale_out(cells, args)
     cells = _tier_and_tls(cells, args)
     cells = _cluster(cells, args)
+    cells = _network(cells, args)
     send_buffer_bytes = socket_send_buffer_max()
     for cell in cells:
         connection_budget(cell)  # refuses, naming the limits, what the machine cannot hold
@@ -502,14 +511,36 @@ def _scale_out(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
     return cells
 
 
+def _allowed_networks(args: argparse.Namespace) -> tuple[str, ...]:
+    value = getattr(args, "allow_network", None)
+    return () if value is None else parse_networks("--allow-network", value)
+
+
+def _network(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
+    """--allow-network: only for a --target, which it lets lie beyond loopback."""
+    networks = _allowed_networks(args)
+    if not networks:
+        return cells
+    if getattr(args, "target", None) is None and not str(
+        getattr(args, "cluster", None) or ""
+    ).startswith("tcp://"):
+        raise UsageError(
+            "--allow-network lets a --target (or a --cluster tcp:// scheduler) lie beyond "
+            "loopback: the harness's own servers and --server-cmd listen on loopback"
+        )
+    return [replace(cell, allow_network=networks) for cell in cells]
+
+
 def _cluster(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
     """--cluster local:N: every cell's generator as N Dask shards, not time-sliced."""
     value = getattr(args, "cluster", None)
     if value is None:
         return cells
-    shards = parse_cluster("--cluster", value)
-    if args.workers is not None and args.workers != shards:
-        raise UsageError(f"--cluster {value} runs {shards} generator shards: leave out --workers")
+    choice = parse_cluster("--cluster", value, _allowed_networks(args))
+    if choice.local_shards and args.workers is not None and args.workers != choice.local_shards:
+        raise UsageError(
+            f"--cluster {value} runs {choice.local_shards} generator shards: leave out --workers"
+        )
     sharded = " and ".join(m.name for m in modes.all_modes() if m.sharded)
     for cell in cells:
         if not modes.get(cell.mode).sharded:
@@ -520,6 +551,12 @@ def _cluster(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
     missing = distributed_missing()
     if missing:
         raise UsageError(missing)
+    if choice.scheduler:
+        # One shard per worker of the scheduler, or on --workers of them.
+        shards = args.workers or scheduler_workers(choice.scheduler)
+        value = choice.scheduler
+    else:
+        shards = choice.local_shards
     return [replace(cell, cluster=value, workers=shards, slice_s=0.0) for cell in cells]
 
 
@@ -768,7 +805,8 @@ def _target_cells(args: argparse.Namespace) -> list[RunSpec]:
         )
     if not args.protocol:
         raise UsageError("--target needs --protocol raw or --protocol socketio")
-    websocket_url(args.target, args.protocol)  # refuses non-loopback and malformed URLs now
+    # Refuses malformed URLs and hosts outside loopback and --allow-network now.
+    websocket_url(args.target, args.protocol, _allowed_networks(args))
     if args.server_pid is not None:
         import psutil
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from time import monotonic_ns
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -53,7 +54,7 @@ from bench.server_cmd import (
     wait_until_listening,
 )
 from bench.spec import POLLING_UPGRADE, SHIPPED, RunSpec
-from bench.target import websocket_url
+from bench.target import is_loopback, websocket_url
 from bench.tls import CA_FILE, Certificates, client_context, make_certificates
 from servers.common import LOOP_LAG_FILE_ENV, listening_socket
 
@@ -553,6 +554,10 @@ def connection_budget(spec: RunSpec) -> ConnectionBudget:
 def worker_plans(spec: RunSpec, url: str) -> list[WorkerPlan]:
     mode = spec.mode
     budget = connection_budget(spec)
+    if not is_loopback(urlsplit(url).hostname or ""):
+        # A target beyond loopback (--allow-network): the kernel picks the source address; the
+        # loopback ones would not route there.
+        budget = replace(budget, source_addresses=())
     connections = budget.per_worker
     return [
         WorkerPlan(
@@ -630,7 +635,7 @@ async def measure(
     side: asyncio.Future[None] | None = None
     try:
         result.connect_s = await pool.spawn_and_connect()
-        roles = {f"worker-{i}": pid for i, pid in enumerate(pool.pids)}
+        roles = {f"worker-{i}": pid for i, pid in enumerate(pool.pids) if pool.samples_locally}
         if server_pid is not None:
             roles["server"] = server_pid
         roles.update({f"server-{k}": pid for k, pid in enumerate(more_server_pids, start=1)})
@@ -660,7 +665,7 @@ async def measure(
                 for k in range(1 + len(more_server_pids))
             ]
             result.server_usage = summed_usage(result.server_worker_usage)
-        result.client_usage = [
+        result.client_usage = pool.shard_usage or [
             sampler.usage(f"worker-{i}", window_start, window_end) for i in range(spec.workers)
         ]
     finally:
@@ -785,7 +790,7 @@ async def prepare_target(
         server_pid: int | None = server.sampled_pid
     else:
         assert spec.target_url is not None
-        url = websocket_url(spec.target_url, spec.protocol)
+        url = websocket_url(spec.target_url, spec.protocol, spec.allow_network)
         server_pid = spec.server_pid
     if spec.transport == "polling":
         # The probe offers compression in a WebSocket handshake, which a polling-only server

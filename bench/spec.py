@@ -66,6 +66,8 @@ class RunSpec:
     # many seconds (bench.load.slices); 0 runs each server on its own.
     slice_s: float = 0.0
     target_url: str | None = None  # set for a server someone else started
+    # --allow-network: networks besides loopback this run may load (bench.target), as CIDRs.
+    allow_network: tuple[str, ...] = ()
     server_pid: int | None = None
     # --server-cmd: the user's server, started and stopped by the harness; its argument list
     # with "{port}" where the harness's pick of a free port goes (bench.server_cmd).

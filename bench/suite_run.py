@@ -160,6 +160,14 @@ async def run_suite(
                 for c in cells if c.server_cmd}  # fmt: skip
     if commands:
         meta["server_commands"] = commands
+    # --allow-network: the networks beyond loopback this run was let reach, said loudly.
+    networks = sorted({n for c in cells for n in c.allow_network})
+    if networks:
+        meta["network"] = {"allowed": networks}
+        console.print(
+            f"[bold yellow]wsbench: --allow-network {','.join(networks)}: this run may send "
+            "load beyond loopback[/bold yellow]"
+        )
     # Scale-out: the broker that relayed broadcasts between server processes.
     if any(c.server_workers > 1 for c in cells):
         urls = sorted({c.redis_url for c in cells if c.server_workers > 1})
@@ -217,10 +225,12 @@ async def run_suite(
         meta["calibration"] = [c.as_dict() for c in ceilings.values()]
         write_json_atomically(out / "meta.json", meta)
         generator_cpus = max(1, len(pinning.generator_cpus))
-        shards = {c.workers for c in cells if c.cluster}
+        clusters = {(c.workers, c.cluster) for c in cells if c.cluster}
         async with contextlib.AsyncExitStack() as stack:
-            if shards:  # every --cluster cell has the same N (bench.cli)
-                cluster = await stack.enter_async_context(running_cluster(shards.pop()))
+            if clusters:  # every --cluster cell has the same (bench.cli)
+                shards, value = clusters.pop()
+                scheduler = value if value.startswith("tcp://") else ""
+                cluster = await stack.enter_async_context(running_cluster(shards, scheduler))
                 meta["cluster"] = cluster.describe()
                 write_json_atomically(out / "meta.json", meta)
             with suite_progress() as progress:

@@ -15,7 +15,16 @@ scheduler) and fails the cell naming that address; a shard that hangs fails at t
 deadline, named. The child dies with its Dask worker (PR_SET_PDEATHSIG) and is stopped when the
 task ends, so no generator outlives a run.
 
-Only ``local:N`` is built: a LocalCluster on loopback, started for the run and closed after it.
+``local:N`` starts a LocalCluster on loopback for the run and closes it after. ``tcp://HOST:PORT``
+uses a scheduler someone else runs (``dask scheduler``, ``dask worker``; dask-ssh, Kubernetes)
+and closes only its own client: one shard on each of its workers (or on ``--workers`` of them).
+Its workers may be other machines, so for them the harness assumes nothing of this one: the
+start signal goes as a delay that each shard's relay turns into its own clock's time (the
+queue's transit, milliseconds, offsets a shard's window within the warm-up), the relay samples
+its child's CPU and memory over the shard's own window on its own host (a pid means nothing on
+the coordinator's), shards are not pinned (the harness does not know those machines' cores),
+and each worker's host, CPU, Python and generator libraries are stamped in meta.json. A shard
+on another host cannot reach this machine's loopback: such a cell fails, saying so.
 """
 
 from __future__ import annotations
@@ -30,17 +39,29 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+import psutil
 
 from bench.errors import RunFailed, UsageError
 from bench.load.coordinator import GRACE_S, WorkerPool
-from bench.load.plan import WorkerPlan
+from bench.load.plan import WorkerPlan, WorkerReport
+from bench.metrics.sampling import WindowUsage
 from bench.processes import child_environment, python_argv, repo_root
+from bench.target import is_loopback, refuse_unless_allowed
 
 MAX_LOCAL_SHARDS = 16
+# A scheduler someone else runs must answer within this (when the command is checked, and
+# when the run connects).
+SCHEDULER_TIMEOUT_S = 10.0
+# The start signal to shards on other hosts: this long after it reaches each (queue transit
+# is milliseconds on a LAN; each shard's window starts after its warm-up either way).
+REMOTE_START_DELAY_S = 0.5
 # How often the coordinator asks the scheduler whether each shard's worker is still there.
 LIVENESS_POLL_S = 0.5
 CLUSTER_START_TIMEOUT_S = 60.0
@@ -50,19 +71,57 @@ SHARD_START_TIMEOUT_S = 30.0
 _PR_SET_PDEATHSIG = 1
 
 
-def parse_cluster(option: str, value: str) -> int:
-    """``local:N`` -> N; anything else one clear line (UsageError)."""
-    if value.startswith(("tcp://", "tls://")):
-        raise UsageError(
-            f"{option} {value}: an existing Dask scheduler is not supported yet; "
-            "use local:N (a LocalCluster on this machine)"
-        )
+@dataclass(frozen=True)
+class ClusterChoice:
+    """What ``--cluster`` names: ``local:N`` (``local_shards`` N) or a scheduler's address."""
+
+    local_shards: int = 0
+    scheduler: str = ""
+
+
+def parse_cluster(option: str, value: str, networks: tuple[str, ...] = ()) -> ClusterChoice:
+    """``local:N`` or ``tcp://HOST:PORT`` (HOST on loopback or in ``networks``, from
+    --allow-network); anything else one clear line (UsageError)."""
+    if value.startswith("tls://"):
+        raise UsageError(f"{option} {value}: TLS to a Dask scheduler is not supported; tcp://")
+    if value.startswith("tcp://"):
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or port is None or parts.path not in ("", "/"):
+            raise UsageError(f"{option} {value!r}: expected tcp://HOST:PORT (a Dask scheduler)")
+        refuse_unless_allowed(f"{option} scheduler", parts.hostname, networks)
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        return ClusterChoice(scheduler=f"tcp://{host}:{port}")
     kind, _, count = value.partition(":")
     if kind != "local" or not count.isdigit() or not 1 <= int(count) <= MAX_LOCAL_SHARDS:
         raise UsageError(
-            f"{option} {value!r}: expected local:N with N from 1 to {MAX_LOCAL_SHARDS}"
+            f"{option} {value!r}: expected local:N with N from 1 to {MAX_LOCAL_SHARDS}, or "
+            "tcp://HOST:PORT"
         )
-    return int(count)
+    return ClusterChoice(local_shards=int(count))
+
+
+def scheduler_workers(address: str, timeout_s: float = SCHEDULER_TIMEOUT_S) -> int:
+    """How many workers the scheduler at ``address`` has now; one line (UsageError) when it
+    does not answer within ``timeout_s`` or has none."""
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    import distributed
+
+    dask: Any = distributed
+    try:
+        with dask.Client(address, timeout=timeout_s) as client:
+            workers = len(client.scheduler_info()["workers"])
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(
+            f"--cluster {address}: no Dask scheduler answered within {timeout_s:g} s ({exc})"
+        ) from None
+    if workers == 0:
+        raise UsageError(f"--cluster {address}: the scheduler has no workers")
+    return workers
 
 
 def distributed_missing() -> str:
@@ -79,16 +138,80 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def relay_shard(module: str, cpus: list[int], in_name: str, out_name: str, log: str) -> int:
+# The generator's own libraries, stamped per shard host (the servers' are this machine's).
+GENERATOR_PACKAGES = ("picows", "uvloop", "hdrhistogram", "numpy", "psutil", "distributed")
+# A remote shard's relay reads its child's memory this often inside the window.
+RSS_EVERY_S = 0.25
+
+
+def shard_stamp() -> dict[str, Any]:
+    """The host a shard runs on, for meta.json: the fields ``compare`` and the gate weigh."""
+    import platform
+    from importlib import metadata
+
+    from bench.metrics.environment import cpu_flags_digest, cpu_model, git_state
+
+    packages: dict[str, str | None] = {}
+    for name in GENERATOR_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "host": socket.gethostname(), "cpu_model": cpu_model(),
+        "cpu_flags_sha256": cpu_flags_digest(), "cpu_count": os.cpu_count(),
+        "python": platform.python_version(), "packages": packages,
+        "harness": git_state(repo_root()),
+    }  # fmt: skip
+
+
+class _WindowUsage:
+    """A remote shard's CPU (of one core, percent) and peak RSS over its own window, read on
+    its own host by its relay: the coordinator's sampler sees only its own machine."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.done = threading.Event()
+        self.cpu_pct = float("nan")
+        self.rss_max_bytes = 0
+
+    def _cpu_s(self) -> float:
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
+
+    def watch(self, window_start_s: float, window_end_s: float) -> None:
+        """On a thread: sleep to the window's start (time.monotonic), read, sample RSS to its
+        end, read again."""
+        try:
+            time.sleep(max(0.0, window_start_s - time.monotonic()))
+            started, cpu_started = time.monotonic(), self._cpu_s()
+            while time.monotonic() < window_end_s:
+                self.rss_max_bytes = max(self.rss_max_bytes, self.process.memory_info().rss)
+                time.sleep(min(RSS_EVERY_S, max(0.0, window_end_s - time.monotonic())))
+            ended, cpu_ended = time.monotonic(), self._cpu_s()
+            if ended > started:
+                self.cpu_pct = 100 * (cpu_ended - cpu_started) / (ended - started)
+        except psutil.Error:  # the child exited: nothing to add to its report
+            pass
+        finally:
+            self.done.set()
+
+
+def relay_shard(
+    module: str, cpus: list[int], in_name: str, out_name: str, log: str, remote: bool = False
+) -> int:
     """The Dask task: run ``module`` as a child and relay its stdin and stdout lines through
     the queues ``in_name`` and ``out_name``; returns the child's exit status. The first line
-    out names the child's pid and host; ``""`` out means the child's stdout ended; ``None`` in
-    (or the child's exit) ends the relay."""
+    out stamps the child's pid and host (``shard_stamp``); ``""`` out means the child's stdout
+    ended; ``None`` in (or the child's exit) ends the relay. ``remote``: the start comes as
+    ``GO+ <delay_ns>``, turned into this host's clock, and the child's report gains
+    ``shard_cpu_pct`` and ``shard_rss_max_bytes`` over its window (``_WindowUsage``)."""
     from distributed import Queue as _Queue
 
     queue: Any = _Queue  # distributed is untyped
     inbox, outbox = queue(in_name), queue(out_name)
     env = child_environment()
+    os.makedirs(os.path.dirname(log) or ".", exist_ok=True)  # on another host, too
     with open(log, "ab") as stderr:
         child = subprocess.Popen(
             python_argv(module), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
@@ -98,16 +221,26 @@ def relay_shard(module: str, cpus: list[int], in_name: str, out_name: str, log: 
     if cpus:
         with contextlib.suppress(ProcessLookupError):
             os.sched_setaffinity(child.pid, cpus)
-    outbox.put(json.dumps({"event": "shard", "pid": child.pid, "host": socket.gethostname()}))
+    outbox.put(json.dumps({"event": "shard", "pid": child.pid, **shard_stamp()}))
     stdout = child.stdout
+    usage = _WindowUsage(child.pid) if remote else None
 
     def pump() -> None:
         for line in stdout:
-            outbox.put(line.decode())
+            text = line.decode()
+            if usage is not None and '"event": "report"' in text:
+                usage.done.wait(5.0)
+                report = json.loads(text)
+                report["shard_cpu_pct"], report["shard_rss_max_bytes"] = (
+                    usage.cpu_pct, usage.rss_max_bytes,
+                )  # fmt: skip
+                text = json.dumps(report) + "\n"
+            outbox.put(text)
         outbox.put("")
 
     pumping = threading.Thread(target=pump, name="wsbench-shard-out", daemon=True)
     pumping.start()
+    window = (0.0, 0.0)
     try:
         # No timeout on the wait (a timed-out get is logged as an error by the scheduler):
         # the coordinator always ends a shard with None, also when its generator exited, and
@@ -116,6 +249,17 @@ def relay_shard(module: str, cpus: list[int], in_name: str, out_name: str, log: 
             line = inbox.get()
             if line is None or child.poll() is not None:
                 break
+            if usage is not None and line.startswith("{") and window == (0.0, 0.0):
+                plan = json.loads(line)  # the plan: the window's length
+                window = (float(plan["warmup_s"]), float(plan["duration_s"]))
+            if usage is not None and line.startswith("GO+ "):
+                start_ns = time.monotonic_ns() + int(line.split()[1])
+                line = f"GO {start_ns}"
+                begin = start_ns / 1e9 + window[0]
+                threading.Thread(
+                    target=usage.watch, args=(begin, begin + window[1]), daemon=True,
+                    name="wsbench-shard-usage",
+                ).start()  # fmt: skip
             try:
                 child.stdin.write(line.encode() + b"\n")
                 child.stdin.flush()
@@ -135,15 +279,51 @@ def relay_shard(module: str, cpus: list[int], in_name: str, out_name: str, log: 
 
 @dataclass
 class DaskCluster:
-    """A LocalCluster on loopback for one ``wsbench run`` and its asynchronous client."""
+    """For one ``wsbench run``: a LocalCluster on loopback, or a client of the ``scheduler``
+    someone else runs, and the asynchronous client."""
 
     shards: int
+    scheduler: str = ""
     # distributed is untyped: its LocalCluster and asynchronous Client.
     cluster: Any = None
     client: Any = None
     addresses: tuple[str, ...] = ()
+    # Per worker address, its host's stamp (``shard_stamp``), for meta.json.
+    stamps: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def remote(self) -> bool:
+        """Its workers may be other machines (a scheduler someone else runs)."""
+        return bool(self.scheduler)
 
     async def start(self) -> None:
+        if self.remote:
+            await self._connect()
+        else:
+            await self._start_local()
+        stamps = await asyncio.wait_for(self.client.run(shard_stamp), CLUSTER_START_TIMEOUT_S)
+        self.stamps = dict(sorted(stamps.items()))
+
+    async def _connect(self) -> None:
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        import distributed
+
+        dask: Any = distributed
+        try:
+            self.client = await asyncio.wait_for(
+                dask.Client(self.scheduler, asynchronous=True, timeout=SCHEDULER_TIMEOUT_S),
+                SCHEDULER_TIMEOUT_S + 5,
+            )
+            await self.client.wait_for_workers(self.shards, timeout=CLUSTER_START_TIMEOUT_S)
+        except (TimeoutError, OSError) as exc:
+            await self.close()
+            raise RunFailed(
+                f"the Dask scheduler {self.scheduler} did not give {self.shards} workers: {exc}"
+            ) from exc
+        self.addresses = tuple(sorted(await self.worker_addresses()))
+
+    async def _start_local(self) -> None:
         # Dask's own warnings (a nanny restarting a worker that died) would interleave with
         # the progress lines; what they report, the cell's failure names. Workers read the
         # variable when they import dask.
@@ -179,9 +359,14 @@ class DaskCluster:
         return set(identity["workers"])
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "local", "shards": self.shards, "workers": list(self.addresses)}
+        kind = (
+            {"kind": "scheduler", "scheduler": self.scheduler} if self.remote else {"kind": "local"}
+        )
+        return {**kind, "shards": self.shards, "workers": list(self.addresses),
+                "hosts": self.stamps}  # fmt: skip
 
     async def close(self) -> None:
+        """Its own client, and the LocalCluster it started (never someone else's scheduler)."""
         if self.client is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.client.close(), 10.0)
@@ -200,9 +385,9 @@ def active() -> DaskCluster | None:
 
 
 @contextlib.asynccontextmanager
-async def running_cluster(shards: int) -> Any:
+async def running_cluster(shards: int, scheduler: str = "") -> Any:
     global _active
-    cluster = DaskCluster(shards)
+    cluster = DaskCluster(shards, scheduler)
     await cluster.start()
     _active = cluster
     try:
@@ -239,6 +424,29 @@ class DaskPool(WorkerPool):
     def pids(self) -> list[int]:
         return self.shard_pids
 
+    @property
+    def samples_locally(self) -> bool:
+        return not self.cluster.remote
+
+    async def go(self, start_ns: int | None = None) -> int:
+        """Shards on other hosts get a delay, turned into their own clock by their relay."""
+        if not self.cluster.remote:
+            return await super().go(start_ns)
+        delay_ns = int(REMOTE_START_DELAY_S * 1e9)
+        for index in range(len(self.pids)):
+            await self._write(index, f"GO+ {delay_ns}")
+        return time.monotonic_ns() + delay_ns
+
+    async def reports(self) -> list[WorkerReport]:
+        answers = await self.raw_reports()
+        if self.cluster.remote:
+            self.shard_usage = [
+                WindowUsage(float(a.pop("shard_cpu_pct", float("nan"))),
+                            int(a.pop("shard_rss_max_bytes", 0)), 2)
+                for a in answers
+            ]  # fmt: skip
+        return [WorkerReport.from_dict(answer) for answer in answers]
+
     def _name(self, index: int) -> str:
         address = self.addresses[index] if index < len(self.addresses) else "?"
         return f"generator shard {index} on Dask worker {address}"
@@ -269,10 +477,11 @@ class DaskPool(WorkerPool):
                 client.submit(
                     relay_shard,
                     self.module,
-                    sorted(self.cpus),
+                    [] if self.cluster.remote else sorted(self.cpus),
                     in_name,
                     out_name,
                     str(self.log_dir.resolve() / f"worker-{index}.log"),
+                    self.cluster.remote,
                     workers=[address],
                     allow_other_workers=False,
                     pure=False,
@@ -282,6 +491,19 @@ class DaskPool(WorkerPool):
         firsts = await asyncio.gather(*(self._first_line(i) for i in range(len(self.futures))))
         self.shard_pids = [int(f["pid"]) for f in firsts]
         self.hosts = [str(f["host"]) for f in firsts]
+
+    async def spawn_and_connect(self) -> float:
+        await self.spawn()
+        # The plans are known by now (a pool may be spawned before its server has a port).
+        target = urlsplit(self.plans[0].url).hostname if self.plans else None
+        here = socket.gethostname()
+        for index, host in enumerate(self.hosts):
+            if host != here and target is not None and is_loopback(target):
+                raise RunFailed(
+                    f"{self._name(index)} runs on {host}, which cannot reach this machine's "
+                    f"loopback ({target}): give --target a routable address and --allow-network"
+                )
+        return await super().spawn_and_connect()
 
     async def _first_line(self, index: int) -> dict[str, Any]:
         try:

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.errors import RunFailed
 from bench.load.plan import WorkerPlan, WorkerReport
+from bench.metrics.sampling import WindowUsage
 from bench.processes import python_argv, start_process, stop_process
 
 # Delay between the start signal and the first send, so that every worker has read it: an
@@ -46,6 +47,9 @@ class WorkerPool:
         self.cpus = cpus
         self.log_dir = log_dir
         self.processes: list[asyncio.subprocess.Process] = []
+        # The workers' CPU and memory as they read it themselves, where the harness's sampler
+        # cannot (shards on other hosts); [] when sampled here.
+        self.shard_usage: list[WindowUsage] = []
 
     @property
     def pids(self) -> list[int]:
@@ -85,6 +89,11 @@ class WorkerPool:
         connect_budget += sum(p.connections for p in self.plans) * 0.004
         answers = await self._gather_events("connected", connect_budget)
         return max(float(a["connect_s"]) for a in answers)
+
+    @property
+    def samples_locally(self) -> bool:
+        """Its workers' pids are this machine's, for the harness's sampler to read."""
+        return True
 
     async def go(self, start_ns: int | None = None) -> int:
         """Send the start signal; ``start_ns`` lets several pools share one start."""

@@ -31,6 +31,34 @@ from bench.errors import UsageError
         (["run", "--target", "ws://192.0.2.1:9/", "--protocol", "raw"], "not a loopback address"),
         (["run", "--target", "ws://127.0.0.1/", "--protocol", "raw"], "has no port"),
         (
+            [
+                "run",
+                "--target",
+                "ws://192.0.2.5:9/",
+                "--protocol",
+                "raw",
+                "--allow-network",
+                "192.0.2.0/30",
+            ],
+            "or 192.0.2.0/30 (--allow-network)",
+        ),
+        (
+            ["run", "--servers", "aiohttp", "--allow-network", "192.0.2.0/30"],
+            "--allow-network lets a --target",
+        ),
+        (
+            [
+                "run",
+                "--target",
+                "ws://127.0.0.1:9/",
+                "--protocol",
+                "raw",
+                "--allow-network",
+                "0.0.0.0/0",
+            ],
+            "not every address",
+        ),
+        (
             ["run", "--target", "ftp://127.0.0.1:21/", "--protocol", "raw"],
             "not a ws://, http://, wss://",
         ),

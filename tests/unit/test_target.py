@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from bench.errors import UsageError
-from bench.target import is_loopback, websocket_url
+from bench.target import is_allowed, is_loopback, parse_networks, websocket_url
 
 
 def test_loopback_addresses() -> None:
@@ -36,3 +36,25 @@ def test_websocket_url(url: str, protocol: str, expected: str) -> None:
 def test_remote_targets_are_refused() -> None:
     with pytest.raises(UsageError, match="loopback"):
         websocket_url("ws://192.0.2.1:9/", "raw")
+
+
+def test_allowed_networks_widen_loopback_for_a_run() -> None:
+    networks = parse_networks("--allow-network", "192.0.2.0/30, 2001:db8::/64")
+    assert networks == ("192.0.2.0/30", "2001:db8::/64")
+    assert is_allowed("192.0.2.1", networks) and is_allowed("2001:db8::5", networks)
+    assert is_allowed("127.0.0.1", networks)  # loopback always
+    assert not is_allowed("192.0.2.4", networks) and not is_allowed("198.51.100.1", networks)
+    assert websocket_url("ws://192.0.2.1:9/", "raw", networks) == "ws://192.0.2.1:9/"
+    with pytest.raises(UsageError, match=r"192.0.2.0/30, 2001:db8::/64 \(--allow-network\)"):
+        websocket_url("ws://192.0.2.9:9/", "raw", networks)
+    assert parse_networks("--allow-network", "10.1.2.3/24") == ("10.1.2.0/24",)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("10.0.0.0/33", "expected a network"), ("nowhere", "expected a network"),
+     ("0.0.0.0/0", "not every address"), ("::/0", "not every address")],
+)  # fmt: skip
+def test_malformed_or_boundless_networks_are_refused(value: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_networks("--allow-network", value)

@@ -6,12 +6,21 @@ import pytest
 
 from bench.cli import build_parser, resolve_cells
 from bench.errors import UsageError
-from bench.load.cluster import MAX_LOCAL_SHARDS, parse_cluster
+from bench.load.cluster import MAX_LOCAL_SHARDS, ClusterChoice, parse_cluster
 
 
 def test_local_n_is_n_shards() -> None:
-    assert parse_cluster("--cluster", "local:2") == 2
-    assert parse_cluster("--cluster", f"local:{MAX_LOCAL_SHARDS}") == MAX_LOCAL_SHARDS
+    assert parse_cluster("--cluster", "local:2") == ClusterChoice(local_shards=2)
+    assert parse_cluster("--cluster", f"local:{MAX_LOCAL_SHARDS}").local_shards == MAX_LOCAL_SHARDS
+
+
+def test_a_scheduler_on_loopback_or_an_allowed_network_is_its_address() -> None:
+    assert parse_cluster("--cluster", "tcp://127.0.0.1:8786") == ClusterChoice(
+        scheduler="tcp://127.0.0.1:8786"
+    )
+    assert parse_cluster("--cluster", "tcp://[::1]:8786").scheduler == "tcp://[::1]:8786"
+    allowed = parse_cluster("--cluster", "tcp://192.0.2.7:8786", ("192.0.2.0/24",))
+    assert allowed.scheduler == "tcp://192.0.2.7:8786"
 
 
 @pytest.mark.parametrize(
@@ -21,8 +30,11 @@ def test_local_n_is_n_shards() -> None:
         (f"local:{MAX_LOCAL_SHARDS + 1}", "from 1 to"),
         ("local", "expected local:N"),
         ("local:two", "expected local:N"),
-        ("ssh:2", "expected local:N"),
-        ("tcp://10.0.0.5:8786", "not supported yet"),
+        ("ssh:2", "expected local:N.*or tcp://HOST:PORT"),
+        ("tcp://192.0.2.7:8786", "not a loopback address.*--allow-network CIDR"),
+        ("tcp://127.0.0.1", "expected tcp://HOST:PORT"),
+        ("tcp://127.0.0.1:8786/x", "expected tcp://HOST:PORT"),
+        ("tls://127.0.0.1:8786", "TLS to a Dask scheduler is not supported"),
     ],
 )
 def test_bad_values_are_one_line(value: str, message: str) -> None:
