@@ -42,9 +42,23 @@ def compared_metrics(mode: str) -> list[str]:
     return [m.prefix for m in metrics if m.compared]
 
 
+def generator_hosts(meta: dict[str, Any]) -> list[str]:
+    """The distinct machines a --cluster run's shards ran on, by what moves results (CPU,
+    cores, Python, the generator's libraries), not by name or address; [] without shards."""
+    hosts = ((meta.get("cluster") or {}).get("hosts") or {}).values()
+    keys = ("cpu_model", "cpu_flags_sha256", "cpu_count", "python", "packages")
+    return sorted({repr({k: h.get(k) for k in keys}) for h in hosts})
+
+
 def stamp_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Human-readable lines, one per result-moving field that differs."""
+    """Human-readable lines, one per result-moving field that differs (the shards' machines
+    included)."""
     found = []
+    if generator_hosts(old) != generator_hosts(new):
+        found.append(
+            f"cluster.hosts: {len(generator_hosts(old))} kind(s) of shard machine -> "
+            f"{len(generator_hosts(new))}, or other CPUs or libraries"
+        )
     for section, key in RESULT_MOVING_FIELDS:
         old_section, new_section = old.get(section) or {}, new.get(section) or {}
         if key is not None:

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from bench import modes
+from bench.analyze.compare import generator_hosts
 from bench.analyze.summary import CELL_KEYS
 from bench.catalog import SERVERS, raw_servers
 from bench.gate.thresholds import Thresholds, metric_columns
@@ -113,7 +114,9 @@ class GateResult:
 
 
 def fingerprint(meta: dict[str, Any]) -> dict[str, Any]:
-    return {f"{s}.{k}": (meta.get(s) or {}).get(k) for s, k in FINGERPRINT_FIELDS}
+    found = {f"{s}.{k}": (meta.get(s) or {}).get(k) for s, k in FINGERPRINT_FIELDS}
+    # A --cluster run's generator ran on its shards' machines too (bench.analyze.compare).
+    return {**found, "cluster.hosts": generator_hosts(meta)}
 
 
 def fingerprint_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -1,10 +1,17 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 
-from bench.analyze.compare import SINGLE_PASS, deltas, stamp_differences, verdict
+from bench.analyze.compare import (
+    SINGLE_PASS,
+    deltas,
+    generator_hosts,
+    stamp_differences,
+    verdict,
+)
 
 META = {
     "machine": {"cpu_model": "X", "cpu_count": 2, "governor": None, "hostname": "a"},
@@ -83,3 +90,17 @@ def test_deltas_add_direction_and_verdict_without_changing_the_other_columns() -
     latency = table[table["metric"] == "p99"]
     assert set(latency["better"]) == {"lower"}
     assert set(latency["verdict"]) == {"not distinguishable"}
+
+
+def test_shards_on_other_machines_are_a_stamp_difference() -> None:
+    def with_hosts(*cpus: str) -> dict[str, Any]:
+        hosts = {f"tcp://10.0.0.{i}:4000{i}": {"host": f"h{i}", "cpu_model": cpu, "cpu_count": 8,
+                 "python": "3.11.7", "packages": {"picows": "1.0"}}
+                 for i, cpu in enumerate(cpus)}  # fmt: skip
+        return {**META, "cluster": {"kind": "scheduler", "hosts": hosts}}
+
+    # Other addresses and names, the same machines: comparable.
+    assert stamp_differences(with_hosts("EPYC", "EPYC"), with_hosts("EPYC", "EPYC")) == []
+    assert generator_hosts(with_hosts("EPYC", "EPYC")) == generator_hosts(with_hosts("EPYC"))
+    differences = stamp_differences(with_hosts("EPYC"), with_hosts("EPYC", "Xeon"))
+    assert differences and differences[0].startswith("cluster.hosts")

@@ -368,3 +368,15 @@ def test_a_stamp_without_cpu_flags_leaves_counts_unjudged_but_the_machine_the_sa
                   COUNTS)  # fmt: skip
     assert result.mode == MODE_ABSOLUTE and result.passed
     assert any("cpu_flags_sha256 None -> 'aaaa'" in note for note in result.notes)
+
+
+def test_a_generator_on_other_shard_machines_is_another_machine() -> None:
+    sharded = copy.deepcopy(META)
+    sharded["cluster"] = {
+        "kind": "scheduler",
+        "hosts": {
+            "tcp://10.0.0.2:40001": {"cpu_model": "Xeon", "cpu_count": 32, "python": "3.11.7"}
+        },
+    }
+    result = run_gate(frame(cell()), frame(cell()), sharded)
+    assert result.mode == MODE_NORMALISED and "cluster.hosts" in result.mode_note
