@@ -104,14 +104,21 @@ def parse_cluster(option: str, value: str, networks: tuple[str, ...] = ()) -> Cl
     return ClusterChoice(local_shards=int(count))
 
 
-def scheduler_workers(address: str, timeout_s: float = SCHEDULER_TIMEOUT_S) -> int:
-    """How many workers the scheduler at ``address`` has now; one line (UsageError) when it
-    does not answer within ``timeout_s`` or has none."""
+def _distributed() -> Any:
+    """Dask distributed (untyped), its log quiet: its own warnings (a nanny restarting a
+    worker that died) would interleave with the progress lines, and what they report the
+    cell's failure names. LocalCluster workers read the variable when they import dask."""
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     logging.getLogger("distributed").setLevel(logging.ERROR)
     import distributed
 
-    dask: Any = distributed
+    return distributed
+
+
+def scheduler_workers(address: str, timeout_s: float = SCHEDULER_TIMEOUT_S) -> int:
+    """How many workers the scheduler at ``address`` has now; one line (UsageError) when it
+    does not answer within ``timeout_s`` or has none."""
+    dask = _distributed()
     try:
         with dask.Client(address, timeout=timeout_s) as client:
             workers = len(client.scheduler_info()["workers"])
@@ -147,21 +154,15 @@ RSS_EVERY_S = 0.25
 def shard_stamp() -> dict[str, Any]:
     """The host a shard runs on, for meta.json: the fields ``compare`` and the gate weigh."""
     import platform
-    from importlib import metadata
 
-    from bench.metrics.environment import cpu_flags_digest, cpu_model, git_state
+    from bench.metrics import environment as here
 
-    packages: dict[str, str | None] = {}
-    for name in GENERATOR_PACKAGES:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
     return {
-        "host": socket.gethostname(), "cpu_model": cpu_model(),
-        "cpu_flags_sha256": cpu_flags_digest(), "cpu_count": os.cpu_count(),
-        "python": platform.python_version(), "packages": packages,
-        "harness": git_state(repo_root()),
+        "host": socket.gethostname(), "cpu_model": here.cpu_model(),
+        "cpu_flags_sha256": here.cpu_flags_digest(), "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "packages": here.distribution_versions(GENERATOR_PACKAGES),
+        "harness": here.git_state(repo_root()),
     }  # fmt: skip
 
 
@@ -305,11 +306,7 @@ class DaskCluster:
         self.stamps = dict(sorted(stamps.items()))
 
     async def _connect(self) -> None:
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
-        logging.getLogger("distributed").setLevel(logging.ERROR)
-        import distributed
-
-        dask: Any = distributed
+        dask = _distributed()
         try:
             self.client = await asyncio.wait_for(
                 dask.Client(self.scheduler, asynchronous=True, timeout=SCHEDULER_TIMEOUT_S),
@@ -324,14 +321,7 @@ class DaskCluster:
         self.addresses = tuple(sorted(await self.worker_addresses()))
 
     async def _start_local(self) -> None:
-        # Dask's own warnings (a nanny restarting a worker that died) would interleave with
-        # the progress lines; what they report, the cell's failure names. Workers read the
-        # variable when they import dask.
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
-        logging.getLogger("distributed").setLevel(logging.ERROR)
-        import distributed
-
-        dask: Any = distributed
+        dask = _distributed()
         try:
             self.cluster = await asyncio.wait_for(
                 dask.LocalCluster(

@@ -60,15 +60,21 @@ def libc_version() -> str:
     return f"{name} {version}".strip() or "unknown"
 
 
-def package_versions() -> dict[str, str | None]:
-    """Python distributions by name, npm packages as ``npm:NAME`` and Node.js itself as
-    ``node`` (None: not installed)."""
+def distribution_versions(names: tuple[str, ...]) -> dict[str, str | None]:
+    """Installed versions of these Python distributions (None: not installed)."""
     versions: dict[str, str | None] = {}
-    for name in HOT_PATH_PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    return versions
+
+
+def package_versions() -> dict[str, str | None]:
+    """Python distributions by name, npm packages as ``npm:NAME`` and Node.js itself as
+    ``node`` (None: not installed)."""
+    versions = distribution_versions(HOT_PATH_PACKAGES)
     for info in SERVERS.values():
         prefix = "npm:" if info.runtime == "node" else ""
         versions.update({prefix + k: v for k, v in info.versions().items()})
