@@ -144,6 +144,11 @@ class Layout:
             # The current folder, whatever it is, is not put on sys.path.
             "PYTHONSAFEPATH": "1",
             "PYTHONHASHSEED": HASH_SEED,
+            # Every module compiled from its source, none read from a .pyc or written to one:
+            # a .pyc holds the path it was compiled at (another checkout's, or the real one
+            # behind the link), and its strings moved the count (below).
+            "PYTHONPYCACHEPREFIX": str(self.folder / "no-bytecode"),
+            "PYTHONDONTWRITEBYTECODE": "1",
             "OPENBLAS_NUM_THREADS": "1",
             **settings,
         }
