@@ -261,6 +261,8 @@ class ManagedServer:
             if listener is not None:
                 where = ["--port", str(listener.getsockname()[1]),
                          "--listen-fd", str(listener.fileno())]  # fmt: skip
+            if self.wrap is not None and self.wrap.prepare is not None:
+                await self.wrap.prepare(self._command())
             argv = [*self.wrapper, *self._command(), "--host", LOOPBACK, *where,
                     "--loop", self.loop]  # fmt: skip
             if self.transports:

@@ -37,13 +37,16 @@ class ServerWrap:
 
     ``env`` is added to the server's environment, or, with ``whole_env``, is all of it. For the
     harness's own servers, ``python`` replaces the interpreter's path ("" keeps it);
-    ``cleanup`` runs once the server has stopped."""
+    ``prepare`` runs before each start with the server's command; ``cleanup`` runs once the
+    server has stopped."""
 
     argv: list[str]
     env: dict[str, str]
     python: str = ""
     whole_env: bool = False
     cleanup: Callable[[], None] | None = None
+    # Run before each start of the harness's own servers, given the server's command.
+    prepare: Callable[[list[str]], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)

@@ -60,10 +60,11 @@ def test_quick_suite_fits_its_budget() -> None:
 
 
 def test_default_suite_fits_its_budget() -> None:
-    # make bench: at most 10 minutes, with some room for a slow day (bench.plan_time's model;
-    # on a fresh clone, 2026-11-22, the suite took 561 s where the model said 561 s).
+    # make bench: at most 10 minutes (bench.plan_time's model; on a fresh clone, 2026-11-22,
+    # the suite took 561 s where the model said 561 s; 2026-12-03, 486 s where it said 584 s,
+    # the model 20% pessimistic since: its planned time is the bound, the real one has room).
     suite = load_suite("default")
-    assert planned_run_s(expand(suite.entries, suite.repeat)) <= 585
+    assert planned_run_s(expand(suite.entries, suite.repeat)) <= 600
 
 
 def test_closed_loop_cells_are_time_sliced_by_default_and_open_loop_never() -> None:
