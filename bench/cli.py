@@ -517,7 +517,8 @@ def _allowed_networks(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _network(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
-    """--allow-network: only for a --target, which it lets lie beyond loopback."""
+    """--allow-network: only for a --target or a --cluster tcp:// scheduler, which it lets
+    lie beyond loopback."""
     networks = _allowed_networks(args)
     if not networks:
         return cells
@@ -532,7 +533,8 @@ def _network(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
 
 
 def _cluster(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
-    """--cluster local:N: every cell's generator as N Dask shards, not time-sliced."""
+    """--cluster local:N or tcp://HOST:PORT: every cell's generator as Dask shards (N, or
+    one per worker of the scheduler, or --workers of them), not time-sliced."""
     value = getattr(args, "cluster", None)
     if value is None:
         return cells

@@ -19,9 +19,6 @@ from bench.protocol.socketio import ENGINEIO_VERSION
 SOCKETIO_PATH = "/socket.io/"
 
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
 def parse_networks(option: str, value: str) -> tuple[str, ...]:
     """``--allow-network 10.0.0.0/24,fd00::/64`` -> the networks, normalised; one line
     (UsageError) for a malformed one or one that is every address."""
@@ -47,8 +44,7 @@ def _addresses(host: str) -> set[str]:
 
 def is_loopback(host: str) -> bool:
     """True when every address ``host`` resolves to is a loopback address."""
-    addresses = _addresses(host)
-    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+    return is_allowed(host)
 
 
 def is_allowed(host: str, networks: Sequence[str] = ()) -> bool:

@@ -50,6 +50,23 @@ def generator_hosts(meta: dict[str, Any]) -> list[str]:
     return sorted({repr({k: h.get(k) for k in keys}) for h in hosts})
 
 
+def field_differences(
+    old: dict[str, Any], new: dict[str, Any], fields: list[tuple[str, str | None]]
+) -> list[tuple[str, Any, Any]]:
+    """``(section.key, old value, new value)`` for each of ``fields`` that differs; a key of
+    None walks the whole section. A field one stamp lacks reads None there."""
+    found = []
+    for section, key in fields:
+        old_section, new_section = old.get(section) or {}, new.get(section) or {}
+        names = [key] if key is not None else sorted(set(old_section) | set(new_section))
+        found += [
+            (f"{section}.{name}", old_section.get(name), new_section.get(name))
+            for name in names
+            if old_section.get(name) != new_section.get(name)
+        ]
+    return found
+
+
 def stamp_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Human-readable lines, one per result-moving field that differs (the shards' machines
     included)."""
@@ -59,19 +76,10 @@ def stamp_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             f"cluster.hosts: {len(generator_hosts(old))} kind(s) of shard machine -> "
             f"{len(generator_hosts(new))}, or other CPUs or libraries"
         )
-    for section, key in RESULT_MOVING_FIELDS:
-        old_section, new_section = old.get(section) or {}, new.get(section) or {}
-        if key is not None:
-            if old_section.get(key) != new_section.get(key):
-                found.append(
-                    f"{section}.{key}: {old_section.get(key)!r} -> {new_section.get(key)!r}"
-                )
-            continue
-        for name in sorted(set(old_section) | set(new_section)):
-            if old_section.get(name) != new_section.get(name):
-                found.append(
-                    f"{section}.{name}: {old_section.get(name)!r} -> {new_section.get(name)!r}"
-                )
+    found += [
+        f"{name}: {before!r} -> {after!r}"
+        for name, before, after in field_differences(old, new, RESULT_MOVING_FIELDS)
+    ]
     return found
 
 

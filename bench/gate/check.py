@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from bench import modes
-from bench.analyze.compare import generator_hosts
+from bench.analyze.compare import field_differences, generator_hosts
 from bench.analyze.summary import CELL_KEYS
 from bench.catalog import SERVERS, raw_servers
 from bench.gate.thresholds import Thresholds, metric_columns
@@ -134,16 +134,10 @@ def fingerprint_differences(old: dict[str, Any], new: dict[str, Any]) -> list[st
 def count_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between two stamps that moves instruction counts (a field a stamp lacks
     differs: nothing says it matched); [] when counts are comparable."""
-    found = []
-    for section, key in COUNT_FINGERPRINT_FIELDS:
-        old_section, new_section = old.get(section) or {}, new.get(section) or {}
-        names = [key] if key is not None else sorted(set(old_section) | set(new_section))
-        found += [
-            f"{section}.{name} {old_section.get(name)!r} -> {new_section.get(name)!r}"
-            for name in names
-            if old_section.get(name) != new_section.get(name)
-        ]
-    return found
+    return [
+        f"{name} {before!r} -> {after!r}"
+        for name, before, after in field_differences(old, new, COUNT_FINGERPRINT_FIELDS)
+    ]
 
 
 def ceiling_drift(baseline_meta: dict[str, Any], current_meta: dict[str, Any]) -> float:

@@ -203,7 +203,7 @@ def relay_shard(
 ) -> int:
     """The Dask task: run ``module`` as a child and relay its stdin and stdout lines through
     the queues ``in_name`` and ``out_name``; returns the child's exit status. The first line
-    out stamps the child's pid and host (``shard_stamp``); ``""`` out means the child's stdout
+    out names the child's pid and host; ``""`` out means the child's stdout
     ended; ``None`` in (or the child's exit) ends the relay. ``remote``: the start comes as
     ``GO+ <delay_ns>``, turned into this host's clock, and the child's report gains
     ``shard_cpu_pct`` and ``shard_rss_max_bytes`` over its window (``_WindowUsage``)."""
@@ -222,7 +222,8 @@ def relay_shard(
     if cpus:
         with contextlib.suppress(ProcessLookupError):
             os.sched_setaffinity(child.pid, cpus)
-    outbox.put(json.dumps({"event": "shard", "pid": child.pid, **shard_stamp()}))
+    # The host's full stamp was taken once, when the cluster started (DaskCluster.start).
+    outbox.put(json.dumps({"event": "shard", "pid": child.pid, "host": socket.gethostname()}))
     stdout = child.stdout
     usage = _WindowUsage(child.pid) if remote else None
 
